@@ -1,0 +1,26 @@
+"""spadenorm: spatially-adaptive and conditional normalization (SPADE, CLADE, AdaIN, conditional BN) for PyTorch.
+
+``import spadenorm`` touches neither CUDA nor Triton; kernels are chosen per call by the backend switch.
+"""
+
+from . import functional
+from ._backend import BackendUnavailableError, get_backend, set_backend, use_backend
+from ._version import __version__
+from .migration import SpadeConfig, parse_spade_config
+from .modules import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d, ParamFreeNorm
+
+__all__ = [
+    "CLADE",
+    "SPADE",
+    "AdaIN",
+    "BackendUnavailableError",
+    "ConditionalBatchNorm2d",
+    "ParamFreeNorm",
+    "SpadeConfig",
+    "__version__",
+    "functional",
+    "get_backend",
+    "parse_spade_config",
+    "set_backend",
+    "use_backend",
+]

@@ -1,0 +1,128 @@
+"""Conditional batch normalization (de Vries et al. 2017; Miyato and Koyama 2018)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .. import _validation
+from ..functional import modulated_norm
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    r"""Batch norm whose scale and shift come from a condition: :math:`y = \hat{x} (1 + \gamma(y)) + \beta(y)`.
+
+    With ``num_classes``, gamma and beta are rows of an embedding indexed by class ids (N,); with ``cond_dim``, a
+    linear projection of condition vectors (N, cond_dim). Both start at zero, so a fresh layer is plain batch norm.
+    Buffers and the train/eval behaviour follow ``torch.nn.BatchNorm2d(affine=False)``.
+
+    Args:
+        num_features: C.
+        num_classes: number of classes, for class-id conditions (give exactly one of ``num_classes``, ``cond_dim``).
+        cond_dim: size of condition vectors.
+        eps, momentum, track_running_stats: as in ``torch.nn.BatchNorm2d``.
+
+    Example:
+        >>> import torch
+        >>> from spadenorm import ConditionalBatchNorm2d
+        >>> layer = ConditionalBatchNorm2d(16, num_classes=10)
+        >>> layer(torch.randn(4, 16, 8, 8), torch.tensor([0, 3, 3, 9])).shape
+        torch.Size([4, 16, 8, 8])
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int | None = None,
+        cond_dim: int | None = None,
+        *,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        track_running_stats: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if (num_classes is None) == (cond_dim is None):
+            raise ValueError(
+                f"give exactly one of num_classes and cond_dim, got num_classes={num_classes}, cond_dim={cond_dim}"
+            )
+        for name, value in (("num_features", num_features), ("num_classes", num_classes), ("cond_dim", cond_dim)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        factory = {"device": device, "dtype": dtype}
+        self.num_features = num_features
+        self.num_classes = num_classes
+        self.cond_dim = cond_dim
+        self.eps = _validation.check_eps(eps)
+        self.momentum = _validation.check_momentum(momentum)
+        self.track_running_stats = track_running_stats
+        if num_classes is not None:
+            self.embedding = nn.Embedding(num_classes, 2 * num_features, **factory)
+        else:
+            self.projection = nn.Linear(cond_dim, 2 * num_features, **factory)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_var", torch.ones(num_features, **factory))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1.0)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        """Zero the condition mapping (identity modulation) and reset the running statistics."""
+        self.reset_running_stats()
+        layer = self.embedding if self.num_classes is not None else self.projection
+        nn.init.zeros_(layer.weight)
+        if getattr(layer, "bias", None) is not None:
+            nn.init.zeros_(layer.bias)
+
+    def _modulation(self, y: Tensor, batch: int) -> Tensor:
+        if not isinstance(y, Tensor):
+            raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+        if self.num_classes is not None:
+            if y.is_floating_point() or y.dtype == torch.bool or y.dim() != 1 or y.shape[0] != batch:
+                raise ValueError(f"y must be integer class ids of shape ({batch},), got {y.dtype} {tuple(y.shape)}")
+            _validation.check_label_range(y, self.num_classes, "y")
+            return self.embedding(y)
+        if not y.is_floating_point() or y.dim() != 2 or tuple(y.shape) != (batch, self.cond_dim):
+            raise ValueError(
+                f"y must be floating-point condition vectors of shape ({batch}, {self.cond_dim}), "
+                f"got {y.dtype} {tuple(y.shape)}"
+            )
+        return self.projection(y)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        _validation.check_input(x)
+        if x.dim() != 4 or x.shape[1] != self.num_features:
+            raise ValueError(f"x must have shape (N, {self.num_features}, H, W), got {tuple(x.shape)}")
+        gamma, beta = self._modulation(y, x.shape[0]).unflatten(1, (2, self.num_features, 1, 1)).unbind(1)
+        # As torch.nn.BatchNorm2d: batch statistics in training or without running stats, else the running ones.
+        use_running = not self.training or self.track_running_stats
+        return modulated_norm(
+            x,
+            gamma,
+            beta,
+            norm="batch",
+            eps=self.eps,
+            momentum=self.momentum,
+            training=self.training or not self.track_running_stats,
+            running_mean=self.running_mean if use_running else None,
+            running_var=self.running_var if use_running else None,
+            num_batches_tracked=self.num_batches_tracked if use_running else None,
+        )
+
+    def extra_repr(self) -> str:
+        cond = f"num_classes={self.num_classes}" if self.num_classes is not None else f"cond_dim={self.cond_dim}"
+        return (
+            f"{self.num_features}, {cond}, eps={self.eps}, momentum={self.momentum}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
