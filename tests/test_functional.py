@@ -1,0 +1,183 @@
+"""modulated_norm against torch's own norms and the float64 reference, over shapes, dtypes and layouts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import DTYPES, TORCH_TOL, assert_within_bound
+from hypothesis import given
+from hypothesis import strategies as st
+
+from spadenorm.functional import modulated_norm
+from spadenorm.reference import modulated_norm_reference
+
+NORMS = ["instance", "batch", "sync_batch", "group", "layer", "none"]
+MODULATIONS = ["none", "spatial", "per_sample_channel", "per_channel", "channel_vector", "row_broadcast"]
+
+
+def modulation(kind: str, shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor | None:
+    n, c, *spatial = shape
+    ones = [1] * len(spatial)
+    shapes = {
+        "spatial": shape,
+        "per_sample_channel": (n, c, *ones),
+        "per_channel": (1, c, *ones),
+        "channel_vector": (c,),
+        "row_broadcast": (1, c, *spatial[:-1], 1),  # broadcasts over N and the last spatial dim
+    }
+    if kind == "none":
+        return None
+    return torch.randn(shapes[kind], generator=gen, dtype=torch.float64).to(dtype)
+
+
+@st.composite
+def cases(draw, norms=NORMS, dtypes=DTYPES):
+    norm = draw(st.sampled_from(norms))
+    rank = draw(st.sampled_from([3, 4, 4, 4, 5]))
+    n = draw(st.integers(1, 4))
+    c = draw(st.integers(1, 9))
+    spatial = [draw(st.integers(1, 7)) for _ in range(rank - 2)]
+    count = {"instance": math.prod(spatial), "batch": n * math.prod(spatial), "sync_batch": n * math.prod(spatial)}
+    if count.get(norm, 2) < 2:  # torch refuses statistics over one value in training
+        spatial[-1] += 1
+    groups = None
+    if norm == "group":
+        groups = draw(st.sampled_from([g for g in range(1, c + 1) if c % g == 0]))
+    return {
+        "shape": (n, c, *spatial),
+        "norm": norm,
+        "num_groups": groups,
+        "dtype": draw(st.sampled_from(dtypes)),
+        "channels_last": rank == 4 and draw(st.booleans()),
+        "gamma": draw(st.sampled_from(MODULATIONS)),
+        "beta": draw(st.sampled_from(MODULATIONS)),
+        "seed": draw(st.integers(0, 2**16)),
+        "offset": draw(st.sampled_from([0.0, 3.0, -50.0])),  # large means stress the centred variance
+    }
+
+
+def make_inputs(case):
+    gen = torch.Generator().manual_seed(case["seed"])
+    x = (torch.randn(case["shape"], generator=gen, dtype=torch.float64) + case["offset"]).to(case["dtype"])
+    if case["channels_last"]:
+        x = x.to(memory_format=torch.channels_last)
+    gamma = modulation(case["gamma"], case["shape"], case["dtype"], gen)
+    beta = modulation(case["beta"], case["shape"], case["dtype"], gen)
+    return x, gamma, beta
+
+
+def kwargs(case):
+    return {"norm": case["norm"], "num_groups": case["num_groups"]}
+
+
+def torch_norm(x: torch.Tensor, norm: str, num_groups: int | None) -> torch.Tensor:
+    """torch's own kernels for each statistics kind."""
+    if norm == "instance":
+        return F.instance_norm(x)
+    if norm in ("batch", "sync_batch"):
+        return F.batch_norm(x, None, None, training=True)
+    if norm == "group":
+        return F.group_norm(x, num_groups)
+    if norm == "layer":
+        return F.layer_norm(x, x.shape[1:])
+    return x
+
+
+def explicit_modulation(x_hat, gamma, beta):
+    c_shape = (1, -1) + (1,) * (x_hat.dim() - 2)
+    if gamma is not None:
+        x_hat = x_hat * (1 + (gamma.reshape(c_shape) if gamma.dim() == 1 else gamma))
+    if beta is not None:
+        x_hat = x_hat + (beta.reshape(c_shape) if beta.dim() == 1 else beta)
+    return x_hat
+
+
+@given(cases(dtypes=[torch.float32, torch.float64]))
+def test_forward_matches_torch_norms(case):
+    x, gamma, beta = make_inputs(case)
+    y = modulated_norm(x, gamma, beta, **kwargs(case))
+    expected = explicit_modulation(torch_norm(x, case["norm"], case["num_groups"]), gamma, beta)
+    tol = TORCH_TOL[case["dtype"]]
+    scale = 1 + abs(case["offset"]) * (case["norm"] == "none")
+    torch.testing.assert_close(y, expected, atol=tol["atol"] * scale, rtol=tol["rtol"])
+
+
+@given(cases())
+def test_forward_and_gradients_within_reference_bound(case):
+    x, gamma, beta = make_inputs(case)
+    inputs = [t for t in (x, gamma, beta) if t is not None]
+    for t in inputs:
+        t.requires_grad_(True)
+    y = modulated_norm(x, gamma, beta, **kwargs(case))
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(case["seed"] + 1), dtype=torch.float64)
+    grads = torch.autograd.grad(y, inputs, dy.to(y.dtype))
+
+    ref64 = modulated_norm_reference(x, gamma, beta, upcast=True, **kwargs(case))
+    grads64 = torch.autograd.grad(ref64, inputs, dy)
+    ref_lowp = modulated_norm_reference(x, gamma, beta, upcast=False, **kwargs(case))
+    grads_lowp = torch.autograd.grad(ref_lowp, inputs, dy.to(ref_lowp.dtype))
+
+    assert_within_bound(y, ref64, ref_lowp, "y")
+    for name, g, g64, glp in zip(("x", "gamma", "beta"), grads, grads64, grads_lowp, strict=False):
+        assert_within_bound(g, g64.to(torch.float64), glp, f"d{name}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("norm", NORMS)
+def test_output_dtype_shape_and_memory_format(norm, dtype):
+    x = torch.randn(2, 4, 5, 6, dtype=dtype).to(memory_format=torch.channels_last)
+    gamma = torch.randn(2, 4, 5, 6, dtype=dtype)  # a contiguous map must not change the output's layout
+    y = modulated_norm(x, gamma, gamma, norm=norm, num_groups=2 if norm == "group" else None)
+    assert y.dtype == dtype
+    assert y.shape == x.shape
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_mixed_dtypes_follow_type_promotion():
+    """Under autocast a conv can hand bf16 gamma/beta to an fp32 x: the result is fp32, as the original formula."""
+    x = torch.randn(2, 3, 4, 4)
+    gamma = torch.randn(2, 3, 4, 4, dtype=torch.bfloat16)
+    y = modulated_norm(x, gamma, gamma)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, F.instance_norm(x) * (1 + gamma.float()) + gamma.float())
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch", "group", "layer"])
+def test_constant_input_normalizes_to_zero(norm):
+    """Zero variance: rstd = 1/sqrt(eps) times a (rounding-level) deviation, so beta is left; no NaN.
+
+    The rounding of the fp32 mean (a few ulp of 7.25) is amplified by rstd = 316, hence atol 1e-3.
+    """
+    x = torch.full((2, 4, 3, 3), 7.25, requires_grad=True)
+    beta = torch.randn(2, 4, 3, 3)
+    y = modulated_norm(x, torch.randn(2, 4, 3, 3), beta, norm=norm, num_groups=2 if norm == "group" else None)
+    torch.testing.assert_close(y, beta, atol=1e-3, rtol=0)
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_batch_norm_with_one_spatial_element():
+    """H*W = 1 is fine for batch statistics as long as N > 1 (the SPADE generator's 1x1 layers at small crops)."""
+    x = torch.randn(5, 3, 1, 1, dtype=torch.float64)
+    torch.testing.assert_close(modulated_norm(x, norm="batch"), F.batch_norm(x, None, None, training=True))
+
+
+def test_zero_eps_and_large_eps():
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    for eps in (0.0, 10.0):
+        torch.testing.assert_close(modulated_norm(x, eps=eps), F.instance_norm(x, eps=eps))
+
+
+def test_non_contiguous_input_and_gradient():
+    """A transposed x and a non-contiguous incoming gradient give the same results as dense ones."""
+    base = torch.randn(2, 3, 7, 5, dtype=torch.float64)
+    x = base.transpose(2, 3).requires_grad_(True)  # (2, 3, 5, 7), non-contiguous
+    x_dense = x.detach().contiguous().requires_grad_(True)
+    gamma = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    dy = torch.randn(2, 3, 7, 5, dtype=torch.float64).transpose(2, 3)
+    modulated_norm(x, gamma, norm="group", num_groups=3).backward(dy)
+    modulated_norm(x_dense, gamma, norm="group", num_groups=3).backward(dy.contiguous())
+    torch.testing.assert_close(x.grad, x_dense.grad)
