@@ -1,0 +1,85 @@
+"""Running statistics follow torch.nn.BatchNorm2d exactly, step by step, including momentum=None."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spadenorm import ConditionalBatchNorm2d, ParamFreeNorm
+from spadenorm.functional import modulated_norm
+
+
+@pytest.mark.parametrize("momentum", [0.1, None, 0.0, 1.0])
+@pytest.mark.parametrize("norm", ["batch", "sync_batch"])
+def test_param_free_norm_tracks_like_batchnorm2d(norm, momentum):
+    torch.manual_seed(0)
+    ours = ParamFreeNorm(5, norm, momentum=momentum)
+    theirs = torch.nn.BatchNorm2d(5, affine=False, momentum=momentum)
+    for step in range(4):
+        x = torch.randn(3, 5, 4, 6) * (step + 1) + step
+        torch.testing.assert_close(ours(x), theirs(x))
+        torch.testing.assert_close(ours.running_mean, theirs.running_mean, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ours.running_var, theirs.running_var, rtol=1e-6, atol=1e-7)
+        assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == step + 1
+    ours.eval()
+    theirs.eval()
+    x = torch.randn(2, 5, 3, 3)
+    torch.testing.assert_close(ours(x), theirs(x))
+    assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_conditional_batchnorm_tracks_like_batchnorm2d(momentum):
+    torch.manual_seed(0)
+    ours = ConditionalBatchNorm2d(4, num_classes=3, momentum=momentum)
+    theirs = torch.nn.BatchNorm2d(4, affine=False, momentum=momentum)
+    y = torch.tensor([0, 2])
+    for _ in range(3):
+        x = 2 + torch.randn(2, 4, 5, 5)
+        torch.testing.assert_close(ours(x, y), theirs(x))  # zero-initialised modulation: plain BN
+    torch.testing.assert_close(ours.running_mean, theirs.running_mean)
+    torch.testing.assert_close(ours.running_var, theirs.running_var)
+    ours.eval()
+    theirs.eval()
+    x = torch.randn(2, 4, 5, 5)
+    torch.testing.assert_close(ours(x, y), theirs(x))
+
+
+def test_conditional_batchnorm_without_running_stats_uses_batch_stats_in_eval():
+    ours = ConditionalBatchNorm2d(4, cond_dim=7, track_running_stats=False).eval()
+    assert ours.running_mean is None
+    x = torch.randn(3, 4, 5, 5)
+    torch.testing.assert_close(ours(x, torch.randn(3, 7)), F.batch_norm(x, None, None, training=True))
+
+
+def test_functional_eval_uses_running_stats_and_gradients_treat_them_as_constants():
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    rm, rv = torch.randn(4, dtype=torch.float64), torch.rand(4, dtype=torch.float64) + 0.5
+    y = modulated_norm(x, norm="batch", running_mean=rm, running_var=rv, training=False)
+    expected = F.batch_norm(x, rm, rv, training=False)
+    torch.testing.assert_close(y, expected)
+    (dx,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(dx, (1 / (rv + 1e-5).sqrt()).reshape(1, 4, 1, 1).expand_as(x))
+
+
+def test_running_stats_in_another_dtype_than_the_input():
+    """fp64 activations with fp32 buffers take the general path; it must match torch's update formula."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64) * 3 + 1
+    rm, rv = torch.zeros(3), torch.ones(3)
+    modulated_norm(x, norm="batch", running_mean=rm, running_var=rv, momentum=0.25)
+    var, mean = torch.var_mean(x, dim=(0, 2, 3))
+    torch.testing.assert_close(rm, (0.25 * mean).float())
+    torch.testing.assert_close(rv, (0.75 + 0.25 * var).float())
+
+
+def test_one_value_per_channel_in_training_raises_torchs_error():
+    x = torch.randn(1, 3, 1, 1)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training") as ours:
+        modulated_norm(x, norm="batch")
+    with pytest.raises(ValueError) as theirs:
+        F.batch_norm(x, None, None, training=True)
+    assert str(ours.value) == str(theirs.value)
+    # Eval mode with running statistics is fine, as in torch.
+    modulated_norm(x, norm="batch", running_mean=torch.zeros(3), running_var=torch.ones(3), training=False)
