@@ -102,12 +102,17 @@ def _row_stats(x: Tensor, groups: int, eps: float) -> tuple[Tensor, Tensor, Tens
     only; x_hat is then formed in x's own memory format.
     """
     n = x.shape[0]
-    rows = x.reshape(1, n * groups, -1)
-    x_hat, mean, rstd = torch.native_batch_norm(rows, None, None, None, None, True, 0.0, eps)
-    mean, rstd = per_channel(mean.reshape(n, groups), x), per_channel(rstd.reshape(n, groups), x)
-    if rows.data_ptr() == x.data_ptr():  # a view: x_hat is already in x's element order
-        return x_hat.view(x.shape), mean, rstd
+    if x.is_contiguous():  # (1, N*G, -1) is a view: x_hat comes out in x's layout
+        x_hat, mean, rstd = torch.native_batch_norm(x.view(1, n * groups, -1), None, None, None, None, True, 0.0, eps)
+        return x_hat.view(x.shape), *_per_channel_pair(mean, rstd, x, groups)
+    _, mean, rstd = torch.native_batch_norm(x.reshape(1, n * groups, -1), None, None, None, None, True, 0.0, eps)
+    mean, rstd = _per_channel_pair(mean, rstd, x, groups)
     return torch.addcmul(-mean * rstd, x, rstd), mean, rstd
+
+
+def _per_channel_pair(mean: Tensor, rstd: Tensor, x: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    n = x.shape[0]
+    return per_channel(mean.reshape(n, groups), x), per_channel(rstd.reshape(n, groups), x)
 
 
 def _group_count(norm: str, num_groups: int | None, num_channels: int) -> int:

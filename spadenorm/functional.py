@@ -12,6 +12,7 @@ from torch import Tensor
 
 from . import _eager, _validation
 from ._backend import resolve_backend
+from ._class_rows import class_rows
 from ._validation import NormName
 
 __all__ = ["adain", "class_modulated_norm", "modulated_norm"]
@@ -210,9 +211,8 @@ def class_modulated_norm(
     labels = _validation.check_label_map(labels, gamma_table.shape[0], x, "labels")
     labels = resize_labels(labels, tuple(x.shape[2:]))
     # Per-pixel rows as (N, *spatial, C), viewed channels-first: (N, C, *spatial) without a copy.
-    move_channels = lambda t: t.movedim(-1, 1)  # noqa: E731
-    gamma = move_channels(F.embedding(labels, gamma_table - 1))  # modulated_norm scales by 1 + gamma
-    beta = move_channels(F.embedding(labels, beta_table))
+    gamma = class_rows(gamma_table - 1, labels).movedim(-1, 1)  # modulated_norm scales by 1 + gamma
+    beta = class_rows(beta_table, labels).movedim(-1, 1)
     return modulated_norm(
         x,
         gamma,

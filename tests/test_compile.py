@@ -1,0 +1,75 @@
+"""torch.compile(fullgraph=True) of every module, forward and backward, on CPU.
+
+``aot_eager`` runs in the default suite (it traces through dynamo and AOTAutograd, where graph breaks and tracing
+errors show up); ``inductor`` (C++ code generation) is marked slow and runs in CI's slow pass.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from spadenorm import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d
+from spadenorm.functional import modulated_norm
+
+
+def _cases():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 6, 6)
+    labels = torch.randint(0, 5, (2, 12, 12))
+    return [
+        ("spade-instance-labels", SPADE(8, 5, hidden_channels=16), (x, labels)),
+        ("spade-batch-onehot", SPADE(8, 5, norm="batch", hidden_channels=16), (x, torch.rand(2, 5, 3, 3))),
+        ("spade-sync_batch", SPADE(8, 5, norm="sync_batch", hidden_channels=16), (x, labels)),
+        ("spade-group", SPADE(8, 5, norm="group", num_groups=4, hidden_channels=16), (x, labels)),
+        ("clade", CLADE(8, 5), (x, labels)),
+        ("cbn-classes", ConditionalBatchNorm2d(8, num_classes=3), (x, torch.tensor([0, 2]))),
+        ("cbn-vectors", ConditionalBatchNorm2d(8, cond_dim=4), (x, torch.randn(2, 4))),
+        ("adain-map", AdaIN(), (x, torch.randn(2, 8, 3, 3))),
+        ("adain-vector", AdaIN(8, style_dim=4), (x, torch.randn(2, 4))),
+    ]
+
+
+def _check_compiled(module, args, backend):
+    eager = module
+    compiled_module = copy.deepcopy(module)
+    compiled = torch.compile(compiled_module, fullgraph=True, backend=backend)
+    x = args[0].clone().requires_grad_(True)
+    x_c = args[0].clone().requires_grad_(True)
+    for mode in ("train", "eval"):
+        eager.train(mode == "train")
+        compiled_module.train(mode == "train")
+        y = eager(x, *args[1:])
+        y_c = compiled(x_c, *args[1:])
+        torch.testing.assert_close(y_c, y, atol=1e-5, rtol=1e-5)
+        y.square().sum().backward()
+        y_c.square().sum().backward()
+        torch.testing.assert_close(x_c.grad, x.grad, atol=1e-4, rtol=1e-4)
+        for (name, p), p_c in zip(eager.named_parameters(), compiled_module.parameters(), strict=True):
+            torch.testing.assert_close(p_c.grad, p.grad, atol=1e-4, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+    for (name, b), b_c in zip(eager.named_buffers(), compiled_module.buffers(), strict=True):
+        torch.testing.assert_close(b_c, b, msg=lambda m, n=name: f"buffer {n}: {m}")
+
+
+@pytest.mark.parametrize(("name", "module", "args"), _cases(), ids=[c[0] for c in _cases()])
+def test_compile_aot_eager(name, module, args):
+    torch._dynamo.reset()
+    _check_compiled(module, args, "aot_eager")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "module", "args"), _cases(), ids=[c[0] for c in _cases()])
+def test_compile_inductor(name, module, args):
+    torch._dynamo.reset()
+    _check_compiled(module, args, "inductor")
+
+
+def test_compiled_functional_keeps_channels_last():
+    fn = torch.compile(
+        lambda x, g: modulated_norm(x, g, g, norm="group", num_groups=2), fullgraph=True, backend="aot_eager"
+    )
+    x = torch.randn(2, 4, 5, 5).to(memory_format=torch.channels_last)
+    g = torch.randn(2, 4, 5, 5)
+    torch.testing.assert_close(fn(x, g), modulated_norm(x, g, g, norm="group", num_groups=2))
