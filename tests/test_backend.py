@@ -1,0 +1,57 @@
+"""Backend selection: set_backend, use_backend, SPADENORM_BACKEND, resolved per call."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import spadenorm
+from spadenorm.functional import modulated_norm
+
+
+def test_default_is_auto_and_auto_runs_torch(monkeypatch):
+    monkeypatch.delenv("SPADENORM_BACKEND", raising=False)
+    assert spadenorm.get_backend() == "auto"
+    modulated_norm(torch.randn(2, 3, 4, 4))
+
+
+def test_precedence_context_over_set_over_environment(monkeypatch):
+    monkeypatch.setenv("SPADENORM_BACKEND", "triton")
+    assert spadenorm.get_backend() == "triton"  # read per call, not at import
+    spadenorm.set_backend("torch")
+    assert spadenorm.get_backend() == "torch"
+    with spadenorm.use_backend("auto"):
+        assert spadenorm.get_backend() == "auto"
+        with spadenorm.use_backend("torch"):
+            assert spadenorm.get_backend() == "torch"
+        assert spadenorm.get_backend() == "auto"
+    spadenorm.set_backend(None)
+    assert spadenorm.get_backend() == "triton"
+
+
+def test_triton_raises_a_clear_error_until_the_kernels_land(monkeypatch):
+    x = torch.randn(2, 3, 4, 4)
+    with spadenorm.use_backend("triton"), pytest.raises(spadenorm.BackendUnavailableError, match="ships no Triton"):
+        modulated_norm(x)
+    monkeypatch.setenv("SPADENORM_BACKEND", "TRITON")
+    with pytest.raises(spadenorm.BackendUnavailableError):
+        modulated_norm(x)
+
+
+def test_invalid_names_are_rejected(monkeypatch):
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch', 'triton'\), got 'cuda'"):
+        spadenorm.set_backend("cuda")
+    with pytest.raises(ValueError, match=r"backend must be one of"), spadenorm.use_backend("fast"):
+        pass
+    monkeypatch.setenv("SPADENORM_BACKEND", "cuda")
+    with pytest.raises(ValueError, match=r"environment variable SPADENORM_BACKEND must be one of .* got 'cuda'"):
+        modulated_norm(torch.randn(2, 3, 4, 4))
+
+
+def test_class_rows_op_passes_opcheck():
+    from spadenorm._class_rows import class_rows, class_rows_backward
+
+    table = torch.randn(5, 3, requires_grad=True)
+    labels = torch.randint(0, 5, (2, 4, 4))
+    torch.library.opcheck(class_rows, (table, labels))
+    torch.library.opcheck(class_rows_backward, (torch.randn(2, 4, 4, 3), labels, 5))

@@ -1,0 +1,116 @@
+"""sync_batch across 2 processes (gloo) equals one process on the concatenated batch: outputs, gradients, stats."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from spadenorm import SPADE
+from spadenorm.functional import modulated_norm
+
+WORLD = 2
+# Uneven local batches exercise the count-weighted merge.
+LOCAL_BATCH = (3, 2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _make_data():
+    gen = torch.Generator().manual_seed(0)
+    n = sum(LOCAL_BATCH)
+    x = torch.randn(n, 6, 5, 7, generator=gen, dtype=torch.float64) * 3 + 2
+    gamma = torch.randn(n, 6, 5, 7, generator=gen, dtype=torch.float64)
+    beta = torch.randn(n, 6, 5, 7, generator=gen, dtype=torch.float64)
+    dy = torch.randn(n, 6, 5, 7, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 4, (n, 10, 14), generator=gen)
+    return x, gamma, beta, dy, labels
+
+
+def _run_single():
+    x, gamma, beta, dy, labels = _make_data()
+    x, gamma, beta = (t.clone().requires_grad_(True) for t in (x, gamma, beta))
+    rm, rv = torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+    y = modulated_norm(x, gamma, beta, norm="sync_batch", running_mean=rm, running_var=rv)
+    y.backward(dy)
+    torch.manual_seed(1)
+    layer = SPADE(6, 4, norm="sync_batch", hidden_channels=8).double()
+    out = layer(x.detach(), labels)
+    out.backward(dy)
+    grads = {name: p.grad for name, p in layer.named_parameters()}
+    return y.detach(), x.grad, gamma.grad, beta.grad, rm, rv, out.detach(), grads, layer.param_free_norm.running_var
+
+
+def _worker(rank: int, port: int, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        x, gamma, beta, dy, labels = _make_data()
+        lo = sum(LOCAL_BATCH[:rank])
+        part = slice(lo, lo + LOCAL_BATCH[rank])
+        x, gamma, beta = (t[part].clone().requires_grad_(True) for t in (x, gamma, beta))
+        rm, rv = torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+        y = modulated_norm(x, gamma, beta, norm="sync_batch", running_mean=rm, running_var=rv)
+        y.backward(dy[part])
+        torch.manual_seed(1)
+        layer = SPADE(6, 4, norm="sync_batch", hidden_channels=8).double()
+        out = layer(x.detach(), labels[part])
+        out.backward(dy[part])
+        grads = {}
+        for name, p in layer.named_parameters():  # parameter gradients are sums over all ranks, as DDP would make
+            dist.all_reduce(p.grad)
+            grads[name] = p.grad
+        queue.put(
+            (
+                rank,
+                y.detach(),
+                x.grad,
+                gamma.grad,
+                beta.grad,
+                rm,
+                rv,
+                out.detach(),
+                grads,
+                layer.param_free_norm.running_var,
+            )
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sync_batch_two_processes_equals_one_process_on_the_whole_batch():
+    expected = _run_single()
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(rank, port, queue)) for rank in range(WORLD)]
+    for p in procs:
+        p.start()
+    results = sorted((queue.get(timeout=120) for _ in range(WORLD)), key=lambda r: r[0])
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    y, dx, dgamma, dbeta, rm, rv, out, grads, spade_rv = expected
+    torch.testing.assert_close(torch.cat([r[1] for r in results]), y)
+    torch.testing.assert_close(torch.cat([r[2] for r in results]), dx)
+    torch.testing.assert_close(torch.cat([r[3] for r in results]), dgamma)
+    torch.testing.assert_close(torch.cat([r[4] for r in results]), dbeta)
+    torch.testing.assert_close(torch.cat([r[7] for r in results]), out)
+    for r in results:
+        torch.testing.assert_close(r[5], rm)
+        torch.testing.assert_close(r[6], rv)
+        torch.testing.assert_close(r[9], spade_rv)
+        for name, g in grads.items():
+            torch.testing.assert_close(r[8][name], g, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_sync_batch_without_process_group_is_batch_norm():
+    x = torch.randn(4, 3, 5, 5)
+    torch.testing.assert_close(modulated_norm(x, norm="sync_batch"), modulated_norm(x, norm="batch"))
