@@ -2,23 +2,27 @@
 
 ``y = (x - mean) * rstd * (1 + gamma) + beta`` with statistics over a reduction set S of size M:
 
-=============  =====================================  ==========================
-norm           S for one statistic                     statistic shape
-=============  =====================================  ==========================
-``instance``   (H, W) of one (n, c)                    (N, C, 1, 1)
-``batch``      (N, H, W) of one c                      (1, C, 1, 1)
-``group``      (C/G, H, W) of one (n, group)           (N, C, 1, 1), equal in a group
-``layer``      (C, H, W) of one n                      (N, 1, 1, 1)
-=============  =====================================  ==========================
+=============  =====================================  ===================================
+norm           S for one statistic                     statistics stored (flat, fp32/fp64)
+=============  =====================================  ===================================
+``instance``   (H, W) of one (n, c)                    N * C
+``group``      (C/G, H, W) of one (n, group)           N * G
+``layer``      (C, H, W) of one n                      N
+``batch``      (N, H, W) of one c                      C
+=============  =====================================  ===================================
 
-The autograd function saves only ``x``, ``gamma`` (when given) and the fp32 (fp64 for fp64 inputs) ``mean`` and
-``rstd``; x-hat is recomputed in backward. With ``g = dy * (1 + gamma)`` and ``mean_S`` the mean over S:
+The autograd function saves only ``x``, ``gamma`` (when given) and the flat ``mean`` and ``rstd``; x-hat is
+recomputed in backward. With ``g = dy * (1 + gamma)`` and ``mean_S`` the mean over S:
 
 * ``dx = rstd * (g - mean_S(g) - x_hat * mean_S(g * x_hat))`` for batch statistics,
   ``dx = rstd * g`` for running (constant) statistics;
 * ``dgamma = dy * x_hat`` and ``dbeta = dy``, summed over the dimensions where gamma/beta broadcast.
 
-For ``sync_batch`` the two per-channel sums of the ``dx`` formula are all-reduced across processes.
+Every statistic is computed by torch's batch-norm kernel, which takes a centred variance: for the per-sample norms on
+a (1, N*G, -1) view of x (the trick ``F.instance_norm`` itself uses), so x-hat comes out of the same call.
+``native_group_norm`` is not used: on CPU it computes E[x^2] - E[x]^2 and loses digits when |mean| >> std. The
+``dx`` formula runs as torch's fused batch-norm backward on the same views. For ``sync_batch`` the statistics are
+merged across processes and the two per-channel sums of the ``dx`` formula are all-reduced.
 Low-precision inputs are computed in fp32 and the result is rounded once.
 """
 
@@ -31,7 +35,8 @@ from torch import Tensor
 
 from . import distributed
 
-_REDUCED_PRECISION = (torch.float16, torch.bfloat16)
+ROW_NORMS = ("instance", "group", "layer")
+BATCH_NORMS = ("batch", "sync_batch")
 
 
 def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
@@ -48,78 +53,74 @@ def result_dtype(*tensors: Tensor | None) -> torch.dtype:
     return out
 
 
-def _spatial_dims(x: Tensor) -> tuple[int, ...]:
-    return tuple(range(2, x.dim()))
-
-
-def reduce_over_sets(t: Tensor, norm: str, num_groups: int | None) -> Tensor:
-    """Sum ``t`` (shaped like x) over each statistic's reduction set, broadcast back to the statistic shape.
-
-    The result has shape (N, C, 1, ...) for instance and group, (1, C, 1, ...) for batch, (N, 1, 1, ...) for layer.
-    """
-    spatial = _spatial_dims(t)
+def groups_per_sample(norm: str, num_groups: int | None, num_channels: int) -> int:
+    """G: statistics per sample for the row norms (instance: C, layer: 1, group: num_groups)."""
     if norm == "instance":
-        return t.sum(spatial, keepdim=True)
-    if norm in ("batch", "sync_batch"):
-        return t.sum((0, *spatial), keepdim=True)
-    if norm == "layer":
-        return t.sum((1, *spatial), keepdim=True)
-    per_channel = t.sum(spatial, keepdim=True)
-    return expand_groups(per_channel.unflatten(1, (num_groups, -1)).sum(2, keepdim=True), t.shape[1])
-
-
-def expand_groups(per_group: Tensor, num_channels: int) -> Tensor:
-    """(N, G, 1, 1, ...) -> (N, C, 1, ...): every channel gets its group's value."""
-    shape = list(per_group.shape)
-    shape[2] = num_channels // shape[1]
-    return per_group.expand(shape).flatten(1, 2)
+        return num_channels
+    return 1 if norm == "layer" else num_groups
 
 
 def set_size(x: Tensor, norm: str, num_groups: int | None) -> int:
     """Number of elements M in one reduction set (local to this process)."""
     spatial = math.prod(x.shape[2:])
-    if norm == "instance":
-        return spatial
-    if norm in ("batch", "sync_batch"):
+    if norm in BATCH_NORMS:
         return x.shape[0] * spatial
+    return x.shape[1] // groups_per_sample(norm, num_groups, x.shape[1]) * spatial
+
+
+def broadcast_stats(stat: Tensor, x: Tensor, norm: str, num_groups: int | None) -> Tensor:
+    """Flat statistics (C for batch norms, N*G for row norms) -> broadcastable to x: (1, C, 1..) or (N, C, 1..)."""
+    ones = (1,) * (x.dim() - 2)
+    n, c = x.shape[:2]
+    if norm in BATCH_NORMS:
+        return stat.view(1, c, *ones)
+    if norm == "instance":
+        return stat.view(n, c, *ones)
     if norm == "layer":
-        return x.shape[1] * spatial
-    return x.shape[1] // num_groups * spatial
+        return stat.view(n, 1, *ones)
+    return stat.view(n, num_groups, 1, *ones).expand(n, num_groups, c // num_groups, *ones).reshape(n, c, *ones)
 
 
-def per_channel(stat: Tensor, x: Tensor) -> Tensor:
-    """(N, G) statistics -> (N, C, 1, ...) (or (N, 1, 1, ...) for one group)."""
-    n, groups = stat.shape
-    view = stat.reshape((n, groups) + (1,) * (x.dim() - 1))
-    return view.reshape((n, 1) + (1,) * (x.dim() - 2)) if groups == 1 else expand_groups(view, x.shape[1])
+def sum_over_sets(t: Tensor, norm: str, num_groups: int | None) -> Tensor:
+    """Sum of ``t`` (shaped like x) over each reduction set, flat like the statistics."""
+    spatial = tuple(range(2, t.dim()))
+    if norm in BATCH_NORMS:
+        return t.sum((0, *spatial))
+    groups = groups_per_sample(norm, num_groups, t.shape[1])
+    return t.sum(spatial).reshape(t.shape[0], groups, -1).sum(-1).reshape(-1)
 
 
-def _row_stats(x: Tensor, groups: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """x_hat, mean and rstd for statistics per (n, group), by torch's batch-norm kernel on a (1, N*G, -1) view.
+def _rows(t: Tensor, groups: int) -> Tensor:
+    """x as (1, N*G, -1): each row one reduction set of a row norm (a view when t is contiguous)."""
+    return t.reshape(1, t.shape[0] * groups, -1)
 
-    The batch-norm kernel computes a centred variance; ``native_group_norm`` on CPU loses digits to cancellation
-    when |mean| >> std (E[x^2] - E[x]^2), which the tests catch. Non-contiguous inputs are copied for the statistics
-    only; x_hat is then formed in x's own memory format.
+
+def normalize(x: Tensor, mean: Tensor, rstd: Tensor, norm: str, num_groups: int | None) -> Tensor:
+    """x_hat = (x - mean) * rstd from flat statistics, in x's memory format.
+
+    Runs as torch's eval-mode batch-norm kernel with ``weight = rstd``, unit variance and ``eps = 0`` (on x itself for
+    batch norms, on the (1, N*G, -1) view for row norms): a per-channel fused multiply-add that is several times
+    faster on CPU than the equivalent broadcast ``addcmul`` when H*W is small.
     """
-    n = x.shape[0]
-    if x.is_contiguous():  # (1, N*G, -1) is a view: x_hat comes out in x's layout
-        x_hat, mean, rstd = torch.native_batch_norm(x.view(1, n * groups, -1), None, None, None, None, True, 0.0, eps)
-        return x_hat.view(x.shape), *_per_channel_pair(mean, rstd, x, groups)
-    _, mean, rstd = torch.native_batch_norm(x.reshape(1, n * groups, -1), None, None, None, None, True, 0.0, eps)
-    mean, rstd = _per_channel_pair(mean, rstd, x, groups)
-    return torch.addcmul(-mean * rstd, x, rstd), mean, rstd
+    if norm in BATCH_NORMS:
+        return torch.native_batch_norm(x, rstd, None, mean, torch.ones_like(mean), False, 0.0, 0.0)[0]
+    if x.is_contiguous():
+        rows = _rows(x, groups_per_sample(norm, num_groups, x.shape[1]))
+        return torch.native_batch_norm(rows, rstd, None, mean, torch.ones_like(mean), False, 0.0, 0.0)[0].view(x.shape)
+    shift = broadcast_stats(-mean * rstd, x, norm, num_groups)
+    return torch.addcmul(shift, x, broadcast_stats(rstd, x, norm, num_groups))
 
 
-def _per_channel_pair(mean: Tensor, rstd: Tensor, x: Tensor, groups: int) -> tuple[Tensor, Tensor]:
-    n = x.shape[0]
-    return per_channel(mean.reshape(n, groups), x), per_channel(rstd.reshape(n, groups), x)
+def update_running_stats(
+    running_mean: Tensor, running_var: Tensor, mean: Tensor, var: Tensor, count: int, momentum: float
+) -> None:
+    """In-place ``running = (1 - momentum) * running + momentum * batch`` with the unbiased batch variance."""
+    unbiased = var * (count / (count - 1)) if count > 1 else var
+    running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+    running_var.lerp_(unbiased.to(running_var.dtype), momentum)
 
 
-def _group_count(norm: str, num_groups: int | None, num_channels: int) -> int:
-    return {"instance": num_channels, "layer": 1}.get(norm, num_groups or 0)
-
-
-def _batch_norm_stats(
+def _batch_statistics(
     x: Tensor,
     running_mean: Tensor | None,
     running_var: Tensor | None,
@@ -127,23 +128,21 @@ def _batch_norm_stats(
     eps: float,
     sync: bool,
     process_group: object,
-) -> tuple[Tensor, Tensor, Tensor, int]:
-    """Training-mode batch statistics: (x_hat, mean, rstd, count), running statistics updated in place."""
-    stat_shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+) -> tuple[Tensor | None, Tensor, Tensor, int]:
+    """Training-mode per-channel statistics: (x_hat or None, mean, rstd, count); running statistics updated."""
     count = set_size(x, "batch", None)
     if not sync and (running_mean is None or running_mean.dtype == x.dtype):
         # One native call: statistics, x_hat and torch's own running-statistics update.
         x_hat, mean, rstd = torch.native_batch_norm(x, None, None, running_mean, running_var, True, momentum, eps)
-        return x_hat, mean.reshape(stat_shape), rstd.reshape(stat_shape), count
-    # Statistics first (eps=0 so that var = rstd0**-2 exactly up to rounding), then merge and update ourselves.
+        return x_hat, mean, rstd, count
+    # Statistics alone (eps=0, so var = rstd0**-2 up to rounding), then the merge and update done here.
     _, mean, rstd0 = torch.native_batch_norm(x, None, None, None, None, True, 0.0, 0.0)
-    mean, var = mean.reshape(stat_shape), rstd0.reshape(stat_shape).pow(-2)
+    var = rstd0.pow(-2)
     if sync:
         mean, var, count = distributed.sync_mean_var(mean, var, count, process_group)
     if running_mean is not None:
         update_running_stats(running_mean, running_var, mean, var, count, momentum)
-    rstd = torch.rsqrt(var + eps)
-    return torch.addcmul(-mean * rstd, x, rstd), mean, rstd, count
+    return None, mean, torch.rsqrt(var + eps), count
 
 
 class LeanModulatedNorm(torch.autograd.Function):
@@ -167,27 +166,27 @@ class LeanModulatedNorm(torch.autograd.Function):
         training: bool,
         process_group: object,
     ) -> Tensor:
-        dtype = compute_dtype(x, gamma, beta)
-        xc = x.to(dtype)
-        batch_stats = True
-        count = set_size(x, norm, num_groups)
-        if norm in ("instance", "group", "layer"):
-            y, mean, rstd = _row_stats(xc, _group_count(norm, num_groups, x.shape[1]), eps)
+        xc = x.to(compute_dtype(x, gamma, beta))
+        batch_stats, sync = True, False
+        if norm in ROW_NORMS:
+            rows = _rows(xc, groups_per_sample(norm, num_groups, x.shape[1]))
+            y, mean, rstd = torch.native_batch_norm(rows, None, None, None, None, True, 0.0, eps)
+            y = y.view(x.shape) if xc.is_contiguous() else None  # else rows was a copy, in another layout
+            count = rows.shape[-1]
         elif training:
             sync = norm == "sync_batch" and distributed.is_sync_active(process_group)
-            y, mean, rstd, count = _batch_norm_stats(xc, running_mean, running_var, momentum, eps, sync, process_group)
+            y, mean, rstd, count = _batch_statistics(xc, running_mean, running_var, momentum, eps, sync, process_group)
         else:
-            batch_stats = False
-            stat_shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
-            mean = running_mean.to(dtype).reshape(stat_shape)
-            rstd = torch.rsqrt(running_var.to(dtype).reshape(stat_shape) + eps)
-            y = torch.addcmul(-mean * rstd, xc, rstd)
+            batch_stats, count, y = False, 0, None
+            mean, rstd = running_mean.to(xc.dtype), torch.rsqrt(running_var.to(xc.dtype) + eps)
+        if y is None:
+            y = normalize(xc, mean, rstd, norm, num_groups)
         if gamma is not None:
             y.addcmul_(y, gamma)
         if beta is not None:
             y.add_(beta)
         ctx.save_for_backward(x, gamma, mean, rstd)
-        ctx.norm, ctx.num_groups, ctx.batch_stats = norm, num_groups, batch_stats
+        ctx.norm, ctx.num_groups, ctx.batch_stats, ctx.sync = norm, num_groups, batch_stats, sync
         ctx.count, ctx.process_group = count, process_group
         ctx.beta_meta = None if beta is None else (beta.shape, beta.dtype)
         return y.to(result_dtype(x, gamma, beta))
@@ -201,41 +200,43 @@ class LeanModulatedNorm(torch.autograd.Function):
             shape, dtype = ctx.beta_meta
             dbeta = dy.sum_to_size(shape).to(dtype)
         if need_x or need_gamma:
-            dy_c = dy.to(mean.dtype)
-            x_hat = torch.addcmul(-mean * rstd, x.to(mean.dtype), rstd)
+            xc, dyc = x.to(mean.dtype), dy.to(mean.dtype)
+            x_hat = normalize(xc, mean, rstd, ctx.norm, ctx.num_groups) if need_gamma or ctx.sync else None
             if need_x:
-                dx = _input_grad(ctx, dy_c, x_hat, gamma, rstd).to(x.dtype)
+                g = dyc if gamma is None else torch.addcmul(dyc, dyc, gamma)
+                dx = _input_grad(ctx, g, xc, x_hat, mean, rstd).to(x.dtype)
             if need_gamma:
-                dgamma = x_hat.mul_(dy_c).sum_to_size(gamma.shape).to(gamma.dtype)
+                dgamma = x_hat.mul_(dyc).sum_to_size(gamma.shape).to(gamma.dtype)
         return dx, dgamma, dbeta, None, None, None, None, None, None, None, None
 
 
-def _input_grad(ctx, dy: Tensor, x_hat: Tensor, gamma: Tensor | None, rstd: Tensor) -> Tensor:
-    g = dy if gamma is None else torch.addcmul(dy, dy, gamma)
+def _input_grad(ctx, g: Tensor, x: Tensor, x_hat: Tensor | None, mean: Tensor, rstd: Tensor) -> Tensor:
+    """dx from g = dy * (1 + gamma): fused native kernel where the layout allows, else the explicit formula."""
+    rstd_b = broadcast_stats(rstd, x, ctx.norm, ctx.num_groups)
     if not ctx.batch_stats:
-        return g * rstd
-    sum_g = reduce_over_sets(g, ctx.norm, ctx.num_groups)
-    sum_gx = reduce_over_sets(g * x_hat, ctx.norm, ctx.num_groups)
-    if ctx.norm == "sync_batch" and distributed.is_sync_active(ctx.process_group):
+        return g * rstd_b
+    if not ctx.sync:
+        if ctx.norm in BATCH_NORMS:
+            return torch.ops.aten.native_batch_norm_backward(
+                g, x, None, None, None, mean, rstd, True, 0.0, [True, False, False]
+            )[0]
+        if g.is_contiguous() and x.is_contiguous():
+            groups = groups_per_sample(ctx.norm, ctx.num_groups, x.shape[1])
+            return torch.ops.aten.native_batch_norm_backward(
+                _rows(g, groups), _rows(x, groups), None, None, None, mean, rstd, True, 0.0, [True, False, False]
+            )[0].view(x.shape)
+    if x_hat is None:
+        x_hat = normalize(x, mean, rstd, ctx.norm, ctx.num_groups)
+    sum_g = sum_over_sets(g, ctx.norm, ctx.num_groups)
+    sum_gx = sum_over_sets(g * x_hat, ctx.norm, ctx.num_groups)
+    if ctx.sync:
         sum_g, sum_gx = distributed.all_reduce_sum([sum_g, sum_gx], ctx.process_group)
     inv_m = 1.0 / ctx.count
+    mean_g = broadcast_stats(sum_g * inv_m, x, ctx.norm, ctx.num_groups)
+    mean_gx = broadcast_stats(sum_gx * inv_m, x, ctx.norm, ctx.num_groups)
     # dx = rstd * g - rstd * mean_S(g) - rstd * mean_S(g * x_hat) * x_hat
-    dx = torch.addcmul(-rstd * sum_g * inv_m, g, rstd)
-    return dx.addcmul_(x_hat, rstd * sum_gx * inv_m, value=-1.0)
-
-
-def update_running_stats(
-    running_mean: Tensor,
-    running_var: Tensor,
-    mean: Tensor,
-    var: Tensor,
-    count: int,
-    momentum: float,
-) -> None:
-    """In-place ``running = (1 - momentum) * running + momentum * batch`` with the unbiased batch variance."""
-    unbiased = var.reshape(-1) * (count / (count - 1)) if count > 1 else var.reshape(-1)
-    running_mean.lerp_(mean.reshape(-1).to(running_mean.dtype), momentum)
-    running_var.lerp_(unbiased.to(running_var.dtype), momentum)
+    dx = torch.addcmul(-rstd_b * mean_g, g, rstd_b)
+    return dx.addcmul_(x_hat, rstd_b * mean_gx, value=-1.0)
 
 
 def modulated_norm(

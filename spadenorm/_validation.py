@@ -6,6 +6,7 @@ kind of object or dtype) with a message that names the argument, the expected an
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Literal
 
@@ -82,6 +83,8 @@ def modulation_shape(t: Tensor, x: Tensor, name: str) -> tuple[int, ...]:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
     if t.device != x.device:
         raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+    if t.shape == x.shape:
+        return tuple(t.shape)
     c = x.shape[1]
     if t.dim() == 1:
         if t.shape[0] != c:
@@ -129,11 +132,11 @@ def check_batch_size(norm: str, x: Tensor, training: bool) -> None:
     """Raise torch's own errors when a training-mode statistic would be taken over a single value."""
     if not training and norm in BATCH_NORMS:
         return
+    spatial = math.prod(x.shape[2:])
     if norm in BATCH_NORMS:
-        count = x.shape[0] * x[0, 0].numel()
-        if count == 1:
+        if x.shape[0] * spatial == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
-    elif norm == "instance" and x[0, 0].numel() == 1:
+    elif norm == "instance" and spatial == 1:
         raise ValueError(f"Expected more than 1 spatial element when training, got input size {x.size()}")
 
 

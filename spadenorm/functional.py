@@ -21,7 +21,8 @@ __all__ = ["adain", "class_modulated_norm", "modulated_norm"]
 def _broadcastable(t: Tensor | None, x: Tensor, name: str) -> Tensor | None:
     if t is None:
         return None
-    return t.reshape(_validation.modulation_shape(t, x, name))
+    shape = _validation.modulation_shape(t, x, name)
+    return t if t.dim() == len(shape) else t.reshape(shape)
 
 
 def _validate_norm_args(

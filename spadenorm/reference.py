@@ -9,9 +9,10 @@ the result is float64, for error bounds of the form ``|impl - ref64| <= 2 |ref_l
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-__all__ = ["adain_reference", "class_modulated_norm_reference", "modulated_norm_reference"]
+__all__ = ["OriginalSPADE", "adain_reference", "class_modulated_norm_reference", "modulated_norm_reference"]
 
 
 def _reduction_view(x: Tensor, norm: str, num_groups: int | None) -> tuple[Tensor, tuple[int, ...]]:
@@ -93,3 +94,38 @@ def adain_reference(content: Tensor, style: Tensor, eps: float = 1e-5, *, upcast
     mu_s = style.mean(s_dims, keepdim=True)
     sigma_s = torch.sqrt(((style - mu_s) ** 2).mean(s_dims, keepdim=True) + eps)
     return sigma_s * (content - mu_c) / sigma_c + mu_s
+
+
+class OriginalSPADE(nn.Module):
+    """The original SPADE layer's formulation: a torch norm module, then ``* (1 + gamma) + beta`` in eager ops.
+
+    Written from the published description (paper and the facts in the project's reference notes), with the
+    original submodule names, so its state dict is interchangeable with :class:`spadenorm.SPADE`'s. It is the
+    baseline of the benchmarks and the compatibility tests.
+
+    Args:
+        norm: ``"instance"`` (``InstanceNorm2d(affine=False)``) or ``"batch"`` (``BatchNorm2d(affine=False)``;
+            the original's ``syncbatch`` is the same layer in one process).
+        kernel_size: conv kernel size.
+        norm_nc: channels of x.
+        label_nc: channels of the segmentation map.
+        hidden_channels: width of the shared embedding (128 in the original).
+    """
+
+    def __init__(self, norm: str, kernel_size: int, norm_nc: int, label_nc: int, hidden_channels: int = 128) -> None:
+        super().__init__()
+        if norm == "instance":
+            self.param_free_norm: nn.Module = nn.InstanceNorm2d(norm_nc, affine=False)
+        elif norm == "batch":
+            self.param_free_norm = nn.BatchNorm2d(norm_nc, affine=False)
+        else:
+            raise ValueError(f"norm must be 'instance' or 'batch', got {norm!r}")
+        padding = kernel_size // 2
+        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, hidden_channels, kernel_size, padding=padding), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(hidden_channels, norm_nc, kernel_size, padding=padding)
+        self.mlp_beta = nn.Conv2d(hidden_channels, norm_nc, kernel_size, padding=padding)
+
+    def forward(self, x: Tensor, segmap: Tensor) -> Tensor:
+        normalized = self.param_free_norm(x)
+        actv = self.mlp_shared(F.interpolate(segmap, size=x.shape[2:], mode="nearest"))
+        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 
@@ -67,20 +68,10 @@ def _worker(rank: int, port: int, queue) -> None:
         for name, p in layer.named_parameters():  # parameter gradients are sums over all ranks, as DDP would make
             dist.all_reduce(p.grad)
             grads[name] = p.grad
-        queue.put(
-            (
-                rank,
-                y.detach(),
-                x.grad,
-                gamma.grad,
-                beta.grad,
-                rm,
-                rv,
-                out.detach(),
-                grads,
-                layer.param_free_norm.running_var,
-            )
-        )
+        result = (rank, y.detach(), x.grad, gamma.grad, beta.grad, rm, rv, out.detach(), grads)
+        buffer = io.BytesIO()
+        torch.save((*result, layer.param_free_norm.running_var), buffer)
+        queue.put(buffer.getvalue())  # bytes: shared-memory tensors would vanish when this process exits
     finally:
         dist.destroy_process_group()
 
@@ -93,7 +84,8 @@ def test_sync_batch_two_processes_equals_one_process_on_the_whole_batch():
     procs = [ctx.Process(target=_worker, args=(rank, port, queue)) for rank in range(WORLD)]
     for p in procs:
         p.start()
-    results = sorted((queue.get(timeout=120) for _ in range(WORLD)), key=lambda r: r[0])
+    received = [torch.load(io.BytesIO(queue.get(timeout=120))) for _ in range(WORLD)]
+    results = sorted(received, key=lambda r: r[0])
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0

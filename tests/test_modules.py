@@ -9,28 +9,7 @@ from torch import nn
 
 from spadenorm import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d, ParamFreeNorm
 from spadenorm.functional import resize_labels
-from spadenorm.reference import class_modulated_norm_reference, modulated_norm_reference
-
-
-class OriginalSPADE(nn.Module):
-    """The original layer, written here from the facts in shared/reference/official_spade.md (not from its code)."""
-
-    def __init__(self, norm: str, kernel_size: int, norm_nc: int, label_nc: int) -> None:
-        super().__init__()
-        if norm == "instance":
-            self.param_free_norm = nn.InstanceNorm2d(norm_nc, affine=False)
-        else:  # 'batch' and, in one process, 'syncbatch'
-            self.param_free_norm = nn.BatchNorm2d(norm_nc, affine=False)
-        pw = kernel_size // 2
-        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, 128, kernel_size, padding=pw), nn.ReLU())
-        self.mlp_gamma = nn.Conv2d(128, norm_nc, kernel_size, padding=pw)
-        self.mlp_beta = nn.Conv2d(128, norm_nc, kernel_size, padding=pw)
-
-    def forward(self, x, segmap):
-        normalized = self.param_free_norm(x)
-        segmap = F.interpolate(segmap, size=x.size()[2:], mode="nearest")
-        actv = self.mlp_shared(segmap)
-        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+from spadenorm.reference import OriginalSPADE, class_modulated_norm_reference, modulated_norm_reference
 
 
 @pytest.mark.parametrize("config", ["spadeinstance3x3", "spadebatch3x3", "spadesyncbatch3x3", "spadeinstance5x5"])

@@ -1,0 +1,27 @@
+"""Normalization shapes of the SPADE generator (facts in shared/reference/official_spade.md).
+
+ADE20K configuration: crop 256, ngf 64, ``normal`` upsampling, so the first block runs at 8x8 and each ``up`` doubles.
+Each entry is the input of a SPADE layer: (channels, height, width) per sample.
+"""
+
+from __future__ import annotations
+
+ADE20K_256 = [
+    ("head_0", 1024, 8, 8),
+    ("G_middle", 1024, 16, 16),
+    ("up_0", 1024, 32, 32),
+    ("up_1", 512, 64, 64),
+    ("up_2", 256, 128, 128),
+    ("up_3", 128, 256, 256),
+]
+
+# Cityscapes: crop 512, aspect 2 (output 512x256), ``more`` upsampling: first block at 4x8 (h x w).
+CITYSCAPES_512 = [
+    ("head_0", 1024, 4, 8),
+    ("G_middle_0", 1024, 8, 16),
+    ("G_middle_1", 1024, 16, 32),
+    ("up_0", 1024, 32, 64),
+    ("up_1", 512, 64, 128),
+    ("up_2", 256, 128, 256),
+    ("up_3", 128, 256, 512),
+]
