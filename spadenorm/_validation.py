@@ -37,6 +37,16 @@ def check_input(x: object, name: str = "x") -> Tensor:
     return x
 
 
+def check_positive_int(value: object, name: str, *, optional: bool = False) -> int | None:
+    """``value`` is an int >= 1 (bools rejected); ``None`` passes when ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        allowed = "a positive int or None" if optional else "a positive int"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return value
+
+
 def check_eps(eps: object) -> float:
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a real number, got {type(eps).__name__}")

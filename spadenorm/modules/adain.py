@@ -41,9 +41,8 @@ class AdaIN(nn.Module):
         super().__init__()
         if style_dim is not None and num_features is None:
             raise ValueError(f"style_dim={style_dim} needs num_features (the channels gamma and beta are made for)")
-        for name, value in (("num_features", num_features), ("style_dim", style_dim)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        _validation.check_positive_int(num_features, "num_features", optional=True)
+        _validation.check_positive_int(style_dim, "style_dim", optional=True)
         self.num_features = num_features
         self.style_dim = style_dim
         self.eps = _validation.check_eps(eps)

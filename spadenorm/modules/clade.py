@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .. import _validation
 from .._validation import NormName
 from ..functional import class_modulated_norm
 from .param_free import ParamFreeNorm
@@ -45,8 +46,7 @@ class CLADE(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        _validation.check_positive_int(num_classes, "num_classes")
         self.num_classes = num_classes
         self.param_free_norm = ParamFreeNorm(
             num_features, norm, eps=eps, momentum=momentum, num_groups=num_groups, device=device, dtype=dtype

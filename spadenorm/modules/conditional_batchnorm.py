@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .. import _validation
 from ..functional import modulated_norm
+from .param_free import register_running_stats, reset_running_stats
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -47,9 +48,9 @@ class ConditionalBatchNorm2d(nn.Module):
             raise ValueError(
                 f"give exactly one of num_classes and cond_dim, got num_classes={num_classes}, cond_dim={cond_dim}"
             )
-        for name, value in (("num_features", num_features), ("num_classes", num_classes), ("cond_dim", cond_dim)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        _validation.check_positive_int(num_features, "num_features")
+        _validation.check_positive_int(num_classes, "num_classes", optional=True)
+        _validation.check_positive_int(cond_dim, "cond_dim", optional=True)
         factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
         self.num_classes = num_classes
@@ -61,21 +62,11 @@ class ConditionalBatchNorm2d(nn.Module):
             self.embedding = nn.Embedding(num_classes, 2 * num_features, **factory)
         else:
             self.projection = nn.Linear(cond_dim, 2 * num_features, **factory)
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
-            self.register_buffer("running_var", torch.ones(num_features, **factory))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        register_running_stats(self, num_features if track_running_stats else None, **factory)
         self.reset_parameters()
 
     def reset_running_stats(self) -> None:
-        if self.track_running_stats:
-            self.running_mean.zero_()
-            self.running_var.fill_(1.0)
-            self.num_batches_tracked.zero_()
+        reset_running_stats(self)
 
     def reset_parameters(self) -> None:
         """Zero the condition mapping (identity modulation) and reset the running statistics."""

@@ -12,6 +12,34 @@ from .._validation import NormName
 from ..functional import modulated_norm
 
 
+def register_running_stats(
+    module: nn.Module,
+    num_features: int | None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Register ``running_mean``, ``running_var`` and ``num_batches_tracked`` as ``torch.nn.BatchNorm2d`` does.
+
+    ``num_features=None`` registers the three names as ``None`` (no running statistics).
+    """
+    if num_features is None:
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            module.register_buffer(name, None)
+        return
+    module.register_buffer("running_mean", torch.zeros(num_features, device=device, dtype=dtype))
+    module.register_buffer("running_var", torch.ones(num_features, device=device, dtype=dtype))
+    module.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+
+
+def reset_running_stats(module: nn.Module) -> None:
+    """Running mean 0, variance 1, counter 0 on a module holding the buffers of :func:`register_running_stats`."""
+    if getattr(module, "running_mean", None) is not None:
+        module.running_mean.zero_()
+        module.running_var.fill_(1.0)
+        module.num_batches_tracked.zero_()
+
+
 class ParamFreeNorm(nn.Module):
     """Normalization without affine parameters: ``(x - mean) / sqrt(var + eps)`` with ``norm``'s statistics.
 
@@ -48,18 +76,14 @@ class ParamFreeNorm(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features <= 0:
-            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        _validation.check_positive_int(num_features, "num_features")
         self.num_features = num_features
         self.norm = _validation.check_norm(norm)
         self.eps = _validation.check_eps(eps)
         self.momentum = _validation.check_momentum(momentum)
         self.num_groups = _validation.check_num_groups(self.norm, num_groups, num_features)
         if self.norm in _validation.BATCH_NORMS:
-            factory = {"device": device, "dtype": dtype}
-            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
-            self.register_buffer("running_var", torch.ones(num_features, **factory))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+            register_running_stats(self, num_features, device=device, dtype=dtype)
         self.process_group: Any = None
 
     @property
@@ -68,10 +92,7 @@ class ParamFreeNorm(nn.Module):
 
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, counter 0 (batch norms only; a no-op otherwise)."""
-        if self.tracks_running_stats:
-            self.running_mean.zero_()
-            self.running_var.fill_(1.0)
-            self.num_batches_tracked.zero_()
+        reset_running_stats(self)
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
