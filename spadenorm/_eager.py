@@ -32,6 +32,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from . import distributed
 
@@ -112,7 +113,7 @@ def normalize(x: Tensor, mean: Tensor, rstd: Tensor, norm: str, num_groups: int 
 
 
 def update_running_stats(
-    running_mean: Tensor, running_var: Tensor, mean: Tensor, var: Tensor, count: int, momentum: float
+    running_mean: Tensor, running_var: Tensor, mean: Tensor, var: Tensor, count: int, momentum: float | Tensor
 ) -> None:
     """In-place ``running = (1 - momentum) * running + momentum * batch`` with the unbiased batch variance."""
     unbiased = var * (count / (count - 1)) if count > 1 else var
@@ -124,14 +125,18 @@ def _batch_statistics(
     x: Tensor,
     running_mean: Tensor | None,
     running_var: Tensor | None,
-    momentum: float,
+    momentum: float | Tensor,
     eps: float,
     sync: bool,
     process_group: object,
 ) -> tuple[Tensor | None, Tensor, Tensor, int]:
-    """Training-mode per-channel statistics: (x_hat or None, mean, rstd, count); running statistics updated."""
+    """Training-mode per-channel statistics: (x_hat or None, mean, rstd, count); running statistics updated.
+
+    ``momentum`` is a float, or a 0-d tensor for a cumulative average.
+    """
     count = set_size(x, "batch", None)
-    if not sync and (running_mean is None or running_mean.dtype == x.dtype):
+    native_update = running_mean is None or (running_mean.dtype == x.dtype and not isinstance(momentum, Tensor))
+    if not sync and native_update:
         # One native call: statistics, x_hat and torch's own running-statistics update.
         x_hat, mean, rstd = torch.native_batch_norm(x, None, None, running_mean, running_var, True, momentum, eps)
         return x_hat, mean, rstd, count
@@ -162,7 +167,7 @@ class LeanModulatedNorm(torch.autograd.Function):
         norm: str,
         num_groups: int | None,
         eps: float,
-        momentum: float,
+        momentum: float | Tensor,
         training: bool,
         process_group: object,
     ) -> Tensor:
@@ -192,6 +197,7 @@ class LeanModulatedNorm(torch.autograd.Function):
         return y.to(result_dtype(x, gamma, beta))
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dy: Tensor):
         x, gamma, mean, rstd = ctx.saved_tensors
         need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
@@ -261,8 +267,11 @@ def modulated_norm(
     update = training and running_mean is not None
     if update and num_batches_tracked is not None:
         num_batches_tracked.add_(1)
-    # As torch.nn.BatchNorm: momentum None means a cumulative average, factor 1 / num_batches_tracked.
-    factor = momentum if momentum is not None or not update else 1.0 / float(num_batches_tracked)
+    factor: float | Tensor = 0.0 if momentum is None else momentum
+    if update and momentum is None:
+        # As torch.nn.BatchNorm, a cumulative average: factor 1 / num_batches_tracked, kept as a tensor so that
+        # torch.compile needs no host read.
+        factor = num_batches_tracked.reciprocal().to(running_mean.dtype)
     return LeanModulatedNorm.apply(
-        x, gamma, beta, running_mean, running_var, norm, num_groups, eps, factor or 0.0, training, process_group
+        x, gamma, beta, running_mean, running_var, norm, num_groups, eps, factor, training, process_group
     )

@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 
-from spadenorm import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d
+from spadenorm import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d, ParamFreeNorm
 from spadenorm.functional import modulated_norm
 
 
@@ -25,6 +25,7 @@ def _cases():
         ("spade-sync_batch", SPADE(8, 5, norm="sync_batch", hidden_channels=16), (x, labels)),
         ("spade-group", SPADE(8, 5, norm="group", num_groups=4, hidden_channels=16), (x, labels)),
         ("clade", CLADE(8, 5), (x, labels)),
+        ("param-free-batch", ParamFreeNorm(8, "batch", momentum=None), (x,)),
         ("cbn-classes", ConditionalBatchNorm2d(8, num_classes=3), (x, torch.tensor([0, 2]))),
         ("cbn-vectors", ConditionalBatchNorm2d(8, cond_dim=4), (x, torch.randn(2, 4))),
         ("adain-map", AdaIN(), (x, torch.randn(2, 8, 3, 3))),

@@ -75,3 +75,10 @@ def test_module_gradchecks(norm):
     assert gradcheck(lambda x, y: cbn(x, y), (x, torch.randn(2, 3, dtype=D, requires_grad=True)))
     ada = AdaIN(4, style_dim=3, dtype=D)
     assert gradcheck(lambda x, s: ada(x, s), (x, torch.randn(2, 3, dtype=D, requires_grad=True)))
+
+
+def test_double_backward_raises_instead_of_returning_wrong_values():
+    x = torch.randn(2, 3, 4, 4, dtype=D, requires_grad=True)
+    (dx,) = torch.autograd.grad(modulated_norm(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="marked with @once_differentiable"):
+        dx.sum().backward()

@@ -29,7 +29,8 @@ class SPADE(nn.Module):
         num_features: C, channels of x.
         label_nc: channels of the segmentation map (classes, plus any extra channels such as an instance edge map).
         norm: statistics of the parameter-free norm: ``"instance"``, ``"batch"``, ``"sync_batch"`` (synchronized
-            across processes when ``torch.distributed`` is initialized and the module is training), ``"group"``,
+            across processes when ``torch.distributed`` is initialized and the module is training; set
+            ``layer.param_free_norm.process_group`` to reduce over a group other than the default), ``"group"``,
             ``"layer"`` or ``"none"``.
         hidden_channels: width of the shared embedding (128 in the paper).
         kernel_size: odd kernel size of the three convs (padding ``kernel_size // 2``).
