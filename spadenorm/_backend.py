@@ -8,8 +8,8 @@ The backend is resolved on every call, never once at import or module constructi
 4. ``"auto"``.
 
 ``"torch"`` is the memory-lean PyTorch path (:mod:`spadenorm._eager`), available everywhere. ``"triton"`` is the
-fused GPU kernel path; it is not part of this release and asking for it raises :class:`BackendUnavailableError`.
-``"auto"`` picks the best available implementation for the tensors of the call, which today is always ``"torch"``.
+fused kernel path (:mod:`spadenorm.ops`): CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``, in fp16, bf16 or
+fp32. ``"auto"`` picks ``"triton"`` for CUDA tensors when Triton is installed, else ``"torch"``.
 
 Under ``torch.compile`` the choice is made while tracing and baked into the compiled graph.
 """
@@ -17,6 +17,7 @@ Under ``torch.compile`` the choice is made while tracing and baked into the comp
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Iterator
 from typing import Literal
@@ -93,13 +94,46 @@ def get_backend() -> str:
     return "auto"
 
 
+def _find_triton() -> bool:
+    """Whether Triton can be imported, without importing it (an import hook that refuses it counts as absent)."""
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_TRITON_INSTALLED = _find_triton()
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def triton_interpreter() -> bool:
+    """``TRITON_INTERPRET=1``: Triton kernels run on CPU tensors through the interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def resolve_backend(x: torch.Tensor) -> str:
-    """The concrete implementation (``"torch"`` or ``"triton"``) that will run a call on ``x``."""
+    """The concrete implementation (``"torch"`` or ``"triton"``) that will run a call on ``x``.
+
+    ``"auto"`` picks ``"triton"`` for CUDA tensors of fp16/bf16/fp32 when Triton is installed, else ``"torch"``.
+    An explicit ``"triton"`` raises :class:`BackendUnavailableError` when it cannot run the call.
+    """
     name = get_backend()
+    runnable = _TRITON_INSTALLED and x.dtype in _TRITON_DTYPES
     if name == "triton":
-        raise BackendUnavailableError(
-            "backend 'triton' was requested (through set_backend, use_backend or "
-            f"{ENV_VAR}), but this release of spadenorm ships no Triton kernels; "
-            "use 'torch' or 'auto'"
-        )
+        if not _TRITON_INSTALLED:
+            raise BackendUnavailableError(
+                f"backend 'triton' was requested (through set_backend, use_backend or {ENV_VAR}), but Triton is not "
+                "installed; install it (pip install triton) or use 'torch' or 'auto'"
+            )
+        if x.dtype not in _TRITON_DTYPES:
+            raise BackendUnavailableError(
+                f"backend 'triton' supports x of dtype float16, bfloat16 or float32, got {x.dtype}; use 'torch'"
+            )
+        if not (x.is_cuda or triton_interpreter()):
+            raise BackendUnavailableError(
+                f"backend 'triton' runs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got x on {x.device}"
+            )
+        return "triton"
+    if name == "auto" and runnable and x.is_cuda:
+        return "triton"
     return "torch"

@@ -245,6 +245,22 @@ def _input_grad(ctx, g: Tensor, x: Tensor, x_hat: Tensor | None, mean: Tensor, r
     return dx.addcmul_(x_hat, rstd_b * mean_gx, value=-1.0)
 
 
+def running_factor(
+    training: bool, running_mean: Tensor | None, momentum: float | None, num_batches_tracked: Tensor | None
+) -> float | Tensor:
+    """Count the batch in ``num_batches_tracked`` and return the running-statistics factor, as torch.nn.BatchNorm.
+
+    ``momentum=None`` means a cumulative average, factor ``1 / num_batches_tracked``, returned as a 0-d tensor so
+    that torch.compile needs no host read.
+    """
+    update = training and running_mean is not None
+    if update and num_batches_tracked is not None:
+        num_batches_tracked.add_(1)
+    if update and momentum is None:
+        return num_batches_tracked.reciprocal().to(running_mean.dtype)
+    return 0.0 if momentum is None else momentum
+
+
 def modulated_norm(
     x: Tensor,
     gamma: Tensor | None,
@@ -264,14 +280,7 @@ def modulated_norm(
     if norm == "none":
         out = x if gamma is None else torch.addcmul(x, x, gamma)
         return out if beta is None else out + beta
-    update = training and running_mean is not None
-    if update and num_batches_tracked is not None:
-        num_batches_tracked.add_(1)
-    factor: float | Tensor = 0.0 if momentum is None else momentum
-    if update and momentum is None:
-        # As torch.nn.BatchNorm, a cumulative average: factor 1 / num_batches_tracked, kept as a tensor so that
-        # torch.compile needs no host read.
-        factor = num_batches_tracked.reciprocal().to(running_mean.dtype)
+    factor = running_factor(training, running_mean, momentum, num_batches_tracked)
     return LeanModulatedNorm.apply(
         x, gamma, beta, running_mean, running_var, norm, num_groups, eps, factor, training, process_group
     )

@@ -122,8 +122,12 @@ def modulated_norm(
     )
     gamma = _broadcastable(gamma, x, "gamma")
     beta = _broadcastable(beta, x, "beta")
-    resolve_backend(x)
-    return _eager.modulated_norm(
+    implementation = _eager.modulated_norm
+    if resolve_backend(x) == "triton":
+        from . import ops
+
+        implementation = ops.modulated_norm
+    return implementation(
         x,
         gamma,
         beta,
@@ -211,23 +215,29 @@ def class_modulated_norm(
         )
     labels = _validation.check_label_map(labels, gamma_table.shape[0], x, "labels")
     labels = resize_labels(labels, tuple(x.shape[2:]))
+    kwargs = {
+        "norm": norm,
+        "num_groups": num_groups,
+        "eps": eps,
+        "running_mean": running_mean,
+        "running_var": running_var,
+        "momentum": momentum,
+        "training": training,
+        "process_group": process_group,
+        "num_batches_tracked": num_batches_tracked,
+    }
+    if resolve_backend(x) == "triton":  # the kernel gathers the table rows itself
+        from . import ops
+
+        norm, num_groups, eps, momentum = _validate_norm_args(
+            x, norm, num_groups, eps, running_mean, running_var, momentum, training, num_batches_tracked
+        )
+        kwargs.update(norm=norm, num_groups=num_groups, eps=eps, momentum=momentum)
+        return ops.class_modulated_norm(x, labels, gamma_table, beta_table, **kwargs)
     # Per-pixel rows as (N, *spatial, C), viewed channels-first: (N, C, *spatial) without a copy.
     gamma = class_rows(gamma_table - 1, labels).movedim(-1, 1)  # modulated_norm scales by 1 + gamma
     beta = class_rows(beta_table, labels).movedim(-1, 1)
-    return modulated_norm(
-        x,
-        gamma,
-        beta,
-        norm=norm,
-        num_groups=num_groups,
-        eps=eps,
-        running_mean=running_mean,
-        running_var=running_var,
-        momentum=momentum,
-        training=training,
-        process_group=process_group,
-        num_batches_tracked=num_batches_tracked,
-    )
+    return modulated_norm(x, gamma, beta, **kwargs)
 
 
 def adain(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:

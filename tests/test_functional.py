@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DTYPES, TORCH_TOL, assert_within_bound
+from harness import DTYPES, TORCH_TOL, assert_within_bound
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SavedTensorBytes
+from harness import SavedTensorBytes
 
 from spadenorm.functional import modulated_norm
 

@@ -1,0 +1,213 @@
+"""Backward kernels.
+
+With ``x_hat = x * scale + shift`` and ``g = dy * (1 + gamma)``:
+
+* :func:`_backward_sums_kernel` reduces, per (n, c) and span of S, the four sums the gradients need:
+  ``sum dy``, ``sum dy * x_hat`` (vector dbeta and dgamma), ``sum g`` and ``sum g * x_hat`` (the dx projections).
+* :func:`_backward_dx_kernel` writes ``dx = g * scale + x_hat * coef_x + coef_0`` (``coef_x = -rstd * mean_S(g
+  x_hat)``, ``coef_0 = -rstd * mean_S(g)`` with batch statistics, both 0 with running statistics) and, for a
+  spatial gamma, ``dgamma = dy * x_hat``. dbeta of a spatial beta is ``dy`` itself and needs no kernel.
+* :func:`_class_table_grad_kernel` sums ``dy * x_hat`` and ``dy`` per class for CLADE's tables: each program turns
+  its label tile into a one-hot [BLOCK_S, BLOCK_K] matrix and accumulates ``tl.dot`` products in fp32 ("ieee"), then
+  writes a partial table; the partials are summed in torch. Deterministic, no atomics.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .forward import _modulation
+
+
+@triton.jit
+def _backward_sums_kernel(
+    dy_ptr,  # incoming gradient, (n, c, s) at n * sdn + c * sdc + s * sds
+    x_ptr,  # saved activations
+    scale_ptr,  # fp32 rstd per (n, c): n * stat_sn + c
+    shift_ptr,  # fp32 -mean * rstd per (n, c)
+    g_ptr,  # gamma (tensor or table, see forward._modulation)
+    lab_ptr,  # class ids for tables
+    out_ptr,  # out: fp32 (4, N, C, P): sum dy, sum dy*x_hat, sum g, sum g*x_hat
+    N,
+    C,
+    S,
+    P,
+    span,
+    sdn,
+    sdc,
+    sds,
+    sxn,
+    sxc,
+    sxs,
+    stat_sn,
+    sgn,
+    sgc,
+    sgs,
+    sln,
+    sls,
+    GAMMA: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    part = tl.program_id(2)
+    c_mask = c < C
+    c2 = c.to(tl.int64)[:, None]
+    scale = tl.load(scale_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
+    shift = tl.load(shift_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
+    sum_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_dyx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    start = part * span
+    end = tl.minimum(start + span, S)
+    for s0 in range(start, end, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_mask = s < end
+        mask = c_mask[:, None] & s_mask[None, :]
+        s2 = s.to(tl.int64)[None, :]
+        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        x_hat = x * scale + shift
+        g = dy
+        if GAMMA != 0:
+            labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
+            if GAMMA == 2:
+                labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
+            g = dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        sum_dy += tl.sum(dy, axis=1)
+        sum_dyx += tl.sum(dy * x_hat, axis=1)
+        sum_g += tl.sum(g, axis=1)
+        sum_gx += tl.sum(g * x_hat, axis=1)
+    out = (n * C + c) * P + part
+    plane = N * C * P
+    tl.store(out_ptr + out, sum_dy, mask=c_mask)
+    tl.store(out_ptr + plane + out, sum_dyx, mask=c_mask)
+    tl.store(out_ptr + 2 * plane + out, sum_g, mask=c_mask)
+    tl.store(out_ptr + 3 * plane + out, sum_gx, mask=c_mask)
+
+
+@triton.jit
+def _backward_dx_kernel(
+    dy_ptr,  # incoming gradient (strides sd*)
+    x_ptr,  # saved activations (strides sx*)
+    scale_ptr,  # fp32 rstd per (n, c)
+    shift_ptr,  # fp32 -mean * rstd per (n, c)
+    coef_x_ptr,  # fp32 -rstd * mean_S(g * x_hat) per (n, c), row stride coef_sn (BATCH_STATS only)
+    coef_0_ptr,  # fp32 -rstd * mean_S(g) per (n, c)
+    g_ptr,  # gamma (tensor or table)
+    lab_ptr,  # class ids for tables
+    dx_ptr,  # out: dx with strides so*
+    dg_ptr,  # out: dy * x_hat with strides so* (WRITE_DGAMMA)
+    C,
+    S,
+    sdn,
+    sdc,
+    sds,
+    sxn,
+    sxc,
+    sxs,
+    son,
+    soc,
+    sos,
+    stat_sn,
+    coef_sn,
+    sgn,
+    sgc,
+    sgs,
+    sln,
+    sls,
+    GAMMA: tl.constexpr,
+    BATCH_STATS: tl.constexpr,
+    WRITE_DX: tl.constexpr,
+    WRITE_DGAMMA: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    s = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
+    c_mask = c < C
+    s_mask = s < S
+    mask = c_mask[:, None] & s_mask[None, :]
+    c2 = c.to(tl.int64)[:, None]
+    s2 = s.to(tl.int64)[None, :]
+    dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+    scale = tl.load(scale_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
+    shift = tl.load(shift_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
+    x_hat = x * scale + shift
+    out = n * son + c2 * soc + s2 * sos
+    if WRITE_DGAMMA:
+        tl.store(dg_ptr + out, (dy * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
+    if WRITE_DX:
+        g = dy
+        if GAMMA != 0:
+            labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
+            if GAMMA == 2:
+                labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
+            g = dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        dx = g * scale
+        if BATCH_STATS:
+            coef_x = tl.load(coef_x_ptr + n * coef_sn + c, mask=c_mask, other=0.0)[:, None]
+            coef_0 = tl.load(coef_0_ptr + n * coef_sn + c, mask=c_mask, other=0.0)[:, None]
+            dx = dx + x_hat * coef_x + coef_0
+        tl.store(dx_ptr + out, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _class_table_grad_kernel(
+    dy_ptr,  # incoming gradient (strides sd*)
+    x_ptr,  # saved activations (strides sx*)
+    scale_ptr,  # fp32 rstd per (n, c)
+    shift_ptr,  # fp32 -mean * rstd per (n, c)
+    lab_ptr,  # class ids (n, s) at n * sln + s * sls
+    out_ptr,  # out: fp32 (2, N, P, C, BLOCK_K) partial tables: sum dy * x_hat and sum dy per (class, channel)
+    N,
+    C,
+    S,
+    P,
+    span,
+    sdn,
+    sdc,
+    sds,
+    sxn,
+    sxc,
+    sxs,
+    stat_sn,
+    sln,
+    sls,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    part = tl.program_id(2)
+    k = tl.arange(0, BLOCK_K)
+    c_mask = c < C
+    c2 = c.to(tl.int64)[:, None]
+    scale = tl.load(scale_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
+    shift = tl.load(shift_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
+    acc_gamma = tl.zeros([BLOCK_C, BLOCK_K], dtype=tl.float32)
+    acc_beta = tl.zeros([BLOCK_C, BLOCK_K], dtype=tl.float32)
+    start = part * span
+    end = tl.minimum(start + span, S)
+    for s0 in range(start, end, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_mask = s < end
+        mask = c_mask[:, None] & s_mask[None, :]
+        s2 = s.to(tl.int64)[None, :]
+        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=-1).to(tl.int32)
+        one_hot = (labels[:, None] == k[None, :]).to(tl.float32)  # [BLOCK_S, BLOCK_K]
+        acc_gamma = tl.dot(dy * (x * scale + shift), one_hot, acc_gamma, input_precision="ieee")
+        acc_beta = tl.dot(dy, one_hot, acc_beta, input_precision="ieee")
+    plane = N * P * C * BLOCK_K
+    out = ((n * P + part) * C + c2) * BLOCK_K + k[None, :]
+    out_mask = c_mask[:, None] & (k[None, :] < BLOCK_K)
+    tl.store(out_ptr + out, acc_gamma, mask=out_mask)
+    tl.store(out_ptr + plane + out, acc_beta, mask=out_mask)
