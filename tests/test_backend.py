@@ -29,13 +29,26 @@ def test_precedence_context_over_set_over_environment(monkeypatch):
     assert spadenorm.get_backend() == "triton"
 
 
-def test_triton_raises_a_clear_error_until_the_kernels_land(monkeypatch):
+def test_triton_refuses_what_it_cannot_run(monkeypatch):
+    from spadenorm import _backend
+
     x = torch.randn(2, 3, 4, 4)
-    with spadenorm.use_backend("triton"), pytest.raises(spadenorm.BackendUnavailableError, match="ships no Triton"):
+    monkeypatch.setattr(_backend, "_TRITON_INSTALLED", False)
+    with spadenorm.use_backend("triton"), pytest.raises(spadenorm.BackendUnavailableError, match="not installed"):
         modulated_norm(x)
+    monkeypatch.setattr(_backend, "_TRITON_INSTALLED", True)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
     monkeypatch.setenv("SPADENORM_BACKEND", "TRITON")
-    with pytest.raises(spadenorm.BackendUnavailableError):
+    with pytest.raises(spadenorm.BackendUnavailableError, match=r"runs CUDA tensors .* got x on cpu"):
         modulated_norm(x)
+
+
+def test_auto_uses_torch_for_cpu_tensors_even_under_the_interpreter(monkeypatch):
+    from spadenorm import _backend
+
+    monkeypatch.setattr(_backend, "_TRITON_INSTALLED", True)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert _backend.resolve_backend(torch.randn(2, 3, 4, 4)) == "torch"
 
 
 def test_invalid_names_are_rejected(monkeypatch):
