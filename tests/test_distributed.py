@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+import spadenorm
 from spadenorm import SPADE
 from spadenorm.functional import modulated_norm
 
@@ -24,6 +27,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _dtype() -> torch.dtype:
+    """float64 for the torch path; the Triton kernels take fp16/bf16/fp32."""
+    return torch.float32 if spadenorm.get_backend() == "triton" else torch.float64
+
+
 def _make_data():
     gen = torch.Generator().manual_seed(0)
     n = sum(LOCAL_BATCH)
@@ -32,36 +40,42 @@ def _make_data():
     beta = torch.randn(n, 6, 5, 7, generator=gen, dtype=torch.float64)
     dy = torch.randn(n, 6, 5, 7, generator=gen, dtype=torch.float64)
     labels = torch.randint(0, 4, (n, 10, 14), generator=gen)
-    return x, gamma, beta, dy, labels
+    return (*(t.to(_dtype()) for t in (x, gamma, beta, dy)), labels)
 
 
-def _run_single():
+def _run_single(backend: str):
+    with spadenorm.use_backend(backend):
+        return _single_process_results()
+
+
+def _single_process_results():
     x, gamma, beta, dy, labels = _make_data()
     x, gamma, beta = (t.clone().requires_grad_(True) for t in (x, gamma, beta))
-    rm, rv = torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+    rm, rv = torch.zeros(6, dtype=_dtype()), torch.ones(6, dtype=_dtype())
     y = modulated_norm(x, gamma, beta, norm="sync_batch", running_mean=rm, running_var=rv)
     y.backward(dy)
     torch.manual_seed(1)
-    layer = SPADE(6, 4, norm="sync_batch", hidden_channels=8).double()
+    layer = SPADE(6, 4, norm="sync_batch", hidden_channels=8, dtype=_dtype())
     out = layer(x.detach(), labels)
     out.backward(dy)
     grads = {name: p.grad for name, p in layer.named_parameters()}
     return y.detach(), x.grad, gamma.grad, beta.grad, rm, rv, out.detach(), grads, layer.param_free_norm.running_var
 
 
-def _worker(rank: int, port: int, queue) -> None:
+def _worker(rank: int, port: int, queue, backend: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    spadenorm.set_backend(backend)
     try:
         x, gamma, beta, dy, labels = _make_data()
         lo = sum(LOCAL_BATCH[:rank])
         part = slice(lo, lo + LOCAL_BATCH[rank])
         x, gamma, beta = (t[part].clone().requires_grad_(True) for t in (x, gamma, beta))
-        rm, rv = torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+        rm, rv = torch.zeros(6, dtype=_dtype()), torch.ones(6, dtype=_dtype())
         y = modulated_norm(x, gamma, beta, norm="sync_batch", running_mean=rm, running_var=rv)
         y.backward(dy[part])
         torch.manual_seed(1)
-        layer = SPADE(6, 4, norm="sync_batch", hidden_channels=8).double()
+        layer = SPADE(6, 4, norm="sync_batch", hidden_channels=8, dtype=_dtype())
         out = layer(x.detach(), labels[part])
         out.backward(dy[part])
         grads = {}
@@ -76,12 +90,17 @@ def _worker(rank: int, port: int, queue) -> None:
         dist.destroy_process_group()
 
 
-def test_sync_batch_two_processes_equals_one_process_on_the_whole_batch():
-    expected = _run_single()
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_sync_batch_two_processes_equals_one_process_on_the_whole_batch(backend):
+    if backend == "triton":
+        pytest.importorskip("triton")
+        if torch.cuda.is_available():
+            pytest.skip("the gloo test runs the kernels on CPU tensors through the interpreter")
+    expected = _run_single(backend)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(rank, port, queue)) for rank in range(WORLD)]
+    procs = [ctx.Process(target=_worker, args=(rank, port, queue, backend)) for rank in range(WORLD)]
     for p in procs:
         p.start()
     received = [torch.load(io.BytesIO(queue.get(timeout=120))) for _ in range(WORLD)]
@@ -89,18 +108,21 @@ def test_sync_batch_two_processes_equals_one_process_on_the_whole_batch():
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
+    # fp32 (Triton): the two runs sum in different orders.
+    tol = {"rtol": 1e-4, "atol": 1e-4} if backend == "triton" else {}
+    close = functools.partial(torch.testing.assert_close, **tol)
     y, dx, dgamma, dbeta, rm, rv, out, grads, spade_rv = expected
-    torch.testing.assert_close(torch.cat([r[1] for r in results]), y)
-    torch.testing.assert_close(torch.cat([r[2] for r in results]), dx)
-    torch.testing.assert_close(torch.cat([r[3] for r in results]), dgamma)
-    torch.testing.assert_close(torch.cat([r[4] for r in results]), dbeta)
-    torch.testing.assert_close(torch.cat([r[7] for r in results]), out)
+    close(torch.cat([r[1] for r in results]), y)
+    close(torch.cat([r[2] for r in results]), dx)
+    close(torch.cat([r[3] for r in results]), dgamma)
+    close(torch.cat([r[4] for r in results]), dbeta)
+    close(torch.cat([r[7] for r in results]), out)
     for r in results:
-        torch.testing.assert_close(r[5], rm)
-        torch.testing.assert_close(r[6], rv)
-        torch.testing.assert_close(r[9], spade_rv)
+        close(r[5], rm)
+        close(r[6], rv)
+        close(r[9], spade_rv)
         for name, g in grads.items():
-            torch.testing.assert_close(r[8][name], g, msg=lambda m, n=name: f"{n}: {m}")
+            close(r[8][name], g, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_sync_batch_without_process_group_is_batch_norm():

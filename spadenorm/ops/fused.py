@@ -27,7 +27,7 @@ from .. import _eager, distributed
 from . import backward as bwd_kernels
 from .forward import NONE, TABLE, TENSOR, _modulate_fwd_kernel
 from .layout import Strides3, Tiling, as_flattenable, is_spatial, next_pow2, strides3, tiling
-from .statistics import merge_partials, partial_stats
+from .statistics import merge_partials, partial_stats, span_counts
 
 _ROW_NORMS = ("instance", "group", "layer")
 _BATCH_NORMS = ("batch", "sync_batch")
@@ -104,8 +104,7 @@ def partial_stats_op(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-(n, c, part) fp32 mean and M2 of x over spans of S: (N, C, P) each."""
     x = as_flattenable(x, x)
     xs = strides3(x)
-    mean, m2, _ = partial_stats(x, xs, _reduction_tiling(x, xs))
-    return mean, m2
+    return partial_stats(x, xs, _reduction_tiling(x, xs))
 
 
 @partial_stats_op.register_fake
@@ -138,11 +137,9 @@ def statistics(
         rstd = torch.rsqrt(running_var.float() + eps)
         return rstd[None], (-running_mean.float() * rstd)[None], False
     part_mean, part_m2 = partial_stats_op(x.detach())
-    span = _reduction_tiling(x, strides3(as_flattenable(x, x))).span
-    starts = torch.arange(part_mean.shape[-1], device=x.device, dtype=torch.float64) * span
-    counts = torch.clamp(x[0, 0].numel() - starts, max=span)
+    counts = span_counts(x[0, 0].numel(), _reduction_tiling(x, strides3(as_flattenable(x, x))), x.device)
     groups = 1 if norm in _BATCH_NORMS else _groups(norm, num_groups, c)
-    mean, var, _ = merge_partials(part_mean, part_m2, counts, norm, groups)
+    mean, var = merge_partials(part_mean, part_m2, counts, norm, groups)
     if norm in _BATCH_NORMS:
         total = n * x[0, 0].numel()
         if norm == "sync_batch" and distributed.is_sync_active(process_group):
@@ -299,15 +296,17 @@ def _class_table_grads(
     s = x[0, 0].numel()
     block_k = max(16, next_pow2(num_classes))
     tiles = tiling(n, c, s, xs, interpreter=interp, min_block_c=16, max_span=MAX_SPAN[0])
+    # Two fp32 [BLOCK_C, BLOCK_K] accumulators live in registers: keep them at 8K values or fewer.
+    block_c = max(16, min(tiles.block_c, 4096 // block_k))
     block_s = max(16, min(tiles.block_s, 8192 // block_k))
     span = max(block_s, tiles.span // block_s * block_s)
     parts = math.ceil(s / span)
     partial = torch.empty((2, n, parts, c, block_k), device=x.device, dtype=torch.float32)
-    grid = (n, math.ceil(c / tiles.block_c), parts)
+    grid = (n, math.ceil(c / block_c), parts)
     bwd_kernels._class_table_grad_kernel[grid](
         dy, x, scale, shift, labels, partial, n, c, s, parts, span,
         ds.n, ds.c, ds.s, xs.n, xs.c, xs.s, _stat_rows(scale), *ls,
-        BLOCK_C=tiles.block_c, BLOCK_S=block_s, BLOCK_K=block_k,
+        BLOCK_C=block_c, BLOCK_S=block_s, BLOCK_K=block_k,
     )  # fmt: skip
     return partial.sum((1, 2))[..., :num_classes].transpose(1, 2).contiguous()
 

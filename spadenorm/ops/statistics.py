@@ -62,8 +62,8 @@ def _stats_partial_kernel(
     tl.store(m2_ptr + out, m2, mask=c_mask)
 
 
-def partial_stats(x: Tensor, strides: Strides3, tiles: Tiling) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-(n, c, part) mean and M2 of x over spans of S, and the (P,) element count of each span."""
+def partial_stats(x: Tensor, strides: Strides3, tiles: Tiling) -> tuple[Tensor, Tensor]:
+    """Per-(n, c, part) mean and M2 of x over spans of S."""
     n, c = x.shape[:2]
     s = x[0, 0].numel()
     parts = tiles.parts(s)
@@ -73,9 +73,13 @@ def partial_stats(x: Tensor, strides: Strides3, tiles: Tiling) -> tuple[Tensor, 
         x, mean, m2, c, s, parts, tiles.span, strides.n, strides.c, strides.s,
         BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
     )  # fmt: skip
-    starts = torch.arange(parts, device=x.device, dtype=torch.float64) * tiles.span
-    counts = torch.clamp(s - starts, max=tiles.span)
-    return mean, m2, counts
+    return mean, m2
+
+
+def span_counts(s: int, tiles: Tiling, device: torch.device) -> Tensor:
+    """(P,) float64 number of positions in each span of S."""
+    starts = torch.arange(tiles.parts(s), device=device, dtype=torch.float64) * tiles.span
+    return torch.clamp(s - starts, max=tiles.span)
 
 
 def merge_partials(mean: Tensor, m2: Tensor, counts: Tensor, norm: str, groups: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -95,4 +99,4 @@ def merge_partials(mean: Tensor, m2: Tensor, counts: Tensor, norm: str, groups: 
     total = w.sum(-1)
     set_mean = (w * mu).sum(-1) / total
     set_m2 = (sq + w * (mu - set_mean[:, None]) ** 2).sum(-1)
-    return set_mean, set_m2 / total, total
+    return set_mean, set_m2 / total
