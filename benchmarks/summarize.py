@@ -1,6 +1,10 @@
-"""Turn a pytest-benchmark JSON of ``benchmarks/test_cpu_modulated_norm.py`` into a markdown table of ratios.
+"""Turn pytest-benchmark JSON from ``benchmarks/`` into markdown tables.
 
-Usage: ``python benchmarks/summarize.py benchmarks/results/cpu.json``
+CPU runs (``test_cpu_modulated_norm.py``): spadenorm against the original formulation, per shape.
+GPU runs (``test_gpu_kernels.py``): per shape, dtype and pass, the fused kernels against eager and compiled
+original formulation, with achieved GB/s and the fraction of the measured copy bandwidth.
+
+Usage: ``python benchmarks/summarize.py RESULTS.json``
 """
 
 from __future__ import annotations
@@ -10,12 +14,18 @@ import sys
 from collections import defaultdict
 
 
-def summarize(path: str) -> str:
-    with open(path) as f:
-        data = json.load(f)
+def _groups(data: dict) -> dict[str, dict[str, dict]]:
     groups: dict[str, dict[str, dict]] = defaultdict(dict)
     for bench in data["benchmarks"]:
         groups[bench["group"]][bench["extra_info"]["impl"]] = bench
+    return groups
+
+
+def _ms(bench: dict) -> float:
+    return bench["stats"]["median"] * 1e3
+
+
+def summarize_cpu(data: dict) -> str:
     machine = data.get("machine_info", {})
     info = data["benchmarks"][0]["extra_info"]
     lines = [
@@ -26,16 +36,53 @@ def summarize(path: str) -> str:
         "| saved for backward, in activations: original / spadenorm |",
         "|---|---:|---:|---:|---:|",
     ]
-    for group, impls in groups.items():
+    for group, impls in _groups(data).items():
         orig, ours = impls["original"], impls["spadenorm"]
-        speedup = orig["stats"]["median"] / ours["stats"]["median"]
         act = ours["extra_info"]["activation_bytes"]
         saved = f"{orig['extra_info']['saved_bytes'] / act:.2f}x / {ours['extra_info']['saved_bytes'] / act:.2f}x"
-        lines.append(
-            f"| {group} | {orig['stats']['median'] * 1e3:.2f} | {ours['stats']['median'] * 1e3:.2f} | "
-            f"{speedup:.2f}x | {saved} |"
-        )
+        lines.append(f"| {group} | {_ms(orig):.2f} | {_ms(ours):.2f} | {_ms(orig) / _ms(ours):.2f}x | {saved} |")
     return "\n".join(lines)
+
+
+def summarize_gpu(data: dict) -> str:
+    info = data["benchmarks"][0]["extra_info"]
+    lines = [
+        f"GPU: {info['device_name']}, torch {info['torch']}, {data.get('datetime', '')[:10]}; "
+        f"measured copy bandwidth {info['copy_bandwidth_gbs']:.0f} GB/s (read + write)",
+        "",
+        "| shape (batch 8), dtype, pass | spadenorm (ms) | GB/s (ideal bytes) | of copy bw "
+        "| eager (ms) | vs eager | compiled (ms) | vs compiled |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for group, impls in _groups(data).items():
+        ours = impls.get("spadenorm") or impls.get("clade")
+        if ours is None:
+            continue
+        row = [
+            group,
+            f"{_ms(ours):.3f}",
+            f"{ours['extra_info']['gbs']:.0f}",
+            f"{ours['extra_info']['fraction_of_copy']:.0%}",
+        ]
+        for other in ("eager", "compiled"):
+            if other in impls:
+                row += [f"{_ms(impls[other]):.3f}", f"{_ms(impls[other]) / _ms(ours):.2f}x"]
+            elif other == "eager" and "spade" in impls:  # CLADE group: compare with spatial SPADE
+                row += [f"{_ms(impls['spade']):.3f} (spatial)", f"{_ms(impls['spade']) / _ms(ours):.2f}x"]
+            else:
+                row += ["", ""]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def summarize(path: str) -> str:
+    with open(path) as f:
+        data = json.load(f)
+    if not data["benchmarks"]:
+        return "no benchmarks in " + path
+    if data["benchmarks"][0]["extra_info"].get("device") == "cuda":
+        return summarize_gpu(data)
+    return summarize_cpu(data)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The GPU check, on a CUDA machine with nothing but this repository and a PyTorch + Triton install (no pip needed):
+# runs the CUDA tests and the kernel benchmarks from the checkout through PYTHONPATH and writes
+#   device.txt, cuda_tests.log, gpu_bench.json, gpu_bench.log, gpu_summary.md
+# to $OUT when set, else benchmarks/results/. Budget: about 8 minutes on one H100.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${OUT:-benchmarks/results}"
+mkdir -p "$OUT_DIR"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+unset TRITON_INTERPRET
+
+{
+  date -u +"%Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
+} 2>&1 | tee "$OUT_DIR/device.txt"
+
+# CUDA tests: the whole Triton matrix on the GPU plus the realistic shapes (marked cuda).
+timeout 200 python -m pytest tests/test_triton.py -m "cuda or not cuda" -q -p no:cacheprovider \
+  -o addopts="" 2>&1 | tee "$OUT_DIR/cuda_tests.log"
+tests_rc=${PIPESTATUS[0]}
+
+timeout 260 python -m pytest benchmarks/test_gpu_kernels.py -q -p no:cacheprovider -o addopts="" \
+  --benchmark-enable --benchmark-json="$OUT_DIR/gpu_bench.json" --benchmark-columns=median,iqr \
+  2>&1 | tee "$OUT_DIR/gpu_bench.log"
+bench_rc=${PIPESTATUS[0]}
+
+if [ -f "$OUT_DIR/gpu_bench.json" ]; then
+  python benchmarks/summarize.py "$OUT_DIR/gpu_bench.json" > "$OUT_DIR/gpu_summary.md" 2>&1
+  cat "$OUT_DIR/gpu_summary.md"
+fi
+echo "cuda tests exit code: $tests_rc, benchmarks exit code: $bench_rc"
+exit $(( tests_rc != 0 || bench_rc != 0 ))
