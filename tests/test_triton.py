@@ -210,3 +210,23 @@ def test_cuda_realistic_shapes(shape, norm, groups, dtype):
     gamma = torch.randn(shape, generator=gen).to("cuda", dtype).requires_grad_(True)
     beta = torch.randn(shape, generator=gen).to("cuda", dtype).requires_grad_(True)
     _check(x, gamma, beta, norm=norm, num_groups=groups if shape[1] % 2 == 0 else (1 if groups else None))
+
+
+@pytest.mark.slow
+def test_compile_spade_block_fullgraph_inductor():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = spadenorm.SPADE(8, 5, norm="batch", hidden_channels=16).to(DEVICE)
+    reference = spadenorm.SPADE(8, 5, norm="batch", hidden_channels=16).to(DEVICE)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 8, 6, 6, device=DEVICE, requires_grad=True)
+    labels = torch.randint(0, 5, (2, 6, 6), device=DEVICE)
+    compiled = torch.compile(layer, fullgraph=True, backend="inductor")
+    y = compiled(x, labels)
+    (dx,) = torch.autograd.grad(y.square().sum(), x)
+    with spadenorm.use_backend("torch"):
+        y_ref = reference(x, labels)
+        (dx_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dx, dx_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(layer.param_free_norm.running_var, reference.param_free_norm.running_var)
