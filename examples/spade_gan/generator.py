@@ -1,0 +1,185 @@
+"""The SPADE generator: a stack of SPADE residual blocks with nearest upsampling, from a downsampled mask or a z."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .block import SPADEResnetBlock
+from .layers import LEAKY_SLOPE, NormName, check_positive_int, init_weights
+
+Upsampling = Literal["normal", "more", "most"]
+NUM_UPSAMPLINGS: dict[str, int] = {"normal": 5, "more": 6, "most": 7}
+
+
+class SPADEGenerator(nn.Module):
+    r"""The SPADE generator (Park et al. 2019), with the original's submodule names.
+
+    With ``nf = ngf``, ``n`` = 5, 6 or 7 upsamplings for ``"normal"``, ``"more"``, ``"most"``,
+    ``sw = crop_size // 2**n`` and ``sh = round(sw / aspect_ratio)``:
+
+    - input: ``fc``, a 3x3 ``Conv2d(label_nc, 16 nf)`` applied to the mask resized (nearest) to (sh, sw), or with
+      ``use_vae`` a ``Linear(z_dim, 16 nf * sh * sw)`` applied to z and reshaped to (N, 16 nf, sh, sw);
+    - ``head_0`` (16nf), up, ``G_middle_0`` (16nf), [up for more/most], ``G_middle_1`` (16nf), then up followed by
+      ``up_0`` (16nf -> 8nf), ``up_1`` (-> 4nf), ``up_2`` (-> 2nf), ``up_3`` (-> nf) and, for ``"most"``, ``up_4``
+      (-> nf / 2); each "up" is nearest x2 and every block gets the full-resolution mask;
+    - output: :math:`\tanh(\mathrm{conv\_img}(\mathrm{lrelu}_{0.2}(x)))`, a 3x3 conv to 3 channels.
+
+    Weights are initialised by :func:`init_weights` (Xavier normal, gain 0.02, zero biases).
+
+    Args:
+        label_nc: channels of the semantic input: classes, plus the dontcare class and the instance-edge channel
+            when the dataset uses them (the original's ``semantic_nc``: 151 for ADE20K, 36 for Cityscapes).
+        ngf: base width nf.
+        num_upsampling_layers: ``"normal"``, ``"more"`` or ``"most"``.
+        crop_size: output width W = sw * 2**n.
+        aspect_ratio: W / H of the output.
+        use_vae: start from a style vector z (from :class:`ConvEncoder` or N(0, I)) instead of the mask.
+        z_dim: length of z.
+        norm: parameter-free norm of the SPADE layers (``"sync_batch"`` in the original).
+        kernel_size: kernel size of the SPADE layers' convs.
+        spectral: spectral normalization on the residual blocks' convs.
+
+    Shape:
+        - seg: float (N, label_nc, h, w) (one-hot plus any extra channels), or integer class ids (N, h, w) /
+          (N, 1, h, w) in [0, label_nc), one-hot encoded inside
+        - z: (N, z_dim), only with ``use_vae``
+        - output: (N, 3, H, W) in [-1, 1], (H, W) = :attr:`output_size`
+
+    Example:
+        >>> import torch
+        >>> g = SPADEGenerator(4, ngf=4, crop_size=64, norm="instance")
+        >>> g(torch.randint(0, 4, (1, 64, 64))).shape
+        torch.Size([1, 3, 64, 64])
+    """
+
+    def __init__(
+        self,
+        label_nc: int,
+        *,
+        ngf: int = 64,
+        num_upsampling_layers: Upsampling = "normal",
+        crop_size: int = 256,
+        aspect_ratio: float = 1.0,
+        use_vae: bool = False,
+        z_dim: int = 256,
+        norm: NormName = "sync_batch",
+        kernel_size: int = 3,
+        spectral: bool = True,
+    ) -> None:
+        super().__init__()
+        check_positive_int(label_nc, "label_nc")
+        check_positive_int(ngf, "ngf")
+        check_positive_int(crop_size, "crop_size")
+        check_positive_int(z_dim, "z_dim")
+        if num_upsampling_layers not in NUM_UPSAMPLINGS:
+            raise ValueError(
+                f"num_upsampling_layers must be one of {tuple(NUM_UPSAMPLINGS)}, got {num_upsampling_layers!r}"
+            )
+        if not aspect_ratio > 0:
+            raise ValueError(f"aspect_ratio must be > 0, got {aspect_ratio!r}")
+        self.label_nc = label_nc
+        self.use_vae = use_vae
+        self.z_dim = z_dim
+        self.num_upsampling_layers = num_upsampling_layers
+        self.num_up = NUM_UPSAMPLINGS[num_upsampling_layers]
+        self.sw = crop_size // 2**self.num_up
+        self.sh = round(self.sw / aspect_ratio)
+        if self.sw < 1 or self.sh < 1:
+            raise ValueError(
+                f"crop_size={crop_size} with aspect_ratio={aspect_ratio} and {self.num_up} upsamplings "
+                f"({num_upsampling_layers!r}) gives an empty {self.sh}x{self.sw} starting map; crop_size must be "
+                f">= {2**self.num_up} and crop_size / aspect_ratio >= {2**self.num_up}"
+            )
+        nf = ngf
+        if use_vae:
+            self.fc: nn.Module = nn.Linear(z_dim, 16 * nf * self.sh * self.sw)
+        else:
+            self.fc = nn.Conv2d(label_nc, 16 * nf, 3, padding=1)
+
+        def block(fin: int, fout: int) -> SPADEResnetBlock:
+            return SPADEResnetBlock(fin, fout, label_nc, norm=norm, kernel_size=kernel_size, spectral=spectral)
+
+        self.head_0 = block(16 * nf, 16 * nf)
+        self.G_middle_0 = block(16 * nf, 16 * nf)
+        self.G_middle_1 = block(16 * nf, 16 * nf)
+        self.up_0 = block(16 * nf, 8 * nf)
+        self.up_1 = block(8 * nf, 4 * nf)
+        self.up_2 = block(4 * nf, 2 * nf)
+        self.up_3 = block(2 * nf, nf)
+        final_nc = nf
+        if num_upsampling_layers == "most":
+            self.up_4 = block(nf, nf // 2)
+            final_nc = nf // 2
+        self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
+        self.apply(init_weights)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(H, W) of the generated image: the starting map (sh, sw) upsampled ``2**n`` times."""
+        return self.sh * 2**self.num_up, self.sw * 2**self.num_up
+
+    def semantic_map(self, seg: Tensor) -> Tensor:
+        """Validate ``seg`` and return it as a float (N, label_nc, h, w) map (integer ids are one-hot encoded)."""
+        if not isinstance(seg, Tensor):
+            raise TypeError(f"seg must be a torch.Tensor, got {type(seg).__name__}")
+        dtype = self.conv_img.weight.dtype
+        if not seg.is_floating_point():
+            ids = seg.squeeze(1) if seg.dim() == 4 and seg.shape[1] == 1 else seg
+            if ids.dim() != 3:
+                raise ValueError(
+                    f"integer seg must hold class ids of shape (N, h, w) or (N, 1, h, w), got {tuple(seg.shape)}"
+                )
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.label_nc):
+                raise ValueError(
+                    f"seg class ids must lie in [0, label_nc={self.label_nc}), got ids in "
+                    f"[{int(ids.min())}, {int(ids.max())}]"
+                )
+            return F.one_hot(ids.long(), self.label_nc).movedim(-1, 1).to(dtype)
+        if seg.dim() != 4 or seg.shape[1] != self.label_nc:
+            raise ValueError(
+                f"seg must have shape (N, label_nc={self.label_nc}, h, w) (one-hot classes plus any dontcare and "
+                f"instance-edge channels), got {tuple(seg.shape)}"
+            )
+        return seg
+
+    def initial_map(self, seg: Tensor, z: Tensor | None) -> Tensor:
+        """The (N, 16 nf, sh, sw) map the first block starts from: ``fc`` of z (VAE) or of the downsampled mask."""
+        if not self.use_vae:
+            if z is not None:
+                raise ValueError("z is only used with use_vae=True; this generator starts from the mask, pass z=None")
+            return self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
+        n = seg.shape[0]
+        if z is None:
+            z = torch.randn(n, self.z_dim, device=seg.device, dtype=seg.dtype)
+        elif z.shape != (n, self.z_dim):
+            raise ValueError(f"z must have shape (N={n}, z_dim={self.z_dim}), got {tuple(z.shape)}")
+        return self.fc(z).view(n, -1, self.sh, self.sw)
+
+    def forward(self, seg: Tensor, z: Tensor | None = None) -> Tensor:
+        seg = self.semantic_map(seg)
+        x = self.head_0(self.initial_map(seg, z), seg)
+        x = self.G_middle_0(_up(x), seg)
+        if self.num_upsampling_layers in ("more", "most"):
+            x = _up(x)
+        x = self.G_middle_1(x, seg)
+        blocks = [self.up_0, self.up_1, self.up_2, self.up_3]
+        if self.num_upsampling_layers == "most":
+            blocks.append(self.up_4)
+        for block in blocks:
+            x = block(_up(x), seg)
+        return torch.tanh(self.conv_img(F.leaky_relu(x, LEAKY_SLOPE)))
+
+    def extra_repr(self) -> str:
+        start = f"z_dim={self.z_dim}" if self.use_vae else "mask"
+        return (
+            f"label_nc={self.label_nc}, num_upsampling_layers={self.num_upsampling_layers!r}, "
+            f"start={start} at {self.sh}x{self.sw}, output_size={self.output_size}"
+        )
+
+
+def _up(x: Tensor) -> Tensor:
+    return F.interpolate(x, scale_factor=2, mode="nearest")
