@@ -66,6 +66,25 @@ def test_matrix_against_reference(norm, groups, modulation, dtype, channels_last
     _check(x, gamma, beta, norm=norm, num_groups=groups)
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("modulation", MODULATIONS)
+@pytest.mark.parametrize(("norm", "groups"), [("instance", None), ("group", 3)])
+def test_two_phase_path_for_per_sample_norms(norm, groups, modulation, channels_last, monkeypatch):
+    """The partial-statistics path that per-sample norms take on a GPU when the row kernels would underfill it."""
+    from spadenorm.ops import fused
+
+    monkeypatch.setattr(fused, "USE_ROW_KERNELS", [False])
+    gen = torch.Generator().manual_seed(3)
+    shape = (3, 6, 5, 7)
+    x = (torch.randn(shape, generator=gen) * 2 + 1).to(DEVICE)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    gamma, beta = _modulation(modulation, shape, torch.float32, gen), _modulation(modulation, shape, torch.float32, gen)
+    _check(x, gamma, beta, norm=norm, num_groups=groups)
+
+
+@pytest.mark.parametrize("row_kernels", [True, False], ids=["row_kernels", "two_phase"])
 @pytest.mark.parametrize(
     ("shape", "max_span", "channels_last"),
     [
@@ -75,11 +94,14 @@ def test_matrix_against_reference(norm, groups, modulation, dtype, channels_last
     ids=["nchw", "channels_last"],
 )
 @pytest.mark.parametrize(("norm", "groups"), [("instance", None), ("batch", None), ("group", 5)])
-def test_rows_longer_than_a_tile_and_split_across_programs(norm, groups, shape, max_span, channels_last, monkeypatch):
-    """Several tiles per program (Chan merges in the kernel) and several programs per row (merges in torch)."""
+def test_rows_longer_than_a_tile_and_split_across_programs(
+    norm, groups, shape, max_span, channels_last, row_kernels, monkeypatch
+):
+    """Several tiles per program (Chan merges in the kernel) and, two-phase, several programs per row (in torch)."""
     from spadenorm.ops import fused
 
     monkeypatch.setattr(fused, "MAX_SPAN", [max_span])
+    monkeypatch.setattr(fused, "USE_ROW_KERNELS", [row_kernels])
     gen = torch.Generator().manual_seed(1)
     x = (torch.randn(shape, generator=gen) + 30).to(DEVICE)  # |mean| >> std stresses the merges
     if channels_last:
@@ -88,9 +110,10 @@ def test_rows_longer_than_a_tile_and_split_across_programs(norm, groups, shape, 
     gamma = torch.randn(shape, generator=gen).to(DEVICE).requires_grad_(True)
     beta = torch.randn(shape[1], generator=gen).to(DEVICE).requires_grad_(True)
     _check(x, gamma, beta, norm=norm, num_groups=groups)
-    tiles = fused._reduction_tiling(x, fused.strides3(x))
-    assert tiles.parts(x[0, 0].numel()) == 2
-    assert tiles.span >= 2 * tiles.block_s
+    if not row_kernels:
+        tiles = fused._reduction_tiling(x, fused.strides3(x))
+        assert tiles.parts(x[0, 0].numel()) == 2
+        assert tiles.span >= 2 * tiles.block_s
 
 
 @pytest.mark.parametrize("rank", [3, 5])
@@ -139,6 +162,7 @@ def test_running_statistics_match_batchnorm2d(momentum):
            running_mean=ours.running_mean, running_var=ours.running_var, training=False)  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # eps=0 on the padded lanes, never stored
 @pytest.mark.parametrize("eps", [0.0, 1e-5, 10.0])
 def test_eps_edge_cases(eps):
     x = torch.randn(2, 3, 4, 4, device=DEVICE, requires_grad=True)
@@ -164,13 +188,15 @@ def test_opcheck_of_the_registered_ops():
     beta = torch.randn(1, 4, 1, 1, device=DEVICE, requires_grad=True)
     scale, shift = torch.rand(2, 4, device=DEVICE) + 0.5, torch.randn(2, 4, device=DEVICE)
     torch.library.opcheck(partial_stats_op, (x.detach(),))
-    torch.library.opcheck(fused_modulate, (x, gamma, beta, None, scale, shift, "instance", 0, True, ""))
+    torch.library.opcheck(fused_modulate, (x, gamma, beta, None, scale, shift, "instance", 0, 1e-5, True, ""))
+    torch.library.opcheck(fused_modulate, (x, gamma, beta, None, None, None, "instance", 0, 1e-5, True, ""))
+    torch.library.opcheck(fused_modulate, (x, gamma, None, None, None, None, "group", 2, 1e-5, True, ""))
     labels = torch.randint(0, 3, (2, 3, 5), device=DEVICE)
     tables = (
         torch.randn(3, 4, device=DEVICE, requires_grad=True),
         torch.randn(3, 4, device=DEVICE, requires_grad=True),
     )
-    torch.library.opcheck(fused_modulate, (x, *tables, labels, scale, shift, "instance", 0, True, ""))
+    torch.library.opcheck(fused_modulate, (x, *tables, labels, None, None, "instance", 0, 1e-5, True, ""))
     dy = torch.randn(2, 4, 3, 5, device=DEVICE)
     torch.library.opcheck(
         fused_norm_bwd,

@@ -36,7 +36,10 @@ def _call(
         x, norm, num_groups or 0, eps, running_mean, running_var, factor, training, process_group
     )
     group_name = register_process_group(process_group) if norm == "sync_batch" else ""
-    return fused_modulate(x, gamma, beta, labels, scale, shift, norm, num_groups or 0, batch_stats, group_name)
+    y, _, _ = fused_modulate(
+        x, gamma, beta, labels, scale, shift, norm, num_groups or 0, eps, batch_stats, group_name
+    )  # fmt: skip
+    return y
 
 
 def modulated_norm(x: Tensor, gamma: Tensor | None, beta: Tensor | None, **kwargs) -> Tensor:

@@ -26,13 +26,15 @@ from torch import Tensor
 from .. import _eager, distributed
 from . import backward as bwd_kernels
 from .forward import NONE, TABLE, TENSOR, _modulate_fwd_kernel
-from .layout import Strides3, Tiling, as_flattenable, is_spatial, next_pow2, strides3, tiling
+from .layout import TARGET_PROGRAMS_GPU, Strides3, Tiling, as_flattenable, is_spatial, next_pow2, strides3, tiling
+from .rows import _row_bwd_kernel, _row_fwd_kernel
 from .statistics import merge_partials, partial_stats, span_counts
 
 _ROW_NORMS = ("instance", "group", "layer")
 _BATCH_NORMS = ("batch", "sync_batch")
-# Tests set this to force several partial spans per row under the interpreter.
+# Tests set these: several partial spans per row under the interpreter; the row-persistent kernels on or off.
 MAX_SPAN: list[int | None] = [None]
+USE_ROW_KERNELS: list[bool | None] = [None]
 _PROCESS_GROUPS: dict[str, object] = {}
 
 
@@ -124,34 +126,72 @@ def statistics(
     momentum: float | Tensor,
     training: bool,
     process_group: object,
-) -> tuple[Tensor, Tensor, bool]:
-    """fp32 (scale, shift) per (n, c) and whether they are batch statistics; running statistics updated in place.
+) -> tuple[Tensor | None, Tensor | None, bool]:
+    """fp32 (scale, shift) per channel, (1, C), and whether they are batch statistics.
 
-    scale and shift are (N, C) for the row norms and (1, C) for batch norms and ``"none"``.
+    Batch norms (running statistics updated in place), eval mode and ``"none"`` are handled here; for the
+    per-sample norms it returns ``(None, None, True)``: :func:`fused_modulate` computes those statistics itself.
     """
-    n, c = x.shape[:2]
+    c = x.shape[1]
     if norm == "none":
         ones = torch.ones((1, c), device=x.device, dtype=torch.float32)
         return ones, torch.zeros_like(ones), False
     if norm in _BATCH_NORMS and not training:
         rstd = torch.rsqrt(running_var.float() + eps)
         return rstd[None], (-running_mean.float() * rstd)[None], False
+    if norm in _ROW_NORMS:
+        return None, None, True
     part_mean, part_m2 = partial_stats_op(x.detach())
     counts = span_counts(x[0, 0].numel(), _reduction_tiling(x, strides3(as_flattenable(x, x))), x.device)
-    groups = 1 if norm in _BATCH_NORMS else _groups(norm, num_groups, c)
-    mean, var = merge_partials(part_mean, part_m2, counts, norm, groups)
-    if norm in _BATCH_NORMS:
-        total = n * x[0, 0].numel()
-        if norm == "sync_batch" and distributed.is_sync_active(process_group):
-            mean, var, total = distributed.sync_mean_var(mean, var, total, process_group)
-        if running_mean is not None:
-            _eager.update_running_stats(running_mean, running_var, mean, var, total, momentum)
-        rstd = torch.rsqrt(var + eps)
-        return rstd.float()[None], (-mean * rstd).float()[None], True
+    mean, var = merge_partials(part_mean, part_m2, counts, norm, 1)
+    total = x.shape[0] * x[0, 0].numel()
+    if norm == "sync_batch" and distributed.is_sync_active(process_group):
+        mean, var, total = distributed.sync_mean_var(mean, var, total, process_group)
+    if running_mean is not None:
+        _eager.update_running_stats(running_mean, running_var, mean, var, total, momentum)
+    rstd = torch.rsqrt(var + eps)
+    return rstd.float()[None], (-mean * rstd).float()[None], True
+
+
+def _row_statistics(x: Tensor, xs: Strides3, norm: str, num_groups: int, eps: float) -> tuple[Tensor, Tensor]:
+    """Two-phase per-sample statistics: partial kernel, float64 merge; fp32 (N, C) scale and shift."""
+    n, c = x.shape[:2]
+    tiles = _reduction_tiling(x, xs)
+    part_mean, part_m2 = partial_stats(x, xs, tiles)
+    groups = _groups(norm, num_groups, c)
+    mean, var = merge_partials(part_mean, part_m2, span_counts(x[0, 0].numel(), tiles, x.device), norm, groups)
     rstd = torch.rsqrt(var + eps)
     per_group = torch.stack([rstd, -mean * rstd]).float().reshape(2, n, groups, 1)
-    per_channel = per_group.expand(2, n, groups, c // groups).reshape(2, n, c).contiguous()  # kernels: c stride 1
-    return per_channel[0], per_channel[1], True
+    per_channel = per_group.expand(2, n, groups, c // groups).reshape(2, n, c)
+    return per_channel[0].clone(), per_channel[1].clone()  # separate, dense: kernels read c with stride 1
+
+
+def row_kernel_tiles(x: Tensor, xs: Strides3, norm: str, num_groups: int) -> tuple[int, int, int, int] | None:
+    """(grid_c, channels_per_program, BLOCK_C, BLOCK_S) when the row-persistent kernels apply, else None.
+
+    They apply to instance and group statistics (groups of at most 64 channels) when the launch has enough
+    programs to fill the GPU; under the interpreter whenever eligible. ``USE_ROW_KERNELS`` overrides.
+    """
+    n, c = x.shape[:2]
+    s = x[0, 0].numel()
+    if norm not in ("instance", "group"):
+        return None
+    if norm == "group":
+        per_group = c // num_groups
+        if per_group > 64:
+            return None
+        block_c = next_pow2(per_group)
+        block_s = max(16, min(next_pow2(s), max(16, 2048 // block_c)))
+        layout = (num_groups, per_group, block_c, block_s)
+    else:
+        tiles = tiling(n, c, s, xs, interpreter=True)  # one span: the row kernel loops over S itself
+        layout = (-(-c // tiles.block_c), tiles.block_c, tiles.block_c, tiles.block_s)
+    override = USE_ROW_KERNELS[0]
+    if override is not None:
+        return layout if override else None
+    if _interpreter() or n * layout[0] >= TARGET_PROGRAMS_GPU // 2:
+        return layout
+    return None
 
 
 @torch.library.custom_op("spadenorm::fused_modulate", mutates_args=())
@@ -160,36 +200,61 @@ def fused_modulate(
     gamma: Tensor | None,
     beta: Tensor | None,
     labels: Tensor | None,
-    scale: Tensor,
-    shift: Tensor,
+    scale: Tensor | None,
+    shift: Tensor | None,
     norm: str,
     num_groups: int,
+    eps: float,
     batch_stats: bool,
     group_name: str,
-) -> Tensor:
-    """``y = (x * scale + shift) * (1 + gamma) + beta`` in one pass; see the module docstring."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(y, scale, shift)``: ``y = (x * scale + shift) * (1 + gamma) + beta`` in one pass.
+
+    Without ``scale``/``shift`` (per-sample norms) the statistics are computed here, by the row-persistent kernel
+    (statistics and output in one launch) or by the partial-statistics kernel; the returned scale and shift are the
+    ones used, fp32, (N, C) or (1, C).
+    """
     x = as_flattenable(x, x)
     xs = strides3(x)
-    y = torch.empty_like(x, dtype=_out_dtype(x, gamma, beta))
-    gamma, beta = _prepare_modulation(gamma, x, labels), _prepare_modulation(beta, x, labels)
     n, c = x.shape[:2]
     s = x[0, 0].numel()
-    tiles = tiling(n, c, s, xs, interpreter=_interpreter())
+    y = torch.empty_like(x, dtype=_out_dtype(x, gamma, beta))
     ys = strides3(y)
-    _modulate_fwd_kernel[tiles.grid(n, c, s, reduce=False)](
-        x, y, scale, shift,
+    gamma, beta = _prepare_modulation(gamma, x, labels), _prepare_modulation(beta, x, labels)
+    mod_args = (
         gamma if gamma is not None else x, beta if beta is not None else x, labels if labels is not None else x,
-        c, s, xs.n, xs.c, xs.s, ys.n, ys.c, ys.s, _stat_rows(scale),
-        *_mod_strides(gamma, labels), *_mod_strides(beta, labels), *_labels_strides(labels),
-        GAMMA=_mod_kind(gamma, labels), BETA=_mod_kind(beta, labels),
-        BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
     )  # fmt: skip
-    return y
+    mod_strides = (*_mod_strides(gamma, labels), *_mod_strides(beta, labels), *_labels_strides(labels))
+    kinds = {"GAMMA": _mod_kind(gamma, labels), "BETA": _mod_kind(beta, labels)}
+    if scale is None:
+        rows = row_kernel_tiles(x, xs, norm, num_groups)
+        if rows is not None:
+            grid_c, per_program, block_c, block_s = rows
+            scale = torch.empty((n, c), device=x.device, dtype=torch.float32)
+            shift = torch.empty_like(scale)
+            _row_fwd_kernel[(n, grid_c)](
+                x, y, scale, shift, *mod_args, c, s, per_program, eps,
+                xs.n, xs.c, xs.s, ys.n, ys.c, ys.s, *mod_strides,
+                PER_CHANNEL=norm == "instance", **kinds, BLOCK_C=block_c, BLOCK_S=block_s,
+            )  # fmt: skip
+            return y, scale, shift
+        scale, shift = _row_statistics(x, xs, norm, num_groups, eps)
+    else:
+        scale, shift = scale.clone(), shift.clone()  # outputs must not alias inputs
+    tiles = tiling(n, c, s, xs, interpreter=_interpreter())
+    _modulate_fwd_kernel[tiles.grid(n, c, s, reduce=False)](
+        x, y, scale, shift, *mod_args,
+        c, s, xs.n, xs.c, xs.s, ys.n, ys.c, ys.s, _stat_rows(scale), *mod_strides,
+        **kinds, BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
+    )  # fmt: skip
+    return y, scale, shift
 
 
 @fused_modulate.register_fake
-def _fused_modulate_fake(x, gamma, beta, labels, scale, shift, norm, num_groups, batch_stats, group_name):
-    return torch.empty_like(x, dtype=_out_dtype(x, gamma, beta))
+def _fused_modulate_fake(x, gamma, beta, labels, scale, shift, norm, num_groups, eps, batch_stats, group_name):
+    y = torch.empty_like(x, dtype=_out_dtype(x, gamma, beta))
+    stat = x.new_empty((x.shape[0], x.shape[1]), dtype=torch.float32) if scale is None else torch.empty_like(scale)
+    return y, stat, torch.empty_like(stat)
 
 
 def _pool_to_sets(sums: Tensor, norm: str, num_groups: int) -> Tensor:
@@ -226,6 +291,10 @@ def fused_norm_bwd(
     n, c = x.shape[:2]
     s = x[0, 0].numel()
     interp = _interpreter()
+    rows = row_kernel_tiles(x, xs, norm, num_groups) if batch_stats else None
+    if rows is not None:
+        return _row_backward(dy, x, ds, xs, gamma, labels, scale, shift, norm, rows, num_classes, need_dx,
+                             need_dgamma_map, need_tables)  # fmt: skip
     red = tiling(n, c, s, xs, interpreter=interp, max_span=MAX_SPAN[0])
     parts = red.parts(s)
     sums = torch.empty((4, n, c, parts), device=x.device, dtype=torch.float32)
@@ -270,6 +339,45 @@ def fused_norm_bwd(
     if need_tables:
         tables = _class_table_grads(dy, x, ds, xs, scale, shift, labels, ls, num_classes, interp)
     return dx, dgamma_map, sums[:2].contiguous(), tables
+
+
+def _row_backward(
+    dy: Tensor,
+    x: Tensor,
+    ds: Strides3,
+    xs: Strides3,
+    gamma: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor,
+    shift: Tensor,
+    norm: str,
+    rows: tuple[int, int, int, int],
+    num_classes: int,
+    need_dx: bool,
+    need_dgamma_map: bool,
+    need_tables: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Backward of the per-sample norms with the row-persistent kernel (sums and dx in one launch)."""
+    n, c = x.shape[:2]
+    s = x[0, 0].numel()
+    grid_c, per_program, block_c, block_s = rows
+    dx = torch.empty_like(x) if need_dx else x.new_empty(0)
+    dgamma_map = torch.empty_like(x, dtype=gamma.dtype) if need_dgamma_map else x.new_empty(0)
+    sums = torch.empty((2, n, c), device=x.device, dtype=torch.float32)
+    os_ = strides3(dx if need_dx else dgamma_map) if (need_dx or need_dgamma_map) else xs
+    _row_bwd_kernel[(n, grid_c)](
+        dy, x, scale, shift, gamma if gamma is not None else x, labels if labels is not None else x,
+        dx if need_dx else x, dgamma_map if need_dgamma_map else x, sums,
+        n, c, s, per_program, ds.n, ds.c, ds.s, xs.n, xs.c, xs.s, os_.n, os_.c, os_.s,
+        *_mod_strides(gamma, labels), *_labels_strides(labels),
+        PER_CHANNEL=norm == "instance", GAMMA=_mod_kind(gamma, labels), WRITE_DX=bool(need_dx),
+        WRITE_DGAMMA=bool(need_dgamma_map), BLOCK_C=block_c, BLOCK_S=block_s,
+    )  # fmt: skip
+    tables = x.new_empty(0, dtype=torch.float32)
+    if need_tables:
+        tables = _class_table_grads(dy, x, ds, xs, scale, shift, labels, _labels_strides(labels), num_classes,
+                                    _interpreter())  # fmt: skip
+    return dx, dgamma_map, sums, tables
 
 
 def _set_size(x: Tensor, norm: str, num_groups: int) -> int:
@@ -325,7 +433,8 @@ def _fused_norm_bwd_fake(
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, gamma, beta, labels, scale, shift, norm, num_groups, batch_stats, group_name = inputs
+    x, gamma, beta, labels, _scale, _shift, norm, num_groups, _eps, batch_stats, group_name = inputs
+    _, scale, shift = output
     ctx.save_for_backward(x, gamma, labels, scale, shift)
     ctx.norm, ctx.num_groups, ctx.batch_stats, ctx.group_name = norm, num_groups, batch_stats, group_name
     ctx.beta_meta = None if beta is None else (beta.shape, beta.dtype, labels is None and is_spatial(beta))
@@ -337,7 +446,7 @@ def _to_shape(sums_nc: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
     return full.sum_to_size(shape).to(dtype)
 
 
-def _backward(ctx, dy: Tensor):
+def _backward(ctx, dy: Tensor, _dscale: Tensor | None, _dshift: Tensor | None):
     x, gamma, labels, scale, shift = ctx.saved_tensors
     need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
     table_mode = labels is not None
@@ -363,7 +472,7 @@ def _backward(ctx, dy: Tensor):
             dbeta = dy.sum_to_size(shape).to(dtype)
         else:
             dbeta = _to_shape(nc_sums[0], shape, dtype)
-    return (dx if need_x else None, dgamma, dbeta) + (None,) * 7
+    return (dx if need_x else None, dgamma, dbeta) + (None,) * 8
 
 
 fused_modulate.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,207 @@
+"""Row-persistent kernels for per-sample statistics (instance, group): one program owns whole reduction sets.
+
+A program takes BLOCK_C channels of one sample: BLOCK_C separate sets for instance norm, or one group (BLOCK_C >=
+channels per group, masked) for group norm. It sweeps S twice: first accumulating Chan-merged (count, mean, M2)
+per channel, then, sweeping S in reverse so that the chunks it read last are still in cache, writing the output.
+Forward therefore reads x, gamma, beta once from DRAM and writes y (4 passes where the row stays in L2), and the
+backward reads dy, x, gamma and writes dx, dgamma (5 passes), with no partial buffers and no second launch.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .forward import _modulation
+
+
+@triton.jit
+def _set_moments(count, mean, m2, c_mask, PER_CHANNEL: tl.constexpr):
+    """Per-channel (count, mean, M2) -> the statistics of each channel's set: itself, or the whole group."""
+    if PER_CHANNEL:
+        return mean, m2 / count
+    total = tl.sum(tl.where(c_mask, count, 0.0), axis=0)
+    group_mean = tl.sum(tl.where(c_mask, count * mean, 0.0), axis=0) / total
+    dev = tl.where(c_mask, mean - group_mean, 0.0)
+    group_m2 = tl.sum(tl.where(c_mask, m2 + count * dev * dev, 0.0), axis=0)
+    return group_mean + tl.zeros_like(mean), group_m2 / total + tl.zeros_like(mean)
+
+
+@triton.jit
+def _row_fwd_kernel(
+    x_ptr,  # activations, (n, c, s) at n * sxn + c * sxc + s * sxs
+    y_ptr,  # out: same shape, strides sy*
+    scale_out_ptr,  # out: fp32 (N, C) rstd, contiguous
+    shift_out_ptr,  # out: fp32 (N, C) -mean * rstd
+    g_ptr,  # gamma (see forward._modulation)
+    b_ptr,  # beta
+    lab_ptr,  # class ids (n, s) for tables
+    C,
+    S,
+    channels_per_program,  # C_PER_SET for groups, BLOCK_C for instance norm
+    eps,
+    sxn,
+    sxc,
+    sxs,
+    syn,
+    syc,
+    sys_,
+    sgn,
+    sgc,
+    sgs,
+    sbn,
+    sbc,
+    sbs,
+    sln,
+    sls,
+    PER_CHANNEL: tl.constexpr,
+    GAMMA: tl.constexpr,
+    BETA: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    first = tl.program_id(1) * channels_per_program
+    c = first + tl.arange(0, BLOCK_C)
+    c_mask = (c < C) & (tl.arange(0, BLOCK_C) < channels_per_program)
+    c2 = c.to(tl.int64)[:, None]
+    count = tl.zeros([BLOCK_C], dtype=tl.float32)
+    mean = tl.zeros([BLOCK_C], dtype=tl.float32)
+    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for s0 in range(0, S, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_mask = s < S
+        mask = c_mask[:, None] & s_mask[None, :]
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s.to(tl.int64)[None, :] * sxs, mask=mask, other=0.0).to(tl.float32)
+        tile_count = tl.sum(s_mask.to(tl.float32), axis=0)
+        tile_mean = tl.sum(x, axis=1) / tile_count
+        dev = tl.where(mask, x - tile_mean[:, None], 0.0)
+        total = count + tile_count
+        delta = tile_mean - mean
+        mean = mean + delta * (tile_count / total)
+        m2 = m2 + tl.sum(dev * dev, axis=1) + delta * delta * (count * tile_count / total)
+        count = total
+    set_mean, set_var = _set_moments(count, mean, m2, c_mask, PER_CHANNEL)
+    scale = 1.0 / tl.sqrt(set_var + eps)
+    shift = -set_mean * scale
+    tl.store(scale_out_ptr + n * C + c, scale, mask=c_mask)
+    tl.store(shift_out_ptr + n * C + c, shift, mask=c_mask)
+    num_chunks = tl.cdiv(S, BLOCK_S)
+    for i in range(0, num_chunks):
+        s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last chunks read are cached
+        s_mask = s < S
+        mask = c_mask[:, None] & s_mask[None, :]
+        s2 = s.to(tl.int64)[None, :]
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        y = x * scale[:, None] + shift[:, None]
+        labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
+        if GAMMA == 2 or BETA == 2:
+            labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
+        if GAMMA != 0:
+            y = y + y * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        if BETA != 0:
+            y = y + _modulation(b_ptr, n, c2, s2, labels, mask, sbn, sbc, sbs, BETA)
+        tl.store(y_ptr + n * syn + c2 * syc + s2 * sys_, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _row_bwd_kernel(
+    dy_ptr,  # incoming gradient (strides sd*)
+    x_ptr,  # saved activations (strides sx*)
+    scale_ptr,  # fp32 (N, C) rstd
+    shift_ptr,  # fp32 (N, C) -mean * rstd
+    g_ptr,  # gamma (tensor or table)
+    lab_ptr,  # class ids for tables
+    dx_ptr,  # out: dx, strides so*
+    dg_ptr,  # out: dy * x_hat for a spatial gamma, strides so*
+    sums_ptr,  # out: fp32 (2, N, C): sum dy, sum dy * x_hat per (n, c)
+    N,
+    C,
+    S,
+    channels_per_program,
+    sdn,
+    sdc,
+    sds,
+    sxn,
+    sxc,
+    sxs,
+    son,
+    soc,
+    sos,
+    sgn,
+    sgc,
+    sgs,
+    sln,
+    sls,
+    PER_CHANNEL: tl.constexpr,
+    GAMMA: tl.constexpr,
+    WRITE_DX: tl.constexpr,
+    WRITE_DGAMMA: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    first = tl.program_id(1) * channels_per_program
+    c = first + tl.arange(0, BLOCK_C)
+    c_mask = (c < C) & (tl.arange(0, BLOCK_C) < channels_per_program)
+    c2 = c.to(tl.int64)[:, None]
+    scale_c = tl.load(scale_ptr + n * C + c, mask=c_mask, other=0.0)
+    scale = scale_c[:, None]
+    shift = tl.load(shift_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]
+    sum_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_dyx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for s0 in range(0, S, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_mask = s < S
+        mask = c_mask[:, None] & s_mask[None, :]
+        s2 = s.to(tl.int64)[None, :]
+        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        x_hat = x * scale + shift
+        g = dy
+        if GAMMA != 0:
+            labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
+            if GAMMA == 2:
+                labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
+            g = dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        sum_dy += tl.sum(dy, axis=1)
+        sum_dyx += tl.sum(dy * x_hat, axis=1)
+        sum_g += tl.sum(g, axis=1)
+        sum_gx += tl.sum(g * x_hat, axis=1)
+    tl.store(sums_ptr + n * C + c, sum_dy, mask=c_mask)
+    tl.store(sums_ptr + N * C + n * C + c, sum_dyx, mask=c_mask)
+    if PER_CHANNEL:
+        set_size = S * 1.0
+        mean_g = sum_g / set_size
+        mean_gx = sum_gx / set_size
+    else:
+        set_size = S * tl.sum(c_mask.to(tl.float32), axis=0)
+        mean_g = tl.sum(sum_g, axis=0) / set_size + tl.zeros_like(sum_g)
+        mean_gx = tl.sum(sum_gx, axis=0) / set_size + tl.zeros_like(sum_gx)
+    coef_x = (-scale_c * mean_gx)[:, None]
+    coef_0 = (-scale_c * mean_g)[:, None]
+    num_chunks = tl.cdiv(S, BLOCK_S)
+    for i in range(0, num_chunks):
+        s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)
+        s_mask = s < S
+        mask = c_mask[:, None] & s_mask[None, :]
+        s2 = s.to(tl.int64)[None, :]
+        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        x_hat = x * scale + shift
+        out = n * son + c2 * soc + s2 * sos
+        if WRITE_DGAMMA:
+            tl.store(dg_ptr + out, (dy * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
+        if WRITE_DX:
+            g = dy
+            if GAMMA != 0:
+                labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
+                if GAMMA == 2:
+                    labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[
+                        None, :
+                    ]
+                g = dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+            dx = g * scale + x_hat * coef_x + coef_0
+            tl.store(dx_ptr + out, dx.to(dx_ptr.dtype.element_ty), mask=mask)
