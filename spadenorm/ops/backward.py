@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .forward import _modulation
+from .tiles import _scaled_grad
 
 
 @triton.jit
@@ -26,7 +26,7 @@ def _backward_sums_kernel(
     x_ptr,  # saved activations
     scale_ptr,  # fp32 rstd per (n, c): n * stat_sn + c
     shift_ptr,  # fp32 -mean * rstd per (n, c)
-    g_ptr,  # gamma (tensor or table, see forward._modulation)
+    g_ptr,  # gamma (tensor or table, see tiles._modulation)
     lab_ptr,  # class ids for tables
     out_ptr,  # out: fp32 (4, N, C, P): sum dy, sum dy*x_hat, sum g, sum g*x_hat
     N,
@@ -71,12 +71,7 @@ def _backward_sums_kernel(
         dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
         x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
         x_hat = x * scale + shift
-        g = dy
-        if GAMMA != 0:
-            labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
-            if GAMMA == 2:
-                labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
-            g = dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
         sum_dy += tl.sum(dy, axis=1)
         sum_dyx += tl.sum(dy * x_hat, axis=1)
         sum_g += tl.sum(g, axis=1)
@@ -143,12 +138,7 @@ def _backward_dx_kernel(
     if WRITE_DGAMMA:
         tl.store(dg_ptr + out, (dy * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
     if WRITE_DX:
-        g = dy
-        if GAMMA != 0:
-            labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
-            if GAMMA == 2:
-                labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
-            g = dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
         dx = g * scale
         if BATCH_STATS:
             coef_x = tl.load(coef_x_ptr + n * coef_sn + c, mask=c_mask, other=0.0)[:, None]

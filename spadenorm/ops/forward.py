@@ -11,26 +11,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-NONE, TENSOR, TABLE = 0, 1, 2
+from .tiles import NONE, TABLE, TENSOR, _labels, _modulation
 
-
-@triton.jit
-def _modulation(
-    ptr,  # gamma or beta: strided tensor (KIND 1) or (K, C) table (KIND 2)
-    n,
-    c,
-    s,
-    labels,
-    mask,
-    sn,  # batch stride (tensor) or row stride (table)
-    sc,
-    ss,
-    KIND: tl.constexpr,
-):
-    if KIND == 1:
-        return tl.load(ptr + n * sn + c * sc + s * ss, mask=mask, other=0.0).to(tl.float32)
-    else:
-        return tl.load(ptr + labels * sn + c * sc, mask=mask, other=0.0).to(tl.float32)
+__all__ = ["NONE", "TABLE", "TENSOR", "_modulate_fwd_kernel"]
 
 
 @triton.jit
@@ -76,9 +59,7 @@ def _modulate_fwd_kernel(
     scale = tl.load(scale_ptr + n * stat_sn + c, mask=c_mask, other=0.0)
     shift = tl.load(shift_ptr + n * stat_sn + c, mask=c_mask, other=0.0)
     y = x * scale[:, None] + shift[:, None]
-    labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
-    if GAMMA == 2 or BETA == 2:
-        labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
+    labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == 2 or BETA == 2)
     if GAMMA != 0:
         y = y + y * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
     if BETA != 0:

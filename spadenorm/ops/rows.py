@@ -12,7 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .forward import _modulation
+from .tiles import _labels, _merge_tile, _modulation, _scaled_grad
 
 
 @triton.jit
@@ -33,7 +33,7 @@ def _row_fwd_kernel(
     y_ptr,  # out: same shape, strides sy*
     scale_out_ptr,  # out: fp32 (N, C) rstd, contiguous
     shift_out_ptr,  # out: fp32 (N, C) -mean * rstd
-    g_ptr,  # gamma (see forward._modulation)
+    g_ptr,  # gamma (see tiles._modulation)
     b_ptr,  # beta
     lab_ptr,  # class ids (n, s) for tables
     C,
@@ -73,14 +73,7 @@ def _row_fwd_kernel(
         s_mask = s < S
         mask = c_mask[:, None] & s_mask[None, :]
         x = tl.load(x_ptr + n * sxn + c2 * sxc + s.to(tl.int64)[None, :] * sxs, mask=mask, other=0.0).to(tl.float32)
-        tile_count = tl.sum(s_mask.to(tl.float32), axis=0)
-        tile_mean = tl.sum(x, axis=1) / tile_count
-        dev = tl.where(mask, x - tile_mean[:, None], 0.0)
-        total = count + tile_count
-        delta = tile_mean - mean
-        mean = mean + delta * (tile_count / total)
-        m2 = m2 + tl.sum(dev * dev, axis=1) + delta * delta * (count * tile_count / total)
-        count = total
+        count, mean, m2 = _merge_tile(count, mean, m2, x, mask, s_mask)
     set_mean, set_var = _set_moments(count, mean, m2, c_mask, PER_CHANNEL)
     scale = 1.0 / tl.sqrt(set_var + eps)
     shift = -set_mean * scale
@@ -94,9 +87,7 @@ def _row_fwd_kernel(
         s2 = s.to(tl.int64)[None, :]
         x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
         y = x * scale[:, None] + shift[:, None]
-        labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
-        if GAMMA == 2 or BETA == 2:
-            labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
+        labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == 2 or BETA == 2)
         if GAMMA != 0:
             y = y + y * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
         if BETA != 0:
@@ -160,12 +151,7 @@ def _row_bwd_kernel(
         dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
         x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
         x_hat = x * scale + shift
-        g = dy
-        if GAMMA != 0:
-            labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
-            if GAMMA == 2:
-                labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
-            g = dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
         sum_dy += tl.sum(dy, axis=1)
         sum_dyx += tl.sum(dy * x_hat, axis=1)
         sum_g += tl.sum(g, axis=1)
@@ -195,13 +181,6 @@ def _row_bwd_kernel(
         if WRITE_DGAMMA:
             tl.store(dg_ptr + out, (dy * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
         if WRITE_DX:
-            g = dy
-            if GAMMA != 0:
-                labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
-                if GAMMA == 2:
-                    labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[
-                        None, :
-                    ]
-                g = dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+            g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
             dx = g * scale + x_hat * coef_x + coef_0
             tl.store(dx_ptr + out, dx.to(dx_ptr.dtype.element_ty), mask=mask)

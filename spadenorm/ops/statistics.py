@@ -15,6 +15,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .layout import Strides3, Tiling
+from .tiles import _merge_tile
 
 
 @triton.jit
@@ -47,16 +48,7 @@ def _stats_partial_kernel(
         s_mask = s < end
         mask = c_mask[:, None] & s_mask[None, :]
         x = tl.load(row + s.to(tl.int64)[None, :] * sxs, mask=mask, other=0.0).to(tl.float32)
-        tile_count = tl.sum(s_mask.to(tl.float32), axis=0)
-        tile_mean = tl.sum(x, axis=1) / tile_count
-        dev = tl.where(mask, x - tile_mean[:, None], 0.0)
-        tile_m2 = tl.sum(dev * dev, axis=1)
-        # Chan et al.: merge (count, mean, m2) with the tile's (tile_count, tile_mean, tile_m2).
-        total = count + tile_count
-        delta = tile_mean - mean
-        mean = mean + delta * (tile_count / total)
-        m2 = m2 + tile_m2 + delta * delta * (count * tile_count / total)
-        count = total
+        count, mean, m2 = _merge_tile(count, mean, m2, x, mask, s_mask)
     out = (n * C + c) * P + part
     tl.store(mean_ptr + out, mean, mask=c_mask)
     tl.store(m2_ptr + out, m2, mask=c_mask)
