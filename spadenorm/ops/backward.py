@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .tiles import _scaled_grad
+from .tiles import _grad_sums, _scaled_grad
 
 
 @triton.jit
@@ -57,25 +57,11 @@ def _backward_sums_kernel(
     c2 = c.to(tl.int64)[:, None]
     scale = tl.load(scale_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     shift = tl.load(shift_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    sum_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
-    sum_dyx = tl.zeros([BLOCK_C], dtype=tl.float32)
-    sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
-    sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
     start = part * span
-    end = tl.minimum(start + span, S)
-    for s0 in range(start, end, BLOCK_S):
-        s = s0 + tl.arange(0, BLOCK_S)
-        s_mask = s < end
-        mask = c_mask[:, None] & s_mask[None, :]
-        s2 = s.to(tl.int64)[None, :]
-        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-        x_hat = x * scale + shift
-        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
-        sum_dy += tl.sum(dy, axis=1)
-        sum_dyx += tl.sum(dy * x_hat, axis=1)
-        sum_g += tl.sum(g, axis=1)
-        sum_gx += tl.sum(g * x_hat, axis=1)
+    sum_dy, sum_dyx, sum_g, sum_gx = _grad_sums(
+        dy_ptr, x_ptr, g_ptr, lab_ptr, n, c2, c_mask, scale, shift, start, tl.minimum(start + span, S),
+        sdn, sdc, sds, sxn, sxc, sxs, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_C, BLOCK_S,
+    )  # fmt: skip
     out = (n * C + c) * P + part
     plane = N * C * P
     tl.store(out_ptr + out, sum_dy, mask=c_mask)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .tiles import _labels, _merge_tile, _modulation, _scaled_grad
+from .tiles import _grad_sums, _labels, _modulation, _moments, _scaled_grad
 
 
 @triton.jit
@@ -65,15 +65,7 @@ def _row_fwd_kernel(
     c = first + tl.arange(0, BLOCK_C)
     c_mask = (c < C) & (tl.arange(0, BLOCK_C) < channels_per_program)
     c2 = c.to(tl.int64)[:, None]
-    count = tl.zeros([BLOCK_C], dtype=tl.float32)
-    mean = tl.zeros([BLOCK_C], dtype=tl.float32)
-    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for s0 in range(0, S, BLOCK_S):
-        s = s0 + tl.arange(0, BLOCK_S)
-        s_mask = s < S
-        mask = c_mask[:, None] & s_mask[None, :]
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s.to(tl.int64)[None, :] * sxs, mask=mask, other=0.0).to(tl.float32)
-        count, mean, m2 = _merge_tile(count, mean, m2, x, mask, s_mask)
+    count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
     set_mean, set_var = _set_moments(count, mean, m2, c_mask, PER_CHANNEL)
     scale = 1.0 / tl.sqrt(set_var + eps)
     shift = -set_mean * scale
@@ -139,23 +131,10 @@ def _row_bwd_kernel(
     scale_c = tl.load(scale_ptr + n * C + c, mask=c_mask, other=0.0)
     scale = scale_c[:, None]
     shift = tl.load(shift_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]
-    sum_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
-    sum_dyx = tl.zeros([BLOCK_C], dtype=tl.float32)
-    sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
-    sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for s0 in range(0, S, BLOCK_S):
-        s = s0 + tl.arange(0, BLOCK_S)
-        s_mask = s < S
-        mask = c_mask[:, None] & s_mask[None, :]
-        s2 = s.to(tl.int64)[None, :]
-        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-        x_hat = x * scale + shift
-        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
-        sum_dy += tl.sum(dy, axis=1)
-        sum_dyx += tl.sum(dy * x_hat, axis=1)
-        sum_g += tl.sum(g, axis=1)
-        sum_gx += tl.sum(g * x_hat, axis=1)
+    sum_dy, sum_dyx, sum_g, sum_gx = _grad_sums(
+        dy_ptr, x_ptr, g_ptr, lab_ptr, n, c2, c_mask, scale, shift, 0, S, sdn, sdc, sds, sxn, sxc, sxs,
+        sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_C, BLOCK_S,
+    )  # fmt: skip
     tl.store(sums_ptr + n * C + c, sum_dy, mask=c_mask)
     tl.store(sums_ptr + N * C + n * C + c, sum_dyx, mask=c_mask)
     if PER_CHANNEL:

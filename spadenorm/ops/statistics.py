@@ -15,7 +15,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .layout import Strides3, Tiling
-from .tiles import _merge_tile
+from .tiles import _moments
 
 
 @triton.jit
@@ -37,18 +37,9 @@ def _stats_partial_kernel(
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     part = tl.program_id(2)
     c_mask = c < C
-    row = x_ptr + n * sxn + c.to(tl.int64)[:, None] * sxc
-    count = tl.zeros([BLOCK_C], dtype=tl.float32)
-    mean = tl.zeros([BLOCK_C], dtype=tl.float32)
-    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
     start = part * span
     end = tl.minimum(start + span, S)
-    for s0 in range(start, end, BLOCK_S):
-        s = s0 + tl.arange(0, BLOCK_S)
-        s_mask = s < end
-        mask = c_mask[:, None] & s_mask[None, :]
-        x = tl.load(row + s.to(tl.int64)[None, :] * sxs, mask=mask, other=0.0).to(tl.float32)
-        count, mean, m2 = _merge_tile(count, mean, m2, x, mask, s_mask)
+    _count, mean, m2 = _moments(x_ptr, n, c.to(tl.int64)[:, None], c_mask, start, end, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
     out = (n * C + c) * P + part
     tl.store(mean_ptr + out, mean, mask=c_mask)
     tl.store(m2_ptr + out, m2, mask=c_mask)

@@ -59,3 +59,42 @@ def _merge_tile(count, mean, m2, x, mask, s_mask):
     mean = mean + delta * (tile_count / total)
     m2 = m2 + tl.sum(dev * dev, axis=1) + delta * delta * (count * tile_count / total)
     return total, mean, m2
+
+
+@triton.jit
+def _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Per-channel (count, mean, M2) of x over positions [start, end), tile by tile."""
+    count = tl.zeros([BLOCK_C], dtype=tl.float32)
+    mean = tl.zeros([BLOCK_C], dtype=tl.float32)
+    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for s0 in range(start, end, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_mask = s < end
+        mask = c_mask[:, None] & s_mask[None, :]
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s.to(tl.int64)[None, :] * sxs, mask=mask, other=0.0).to(tl.float32)
+        count, mean, m2 = _merge_tile(count, mean, m2, x, mask, s_mask)
+    return count, mean, m2
+
+
+@triton.jit
+def _grad_sums(dy_ptr, x_ptr, g_ptr, lab_ptr, n, c2, c_mask, scale, shift, start, end, sdn, sdc, sds, sxn, sxc, sxs,
+               sgn, sgc, sgs, sln, sls, GAMMA: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+    """Per-channel sums over [start, end) of dy, dy * x_hat, g and g * x_hat (x_hat = x * scale + shift)."""
+    sum_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_dyx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for s0 in range(start, end, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_mask = s < end
+        mask = c_mask[:, None] & s_mask[None, :]
+        s2 = s.to(tl.int64)[None, :]
+        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        x_hat = x * scale + shift
+        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
+        sum_dy += tl.sum(dy, axis=1)
+        sum_dyx += tl.sum(dy * x_hat, axis=1)
+        sum_g += tl.sum(g, axis=1)
+        sum_gx += tl.sum(g * x_hat, axis=1)
+    return sum_dy, sum_dyx, sum_g, sum_gx
