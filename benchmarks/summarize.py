@@ -51,8 +51,8 @@ def summarize_gpu(data: dict) -> str:
         f"measured copy bandwidth {info['copy_bandwidth_gbs']:.0f} GB/s (read + write)",
         "",
         "| shape (batch 8), dtype, pass | spadenorm (ms) | GB/s (ideal bytes) | of copy bw "
-        "| eager (ms) | vs eager | compiled (ms) | vs compiled |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| eager (ms) | vs eager | compiled (ms) | vs compiled | two-phase (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for group, impls in _groups(data).items():
         ours = impls.get("spadenorm") or impls.get("clade")
@@ -71,6 +71,7 @@ def summarize_gpu(data: dict) -> str:
                 row += [f"{_ms(impls['spade']):.3f} (spatial)", f"{_ms(impls['spade']) / _ms(ours):.2f}x"]
             else:
                 row += ["", ""]
+        row.append(f"{_ms(impls['two-phase']):.3f}" if "two-phase" in impls else "")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -5,7 +5,8 @@ Shapes: the SPADE generator's normalization inputs at batch 8 (ADE20K 256x256, n
 
 * ``eager``: ``F.instance_norm(x) * (1 + gamma) + beta``, the original formulation;
 * ``compiled``: ``torch.compile`` of the same function (compiled once per dtype with dynamic shapes);
-* ``spadenorm``: ``spadenorm.functional.modulated_norm`` with backend ``"triton"``.
+* ``spadenorm``: ``spadenorm.functional.modulated_norm`` with backend ``"triton"`` (the launch heuristic's choice);
+* ``two-phase``: the same with the row-persistent kernels switched off, to calibrate that heuristic.
 
 Each timed call ends with ``torch.cuda.synchronize()``. ``extra_info`` records the bytes the ideal fused kernel moves
 (forward 4 x, backward 5 x the tensor size), the GB/s that implies, and its fraction of the device's copy bandwidth,
@@ -65,7 +66,24 @@ def fused(x, gamma, beta):
         return modulated_norm(x, gamma, beta, norm="instance")
 
 
-IMPLS = {"eager": lambda: original, "compiled": compiled_original, "spadenorm": lambda: fused}
+def fused_two_phase(x, gamma, beta):
+    """The partial-statistics path the launch heuristic takes for large tensors with few (n, channel) blocks."""
+    from spadenorm.ops import fused as fused_module
+
+    saved = fused_module.USE_ROW_KERNELS[0]
+    fused_module.USE_ROW_KERNELS[0] = False
+    try:
+        return fused(x, gamma, beta)
+    finally:
+        fused_module.USE_ROW_KERNELS[0] = saved
+
+
+IMPLS = {
+    "eager": lambda: original,
+    "compiled": compiled_original,
+    "spadenorm": lambda: fused,
+    "two-phase": lambda: fused_two_phase,
+}
 
 
 def _inputs(shape, dtype):
@@ -103,8 +121,8 @@ def _finish(benchmark, ideal_bytes):
 @pytest.mark.parametrize("mode", ["forward", "backward", "forward+backward"])
 @pytest.mark.parametrize("impl", list(IMPLS))
 def test_instance_spade_modulation(benchmark, impl, mode, dataset, layer, channels, height, width, dtype_name):
-    if impl == "compiled" and mode != "forward+backward":
-        pytest.skip("torch.compile is compared on forward+backward only (keeps the suite inside its time budget)")
+    if impl in ("compiled", "two-phase") and mode != "forward+backward":
+        pytest.skip("compared on forward+backward only (keeps the suite inside its time budget)")
     dtype = DTYPES[dtype_name]
     shape = (BATCH, channels, height, width)
     x, gamma, beta, dy = _inputs(shape, dtype)

@@ -47,9 +47,9 @@ def _modulate_fwd_kernel(
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    n = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)  # axis 0: up to 2**31 - 1 blocks of S
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    s = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
+    n = tl.program_id(2).to(tl.int64)
     c_mask = c < C
     s_mask = s < S
     mask = c_mask[:, None] & s_mask[None, :]

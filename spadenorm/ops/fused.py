@@ -185,11 +185,17 @@ def row_kernel_tiles(x: Tensor, xs: Strides3, norm: str, num_groups: int) -> tup
         layout = (num_groups, per_group, block_c, block_s)
     else:
         tiles = tiling(n, c, s, xs, interpreter=True)  # one span: the row kernel loops over S itself
-        layout = (-(-c // tiles.block_c), tiles.block_c, tiles.block_c, tiles.block_s)
+        block_c, block_s = tiles.block_c, tiles.block_s
+        if xs.c == 1 and xs.s != 1:  # channels_last: narrower channel tiles (>= 16, whole sectors) for more programs
+            while block_c > 16 and n * -(-c // block_c) < TARGET_PROGRAMS_GPU // 2:
+                block_c //= 2
+            block_s = max(16, min(next_pow2(s), 2048 // block_c))
+        layout = (-(-c // block_c), block_c, block_c, block_s)
     override = USE_ROW_KERNELS[0]
     if override is not None:
         return layout if override else None
-    if _interpreter() or n * layout[0] >= TARGET_PROGRAMS_GPU // 2:
+    small = x.numel() * x.element_size() <= 16 << 20  # launch-bound and L2-resident: one launch beats two-phase
+    if _interpreter() or small or n * layout[0] >= TARGET_PROGRAMS_GPU // 2:
         return layout
     return None
 
@@ -404,8 +410,8 @@ def _class_table_grads(
     s = x[0, 0].numel()
     block_k = max(16, next_pow2(num_classes))
     tiles = tiling(n, c, s, xs, interpreter=interp, min_block_c=16, max_span=MAX_SPAN[0])
-    # Two fp32 [BLOCK_C, BLOCK_K] accumulators live in registers: keep them at 8K values or fewer.
-    block_c = max(16, min(tiles.block_c, 4096 // block_k))
+    # Two fp32 [BLOCK_C, BLOCK_K] accumulators live in registers: keep them at 4K values or fewer.
+    block_c = max(16, min(tiles.block_c, 2048 // block_k))
     block_s = max(16, min(tiles.block_s, 8192 // block_k))
     span = max(block_s, tiles.span // block_s * block_s)
     parts = math.ceil(s / span)

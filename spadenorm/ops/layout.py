@@ -75,8 +75,11 @@ class Tiling:
     span: int
 
     def grid(self, n: int, c: int, s: int, *, reduce: bool) -> tuple[int, int, int]:
-        per_program = self.span if reduce else self.block_s
-        return (n, triton_cdiv(c, self.block_c), triton_cdiv(s, per_program))
+        """Reduction kernels: (N, channel blocks, spans); elementwise kernels: (S blocks, channel blocks, N), S on
+        the axis whose limit is 2**31 - 1 (the other two stop at 65535)."""
+        if reduce:
+            return (n, triton_cdiv(c, self.block_c), triton_cdiv(s, self.span))
+        return (triton_cdiv(s, self.block_s), triton_cdiv(c, self.block_c), n)
 
     def parts(self, s: int) -> int:
         """Number of partial results along S in the reduction kernels."""

@@ -67,12 +67,12 @@ def _row_fwd_kernel(
     c2 = c.to(tl.int64)[:, None]
     count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
     set_mean, set_var = _set_moments(count, mean, m2, c_mask, PER_CHANNEL)
-    scale = 1.0 / tl.sqrt(set_var + eps)
+    scale = tl.div_rn(1.0, tl.sqrt_rn(set_var + eps))  # correctly rounded, as the float64 two-phase path
     shift = -set_mean * scale
     tl.store(scale_out_ptr + n * C + c, scale, mask=c_mask)
     tl.store(shift_out_ptr + n * C + c, shift, mask=c_mask)
     num_chunks = tl.cdiv(S, BLOCK_S)
-    for i in range(0, num_chunks):
+    for i in tl.range(0, num_chunks, num_stages=3):
         s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last chunks read are cached
         s_mask = s < S
         mask = c_mask[:, None] & s_mask[None, :]
@@ -148,7 +148,7 @@ def _row_bwd_kernel(
     coef_x = (-scale_c * mean_gx)[:, None]
     coef_0 = (-scale_c * mean_g)[:, None]
     num_chunks = tl.cdiv(S, BLOCK_S)
-    for i in range(0, num_chunks):
+    for i in tl.range(0, num_chunks, num_stages=3):
         s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)
         s_mask = s < S
         mask = c_mask[:, None] & s_mask[None, :]

@@ -67,7 +67,7 @@ def _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C: tl.conste
     count = tl.zeros([BLOCK_C], dtype=tl.float32)
     mean = tl.zeros([BLOCK_C], dtype=tl.float32)
     m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for s0 in range(start, end, BLOCK_S):
+    for s0 in tl.range(start, end, BLOCK_S, num_stages=3):  # software-pipelined loads
         s = s0 + tl.arange(0, BLOCK_S)
         s_mask = s < end
         mask = c_mask[:, None] & s_mask[None, :]
@@ -84,7 +84,7 @@ def _grad_sums(dy_ptr, x_ptr, g_ptr, lab_ptr, n, c2, c_mask, scale, shift, start
     sum_dyx = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for s0 in range(start, end, BLOCK_S):
+    for s0 in tl.range(start, end, BLOCK_S, num_stages=3):  # software-pipelined loads
         s = s0 + tl.arange(0, BLOCK_S)
         s_mask = s < end
         mask = c_mask[:, None] & s_mask[None, :]
