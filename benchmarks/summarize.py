@@ -26,8 +26,9 @@ def _ms(bench: dict) -> float:
 
 
 def summarize_cpu(data: dict) -> str:
+    """The op and layer table; other benchmarks in the same file (the model step) are left to report.py."""
     machine = data.get("machine_info", {})
-    info = data["benchmarks"][0]["extra_info"]
+    info = next(b["extra_info"] for b in data["benchmarks"] if "threads" in b["extra_info"])
     lines = [
         f"CPU: {machine.get('cpu', {}).get('brand_raw', 'unknown')}, {info['threads']} threads, "
         f"torch {info['torch']}, {data.get('datetime', '')[:10]}",
@@ -37,6 +38,12 @@ def summarize_cpu(data: dict) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for group, impls in _groups(data).items():
+        if (
+            "original" not in impls
+            or "spadenorm" not in impls
+            or "activation_bytes" not in impls["spadenorm"]["extra_info"]
+        ):
+            continue
         orig, ours = impls["original"], impls["spadenorm"]
         act = ours["extra_info"]["activation_bytes"]
         saved = f"{orig['extra_info']['saved_bytes'] / act:.2f}x / {ours['extra_info']['saved_bytes'] / act:.2f}x"

@@ -56,6 +56,7 @@ class AdaIN(nn.Module):
             nn.init.zeros_(self.affine.bias)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        """Restyle x (N, C, *spatial) with a style feature map of x's rank or a style vector (N, style_dim)."""
         _validation.check_input(x)
         if self.num_features is not None and x.shape[1] != self.num_features:
             raise ValueError(f"x must have num_features={self.num_features} channels, got {x.shape[1]}")

@@ -20,7 +20,10 @@ class CLADE(nn.Module):
     Args:
         num_features: C.
         num_classes: number of classes in the label maps.
-        norm, eps, momentum, num_groups: the parameter-free norm, as in :class:`spadenorm.SPADE`.
+        norm: statistics of the parameter-free norm, as in :class:`spadenorm.SPADE`.
+        eps: variance epsilon of the norm.
+        momentum: running-statistics momentum for batch norms (``None``: cumulative average).
+        num_groups: groups for ``norm="group"``.
 
     Shape:
         - x: (N, C, H, W); labels: integer (N, h, w) or (N, 1, h, w), ids in [0, num_classes), resized with nearest.
@@ -66,6 +69,7 @@ class CLADE(nn.Module):
         self.param_free_norm.reset_running_stats()
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
+        """Normalize x (N, C, H, W) and modulate it with the table rows of integer ``labels`` (N, h, w)."""
         return class_modulated_norm(
             x, labels, self.gamma_table, self.beta_table, **self.param_free_norm.functional_kwargs()
         )

@@ -21,7 +21,9 @@ class ConditionalBatchNorm2d(nn.Module):
         num_features: C.
         num_classes: number of classes, for class-id conditions (give exactly one of ``num_classes``, ``cond_dim``).
         cond_dim: size of condition vectors.
-        eps, momentum, track_running_stats: as in ``torch.nn.BatchNorm2d``.
+        eps: variance epsilon, as in ``torch.nn.BatchNorm2d``.
+        momentum: running-statistics momentum (``None``: cumulative average), as in ``torch.nn.BatchNorm2d``.
+        track_running_stats: keep running statistics for eval mode, as in ``torch.nn.BatchNorm2d``.
 
     Example:
         >>> import torch
@@ -92,6 +94,8 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.projection(y)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Batch-normalize x (N, C, H, W) and modulate it with the rows for ``y``: class ids (N,) or vectors
+        (N, cond_dim)."""
         _validation.check_input(x)
         if x.dim() != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"x must have shape (N, {self.num_features}, H, W), got {tuple(x.shape)}")

@@ -132,6 +132,7 @@ class SPADE(nn.Module):
         return segmap
 
     def forward(self, x: Tensor, segmap: Tensor) -> Tensor:
+        """Normalize x (N, C, H, W) and modulate it with gamma and beta predicted from ``segmap`` (see the class)."""
         _validation.check_input(x)
         if x.dim() != 4:
             raise ValueError(f"x must have shape (N, C, H, W), got {tuple(x.shape)}")

@@ -1,0 +1,428 @@
+"""Turn pytest-benchmark JSON into the tables and plots of ``docs/benchmarks.md``.
+
+Inputs (any subset):
+
+* ``--cpu``: ``test_cpu_modulated_norm.py`` results (the op and the SPADE layer against the original formulation);
+* ``--model``: ``test_cpu_model_step.py`` results (one training step of the reference GAN);
+* ``--gpu``: ``test_gpu_kernels.py`` results (``gpu_bench.json`` from ``benchmarks/gpu_suite.sh``).
+
+The markdown tables of the op and kernel suites come from :mod:`summarize` (this script only adds the provenance
+stamp, the model-step table and the plots). Every section and every PNG is stamped with the device, the versions, the
+date of the run and the command that produced the JSON. pytest-benchmark does not store the command line, so pass it
+(``--cpu-command``, ``--gpu-command``); the model suite records its own.
+
+Each section is written between ``<!-- report:NAME:begin -->`` and ``<!-- report:NAME:end -->`` markers
+(NAME: ``cpu``, ``model``, ``gpu``) of the page given with ``--write``, leaving the prose around them alone;
+without ``--write`` the sections are printed. Plots go to ``--figures`` (default ``docs/figures``); a section
+without input keeps the page's current text, except ``gpu``, which then says that no GPU figures exist.
+
+Example (the page's CPU sections)::
+
+    python benchmarks/report.py --cpu benchmarks/results/cpu.json \\
+        --cpu-command "python -m pytest benchmarks --benchmark-enable ..." \\
+        --model benchmarks/results/cpu_model.json --write docs/benchmarks.md
+
+matplotlib is needed for the plots (``--no-plots`` skips them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+try:
+    from . import summarize
+except ImportError:  # run as a script: python benchmarks/report.py
+    import summarize
+
+NO_GPU_TEXT = (
+    "**No GPU figures exist yet.** `benchmarks/gpu_suite.sh` has not run on a GPU; when it has, this section holds "
+    "its table and plots (`python benchmarks/report.py --gpu gpu_bench.json --write docs/benchmarks.md`)."
+)
+
+
+# ----------------------------------------------------------------------------------------------------------- inputs
+def load(path: str | Path) -> dict:
+    with open(path) as f:
+        data = json.load(f)
+    if not data.get("benchmarks"):
+        raise ValueError(f"{path}: no benchmarks in this file")
+    return data
+
+
+def subset(data: dict, keep) -> dict:
+    """``data`` with only the benchmarks for which ``keep(bench)`` is true."""
+    return {**data, "benchmarks": [b for b in data["benchmarks"] if keep(b)]}
+
+
+def is_model_step(bench: dict) -> bool:
+    return bench["extra_info"].get("benchmark") == "model_step"
+
+
+def ms(bench: dict) -> float:
+    return bench["stats"]["median"] * 1e3
+
+
+def groups(data: dict) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for bench in data["benchmarks"]:
+        out[bench["group"]][bench["extra_info"]["impl"]] = bench
+    return out
+
+
+def stamp(data: dict, command: str | None) -> dict[str, str]:
+    """Device, versions, date and command of one JSON file."""
+    machine = data.get("machine_info", {})
+    info = data["benchmarks"][0]["extra_info"]
+    if info.get("device") == "cuda":
+        device = info.get("device_name", "unknown GPU")
+    else:
+        device = f"{machine.get('cpu', {}).get('brand_raw', 'unknown CPU')}, {info.get('threads', '?')} threads"
+    commit = data.get("commit_info", {})
+    versions = f"Python {machine.get('python_version', '?')}, torch {info.get('torch', '?')}"
+    if commit.get("id"):
+        versions += f", spadenorm at commit {commit['id'][:10]}" + (
+            " (uncommitted changes)" if commit.get("dirty") else ""
+        )
+    return {
+        "device": device,
+        "versions": versions,
+        "date": data.get("datetime", "")[:16].replace("T", " ") + " UTC",
+        "command": command or info.get("command") or "(not recorded: pass it to report.py)",
+    }
+
+
+def stamp_markdown(s: dict[str, str]) -> str:
+    return "\n".join(
+        [
+            f"- Device: {s['device']}",
+            f"- Versions: {s['versions']}",
+            f"- Date: {s['date']}",
+            f"- Command: `{s['command']}`",
+        ]
+    )
+
+
+def stamp_text(s: dict[str, str]) -> str:
+    return f"{s['device']} | {s['versions']} | {s['date']}\n{s['command']}"
+
+
+# ----------------------------------------------------------------------------------------------------------- tables
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def model_rows(data: dict) -> list[dict]:
+    """Per configuration: median step times, the median and range of the per-round ratios, the saved bytes."""
+    rows = []
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        rows.append(
+            {
+                "group": bench["group"],
+                "norm": info["norm"],
+                "rounds": len(info["wall_s_ratios"]),
+                "times": info["times"],
+                **{
+                    f"{impl}_{kind}": _median(info["times"][impl][kind])
+                    for impl in info["times"]
+                    for kind in info["times"][impl]
+                },
+                **{f"{kind}_ratio": _median(info[f"{kind}_ratios"]) for kind in ("wall_s", "cpu_s")},
+                **{
+                    f"{kind}_ratio_range": (min(info[f"{kind}_ratios"]), max(info[f"{kind}_ratios"]))
+                    for kind in ("wall_s", "cpu_s")
+                },
+                **{f"{impl}_{key}": value for impl, saved in info["saved"].items() for key, value in saved.items()},
+            }
+        )
+    return rows
+
+
+def model_table(data: dict) -> str:
+    mib = 2.0**20
+    lines = [
+        "| configuration | step, wall clock: original / spadenorm (s) | ratio, median (range) over rounds "
+        "| step, CPU time: original / spadenorm (s) | ratio, median (range) "
+        "| saved for backward, G step: original / spadenorm (MiB) | of which G forward (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in model_rows(data):
+        step = (r["original_step_saved_bytes"] / mib, r["spadenorm_step_saved_bytes"] / mib)
+        gen = (r["original_generator_saved_bytes"] / mib, r["spadenorm_generator_saved_bytes"] / mib)
+        lines.append(
+            f"| {r['group']} "
+            f"| {r['original_wall_s']:.2f} / {r['spadenorm_wall_s']:.2f} "
+            f"| {r['wall_s_ratio']:.2f}x ({r['wall_s_ratio_range'][0]:.2f} to {r['wall_s_ratio_range'][1]:.2f}) "
+            f"| {r['original_cpu_s']:.2f} / {r['spadenorm_cpu_s']:.2f} "
+            f"| {r['cpu_s_ratio']:.2f}x ({r['cpu_s_ratio_range'][0]:.2f} to {r['cpu_s_ratio_range'][1]:.2f}) "
+            f"| {step[0]:.1f} / {step[1]:.1f} (-{step[0] - step[1]:.1f}, -{1 - step[1] / step[0]:.0%}) "
+            f"| {gen[0]:.1f} / {gen[1]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def rounds_note(data: dict) -> str:
+    rounds = sorted({b["stats"]["rounds"] for b in data["benchmarks"]})
+    iqr = [b["stats"]["iqr"] / b["stats"]["median"] for b in data["benchmarks"] if b["stats"]["median"] > 0]
+    span = f"{rounds[0]}" if rounds[0] == rounds[-1] else f"{rounds[0]} to {rounds[-1]}"
+    return (
+        f"{len(data['benchmarks'])} benchmarks, {span} rounds each; "
+        f"interquartile range {min(iqr):.0%} to {max(iqr):.0%} of the median."
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------ plots
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, s: dict[str, str], path: Path) -> str:
+    fig.text(0.01, 0.005, stamp_text(s), fontsize=6.5, family="monospace", va="bottom", color="0.3")
+    fig.savefig(path, dpi=80)
+    _pyplot().close(fig)
+    return path.name
+
+
+def _op_and_layer_rows(data: dict) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+    op, layer = [], []
+    for group, impls in groups(data).items():
+        (layer if group.startswith("SPADE layer") else op).append((group.removeprefix("SPADE layer "), impls))
+    return op, layer
+
+
+def _by_norm(rows: list[tuple[str, dict]]) -> tuple[list[str], dict[str, list[dict]]]:
+    shapes: list[str] = []
+    per_norm: dict[str, list[dict]] = defaultdict(list)
+    for name, impls in rows:
+        norm, shape = name.split(" ", 1)
+        if shape not in shapes:
+            shapes.append(shape)
+        per_norm[norm].append(impls)
+    return shapes, per_norm
+
+
+def plot_cpu(data: dict, s: dict[str, str], figures: Path) -> list[str]:
+    plt = _pyplot()
+    op, layer = _op_and_layer_rows(data)
+    written = []
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), squeeze=False)
+    for ax, (title, rows) in zip(
+        axes[0],
+        [("normalize-and-modulate op", op), ("SPADE layer, convs included", layer)],
+        strict=True,
+    ):
+        if not rows:
+            ax.set_visible(False)
+            continue
+        shapes, per_norm = _by_norm(rows)
+        width = 0.8 / len(per_norm)
+        for k, (norm, impls) in enumerate(per_norm.items()):
+            speedup = [ms(i["original"]) / ms(i["spadenorm"]) for i in impls]
+            xs = [j + (k - (len(per_norm) - 1) / 2) * width for j in range(len(shapes))]
+            bars = ax.bar(xs, speedup, width, label=f"{norm} statistics")
+            ax.bar_label(bars, fmt="%.2f", fontsize=6.5)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_ylim(0, 1.2 * ax.get_ylim()[1])
+        ax.set_xticks(range(len(shapes)), [sh.replace(" ", "\n") for sh in shapes], fontsize=7.5)
+        ax.set_ylabel("speedup: original time / spadenorm time")
+        ax.set_title(f"CPU forward+backward, batch 1: {title}", fontsize=9.5)
+        ax.legend(fontsize=8, loc="upper left", ncol=2)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    written.append(_finish(fig, s, figures / "cpu_speedup.png"))
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], [("normalize-and-modulate op", op), ("SPADE layer", layer)], strict=True):
+        if not rows:
+            ax.set_visible(False)
+            continue
+        rows = [r for r in rows if r[0].startswith("instance")] or rows
+        shapes, per_norm = _by_norm(rows)
+        impls = next(iter(per_norm.values()))
+        act = [i["spadenorm"]["extra_info"]["activation_bytes"] for i in impls]
+        for k, impl in enumerate(("original", "spadenorm")):
+            values = [i[impl]["extra_info"]["saved_bytes"] / a for i, a in zip(impls, act, strict=True)]
+            xs = [j + (k - 0.5) * 0.4 for j in range(len(shapes))]
+            bars = ax.bar(xs, values, 0.4, label=impl)
+            ax.bar_label(bars, fmt="%.2f", fontsize=6.5)
+        ax.set_ylim(0, 1.2 * ax.get_ylim()[1])
+        ax.set_xticks(range(len(shapes)), [sh.replace(" ", "\n") for sh in shapes], fontsize=7.5)
+        ax.set_ylabel("saved for backward / activation size")
+        ax.set_title(f"saved for backward, instance statistics: {title}", fontsize=9.5)
+        ax.legend(fontsize=8, loc="upper right", ncol=2)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    written.append(_finish(fig, s, figures / "cpu_saved_bytes.png"))
+    return written
+
+
+def plot_model(data: dict, s: dict[str, str], figures: Path) -> list[str]:
+    plt = _pyplot()
+    rows = model_rows(data)
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+    for k, impl in enumerate(("original", "spadenorm")):
+        xs = [j + (k - 0.5) * 0.4 for j in range(len(rows))]
+        medians = [r[f"{impl}_wall_s"] for r in rows]
+        spread = [
+            [m - min(r["times"][impl]["wall_s"]) for m, r in zip(medians, rows, strict=True)],
+            [max(r["times"][impl]["wall_s"]) - m for m, r in zip(medians, rows, strict=True)],
+        ]
+        bars = ax_t.bar(xs, medians, 0.4, label=impl, yerr=spread, capsize=3, error_kw={"lw": 0.8})
+        ax_t.bar_label(bars, fmt="%.2f", fontsize=7, label_type="center")
+        bars = ax_m.bar(xs, [r[f"{impl}_step_saved_bytes"] / 2**20 for r in rows], 0.4, label=impl)
+        ax_m.bar_label(bars, fmt="%.1f", fontsize=7)
+    for ax, label in (
+        (ax_t, "training step, wall clock (s): median, min to max"),
+        (ax_m, "saved for backward, G step (MiB)"),
+    ):
+        ax.set_xticks(range(len(rows)), [f"SPADE norm: {r['norm']}" for r in rows], fontsize=8)
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 1.2 * ax.get_ylim()[1])
+        ax.legend(fontsize=8, loc="upper left", ncol=2)
+    info = data["benchmarks"][0]["extra_info"]
+    fig.suptitle(
+        f"Reference GAN training step on CPU: G ngf {info['ngf']} + D ndf {info['ndf']}, {info['label_nc']} classes, "
+        f"{info['crop']}x{info['crop']}, batch {info['batch']}",
+        fontsize=9.5,
+    )
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return [_finish(fig, s, figures / "cpu_model_step.png")]
+
+
+def plot_gpu(data: dict, s: dict[str, str], figures: Path) -> list[str]:
+    plt = _pyplot()
+    info = data["benchmarks"][0]["extra_info"]
+    copy_bw = info["copy_bandwidth_gbs"]
+    series: dict[tuple[str, str], dict[str, list[tuple[str, float]]]] = defaultdict(lambda: defaultdict(list))
+    speed: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for group, impls in groups(data).items():
+        extra = next(iter(impls.values()))["extra_info"]
+        if "mode" not in extra or "spadenorm" not in impls:
+            continue
+        shape = group.rsplit(" ", 2)[0]  # "<dataset> <layer> <CxHxW>"
+        for impl, bench in impls.items():
+            series[(extra["dtype"], extra["mode"])][impl].append((shape, bench["extra_info"]["gbs"]))
+        if "eager" in impls:
+            speed[f"{extra['dtype']} {extra['mode']}"].append((shape, ms(impls["eager"]) / ms(impls["spadenorm"])))
+    written = []
+    modes = ("forward", "backward", "forward+backward")
+    keys = sorted(series, key=lambda k: (k[0], modes.index(k[1]) if k[1] in modes else len(modes)))
+    colours = {"eager": "C0", "compiled": "C1", "spadenorm": "C2", "two-phase": "C3"}
+    if keys:
+        fig, axes = plt.subplots(len(keys), 1, figsize=(11, 2.8 * len(keys) + 0.6), squeeze=False)
+        for ax, key in zip(axes[:, 0], keys, strict=True):
+            for impl, points in series[key].items():
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=impl, color=colours.get(impl))
+            ax.set_ylim(0, 1.1 * max(copy_bw, ax.get_ylim()[1]))
+            ax.axhline(copy_bw, color="k", ls="--", lw=1, label=f"copy bandwidth {copy_bw:.0f} GB/s")
+            ax.set_ylabel("GB/s (ideal bytes)")
+            ax.set_title(f"{key[0]} {key[1]}", fontsize=9)
+            ax.tick_params(axis="x", labelsize=7, rotation=30)
+            ax.legend(fontsize=7, ncol=5)
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+        written.append(_finish(fig, s, figures / "gpu_bandwidth.png"))
+    if speed:
+        fig, ax = plt.subplots(figsize=(11, 4.2))
+        for label, points in sorted(speed.items()):
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_ylabel("speedup over eager original formulation")
+        ax.tick_params(axis="x", labelsize=7, rotation=30)
+        ax.legend(fontsize=7)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        written.append(_finish(fig, s, figures / "gpu_speedup.png"))
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------------- sections
+def _images(names: list[str], figures: Path, page: Path | None) -> str:
+    base = Path(figures).resolve()
+    rel = base.relative_to(page.resolve().parent) if page is not None else base
+    return "\n\n".join(f"![{name.removesuffix('.png').replace('_', ' ')}]({rel.as_posix()}/{name})" for name in names)
+
+
+def cpu_section(path: str, command: str | None, figures: Path | None, page: Path | None) -> str:
+    data = subset(load(path), lambda b: not is_model_step(b))
+    s = stamp(data, command)
+    parts = [stamp_markdown(s), "", summarize.summarize_cpu(data), "", rounds_note(data)]
+    if figures is not None:
+        parts += ["", _images(plot_cpu(data, s, figures), figures, page)]
+    return "\n".join(parts)
+
+
+def model_section(path: str, command: str | None, figures: Path | None, page: Path | None) -> str:
+    data = subset(load(path), is_model_step)
+    if not data["benchmarks"]:
+        raise ValueError(f"{path}: no model-step benchmarks")
+    s = stamp(data, command)
+    parts = [stamp_markdown(s), "", model_table(data), "", rounds_note(data)]
+    if figures is not None:
+        parts += ["", _images(plot_model(data, s, figures), figures, page)]
+    return "\n".join(parts)
+
+
+def gpu_section(path: str | None, command: str | None, figures: Path | None, page: Path | None) -> str:
+    if path is None:
+        return NO_GPU_TEXT
+    data = load(path)
+    s = stamp(data, command or "benchmarks/gpu_suite.sh")
+    parts = [stamp_markdown(s), "", summarize.summarize_gpu(data), "", rounds_note(data)]
+    if figures is not None:
+        parts += ["", _images(plot_gpu(data, s, figures), figures, page)]
+    return "\n".join(parts)
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- report:{name}:begin -->\n)(?:.*?\n)?(<!-- report:{name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise ValueError(f"the page has no <!-- report:{name}:begin/end --> markers")
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu", help="JSON of test_cpu_modulated_norm.py")
+    parser.add_argument("--cpu-command", help="the command that produced --cpu")
+    parser.add_argument("--model", help="JSON of test_cpu_model_step.py")
+    parser.add_argument("--model-command", help="overrides the command recorded in the model JSON")
+    parser.add_argument("--gpu", help="JSON of test_gpu_kernels.py (gpu_bench.json)")
+    parser.add_argument("--gpu-command", help="the command that produced --gpu (default benchmarks/gpu_suite.sh)")
+    parser.add_argument("--figures", default="docs/figures", help="where the PNGs go (default docs/figures)")
+    parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--write", metavar="PAGE", help="update the marked sections of PAGE in place")
+    args = parser.parse_args(argv)
+
+    figures = None if args.no_plots else Path(args.figures)
+    if figures is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+    page = Path(args.write) if args.write else None
+    sections = {"gpu": gpu_section(args.gpu, args.gpu_command, figures, page)}
+    if args.cpu:
+        sections["cpu"] = cpu_section(args.cpu, args.cpu_command, figures, page)
+    if args.model:
+        sections["model"] = model_section(args.model, args.model_command, figures, page)
+
+    if page is None:
+        for name, body in sections.items():
+            print(f"<!-- {name} -->\n{body}\n")
+        return
+    text = page.read_text()
+    for name, body in sections.items():
+        text = replace_section(text, name, body)
+    page.write_text(text)
+    print(f"updated sections {sorted(sections)} of {page}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
