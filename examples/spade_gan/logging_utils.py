@@ -1,0 +1,95 @@
+"""Run outputs: losses as JSON lines (``log.jsonl``) and sample grids as PNG files.
+
+``log.jsonl`` holds one JSON object per logged step, e.g.
+``{"step": 10, "epoch": 0, "lr_G": 0.0001, "lr_D": 0.0004, "G_GAN": 0.91, "G_GAN_Feat": 3.2, "D_Fake": 0.4, ...}``;
+read it with ``[json.loads(line) for line in open(path)]`` or ``pandas.read_json(path, lines=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+
+
+class JsonlLogger:
+    """Appends one JSON object per line and flushes it at once (a killed run loses at most the line being written).
+
+    On resume, :meth:`truncate_after` drops the lines of steps past the checkpoint, so the file reads like one
+    uninterrupted run.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line torn by a kill
+                continue
+            if record.get("step", 0) <= step:
+                kept.append(line)
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(k + "\n" for k in kept))
+        os.replace(tmp, self.path)
+
+    def log(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+
+def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a ``log.jsonl`` file."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """Images ``(N, 3, H, W)`` in ``[-1, 1]`` to uint8 ``(N, H, W, 3)``: ``(y + 1) / 2 * 255``, clipped, truncated
+    (the original's conversion)."""
+    array = ((images.detach().float().cpu() + 1.0) / 2.0 * 255.0).clamp(0, 255).permute(0, 2, 3, 1).numpy()
+    return array.astype(np.uint8)
+
+
+def save_grid(rows: list[Tensor], path: str | os.PathLike[str], pad: int = 2) -> Path:
+    """Write a PNG grid: one row per tensor in ``rows`` (each ``(N, 3, H, W)`` in ``[-1, 1]``), N columns.
+
+    ``train_spade.py`` uses rows label (colourised), generated, real.
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one batch of images")
+    tiles = [to_uint8(r) for r in rows]
+    n, h, w, _ = tiles[0].shape
+    grid = np.full((len(tiles) * (h + pad) + pad, n * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    for i, row in enumerate(tiles):
+        for j in range(n):
+            top, left = pad + i * (h + pad), pad + j * (w + pad)
+            grid[top : top + h, left : left + w] = row[j]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(grid).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def scalar_losses(losses: dict[str, Tensor]) -> dict[str, float]:
+    """Detached Python floats of a dict of scalar loss tensors."""
+    return {k: float(v.detach().float()) for k, v in losses.items()}
+
+
+def format_losses(losses: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in losses.items())
+
+
+__all__ = ["JsonlLogger", "format_losses", "read_log", "save_grid", "scalar_losses", "to_uint8"]
