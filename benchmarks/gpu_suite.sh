@@ -18,7 +18,7 @@ unset TRITON_INTERPRET
 } 2>&1 | tee "$OUT_DIR/device.txt"
 
 # CUDA tests: the whole Triton matrix on the GPU plus the realistic shapes (marked cuda).
-timeout 200 python -m pytest tests/test_triton.py -m "cuda or not cuda" -q -p no:cacheprovider \
+timeout 200 python -m pytest tests/test_triton.py -m "not slow" -q -p no:cacheprovider \
   -o addopts="" 2>&1 | tee "$OUT_DIR/cuda_tests.log"
 tests_rc=${PIPESTATUS[0]}
 
