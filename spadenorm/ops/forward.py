@@ -11,7 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .tiles import NONE, TABLE, TENSOR, _labels, _modulation
+from .tiles import NONE, TABLE, TENSOR, _elementwise_tile, _labels, _modulation
 
 __all__ = ["NONE", "TABLE", "TENSOR", "_modulate_fwd_kernel"]
 
@@ -47,14 +47,7 @@ def _modulate_fwd_kernel(
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)  # axis 0: up to 2**31 - 1 blocks of S
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    n = tl.program_id(2).to(tl.int64)
-    c_mask = c < C
-    s_mask = s < S
-    mask = c_mask[:, None] & s_mask[None, :]
-    c2 = c.to(tl.int64)[:, None]
-    s2 = s.to(tl.int64)[None, :]
+    n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(C, S, BLOCK_C, BLOCK_S)
     x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
     scale = tl.load(scale_ptr + n * stat_sn + c, mask=c_mask, other=0.0)
     shift = tl.load(shift_ptr + n * stat_sn + c, mask=c_mask, other=0.0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .tiles import _grad_sums, _labels, _modulation, _moments, _scaled_grad
+from .tiles import _grad_sums, _labels, _modulation, _moments, _row_channels, _scaled_grad
 
 
 @triton.jit
@@ -60,11 +60,7 @@ def _row_fwd_kernel(
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    n = tl.program_id(0).to(tl.int64)
-    first = tl.program_id(1) * channels_per_program
-    c = first + tl.arange(0, BLOCK_C)
-    c_mask = (c < C) & (tl.arange(0, BLOCK_C) < channels_per_program)
-    c2 = c.to(tl.int64)[:, None]
+    n, c, c_mask, c2 = _row_channels(C, channels_per_program, BLOCK_C)
     count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
     set_mean, set_var = _set_moments(count, mean, m2, c_mask, PER_CHANNEL)
     scale = tl.div_rn(1.0, tl.sqrt_rn(set_var + eps))  # correctly rounded, as the float64 two-phase path
@@ -123,11 +119,7 @@ def _row_bwd_kernel(
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    n = tl.program_id(0).to(tl.int64)
-    first = tl.program_id(1) * channels_per_program
-    c = first + tl.arange(0, BLOCK_C)
-    c_mask = (c < C) & (tl.arange(0, BLOCK_C) < channels_per_program)
-    c2 = c.to(tl.int64)[:, None]
+    n, c, c_mask, c2 = _row_channels(C, channels_per_program, BLOCK_C)
     scale_c = tl.load(scale_ptr + n * C + c, mask=c_mask, other=0.0)
     scale = scale_c[:, None]
     shift = tl.load(shift_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]

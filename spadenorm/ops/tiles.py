@@ -98,3 +98,31 @@ def _grad_sums(dy_ptr, x_ptr, g_ptr, lab_ptr, n, c2, c_mask, scale, shift, start
         sum_g += tl.sum(g, axis=1)
         sum_gx += tl.sum(g * x_hat, axis=1)
     return sum_dy, sum_dyx, sum_g, sum_gx
+
+
+@triton.jit
+def _elementwise_tile(C, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Indices of an elementwise program's [BLOCK_C, BLOCK_S] tile: grid (S blocks, channel blocks, N).
+
+    S blocks go on grid axis 0, whose limit is 2**31 - 1 (axes 1 and 2 stop at 65535).
+    Returns n, c, s, c_mask, s_mask, mask and the int64 column / row offsets c2 [BLOCK_C, 1], s2 [1, BLOCK_S].
+    """
+    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    n = tl.program_id(2).to(tl.int64)
+    c_mask = c < C
+    s_mask = s < S
+    mask = c_mask[:, None] & s_mask[None, :]
+    return n, c, s, c_mask, s_mask, mask, c.to(tl.int64)[:, None], s.to(tl.int64)[None, :]
+
+
+@triton.jit
+def _row_channels(C, channels_per_program, BLOCK_C: tl.constexpr):
+    """Sample and channels of a row-persistent program: grid (N, channel blocks or groups).
+
+    Returns n, c, c_mask and the int64 column offsets c2 [BLOCK_C, 1].
+    """
+    n = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * channels_per_program + tl.arange(0, BLOCK_C)
+    c_mask = (c < C) & (tl.arange(0, BLOCK_C) < channels_per_program)
+    return n, c, c_mask, c.to(tl.int64)[:, None]
