@@ -37,6 +37,7 @@ import pytest
 import torch
 
 import spadenorm
+from spadenorm.memory import saved_tensor_bytes
 from spadenorm.reference import OriginalSPADE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -120,20 +121,6 @@ def training_step(generator, discriminator, seg, real):
     d_loss.backward()
 
 
-def saved_bytes(fn, *args) -> int:
-    """Bytes of the distinct storages autograd saves for backward while ``fn(*args)`` runs (its graph kept alive)."""
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn(*args)
-    del out
-    return sum(storages.values())
-
-
 def timed(fn, *args) -> tuple[float, float]:
     """Wall-clock and process CPU seconds of one call."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -157,8 +144,8 @@ def test_training_step(benchmark, norm):
         assert diff < 1e-4, f"the two formulations differ by {diff}"
         saved = {
             impl: {
-                "step_saved_bytes": saved_bytes(generator_loss, g, d, seg, real),
-                "generator_saved_bytes": saved_bytes(g, seg),
+                "step_saved_bytes": saved_tensor_bytes(generator_loss, g, d, seg, real),
+                "generator_saved_bytes": saved_tensor_bytes(g, seg),
             }
             for impl, (g, d) in variants.items()
         }

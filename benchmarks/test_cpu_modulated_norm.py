@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from spadenorm import SPADE
 from spadenorm.functional import modulated_norm
+from spadenorm.memory import saved_tensor_bytes
 from spadenorm.reference import OriginalSPADE
 
 from .shapes import ADE20K_256
@@ -29,18 +30,6 @@ def original(x, gamma, beta, norm):
 
 def spadenorm(x, gamma, beta, norm):
     return modulated_norm(x, gamma, beta, norm=norm)
-
-
-def saved_bytes(fn, *args) -> int:
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(*args)
-    return sum(storages.values())
 
 
 @pytest.mark.parametrize("norm", ["instance", "batch"])
@@ -61,7 +50,7 @@ def test_forward_backward(benchmark, impl, layer, channels, height, width, norm)
         shape=list(shape),
         norm=norm,
         impl=impl.__name__,  # "original" or "spadenorm"
-        saved_bytes=saved_bytes(impl, x, gamma, beta, norm),
+        saved_bytes=saved_tensor_bytes(impl, x, gamma, beta, norm),
         activation_bytes=x.numel() * x.element_size(),
         torch=torch.__version__,
         threads=torch.get_num_threads(),
@@ -94,7 +83,7 @@ def test_spade_layer_forward_backward(benchmark, impl, layer, channels, height, 
         shape=[1, channels, height, width],
         norm=norm,
         impl=impl,
-        saved_bytes=saved_bytes(module, x, seg),
+        saved_bytes=saved_tensor_bytes(module, x, seg),
         activation_bytes=x.numel() * x.element_size(),
         torch=torch.__version__,
         threads=torch.get_num_threads(),

@@ -14,19 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import spadenorm
+from spadenorm.memory import saved_tensor_bytes
 from spadenorm.reference import OriginalSPADE
-
-
-def saved_bytes(fn) -> int:
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(storages.values())
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -79,7 +68,7 @@ def main() -> None:
     activation = x.numel() * x.element_size()
     print("normalize-and-modulate, forward + backward:")
     for name, fn in ops.items():
-        saved = saved_bytes(fn) / activation
+        saved = saved_tensor_bytes(fn) / activation
         ms = median_ms(lambda fn=fn: fn().backward(dy), args.repeats)
         print(f"  {name:42s} saves {saved:.2f} x activation size, {ms:7.2f} ms")
 

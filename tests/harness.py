@@ -1,4 +1,4 @@
-"""Shared test harness: tolerances, the reference error bound, and saved-tensor accounting."""
+"""Shared test harness: tolerances and the reference error bound."""
 
 from __future__ import annotations
 
@@ -30,27 +30,3 @@ def assert_within_bound(actual: torch.Tensor, ref64: torch.Tensor, ref_lowp: tor
         f"{what}: error {err.flatten()[worst].item():.3g} exceeds bound {allowed.flatten()[worst].item():.3g} "
         f"at flat index {worst.item()} (max error {err.max().item():.3g})"
     )
-
-
-class SavedTensorBytes:
-    """Count the bytes autograd saves for backward, each storage once (views of one tensor are not double-counted)."""
-
-    def __init__(self) -> None:
-        self.storages: dict[int, int] = {}
-
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        self.storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    def __enter__(self) -> SavedTensorBytes:
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._hooks.__exit__(*exc)
-
-    @property
-    def total(self) -> int:
-        return sum(self.storages.values())

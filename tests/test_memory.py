@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import SavedTensorBytes
 
 from spadenorm.functional import modulated_norm
-
-
-def _saved(fn, *tensors) -> int:
-    with SavedTensorBytes() as saved:
-        fn(*tensors)
-    return saved.total
+from spadenorm.memory import saved_tensor_bytes
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -21,8 +15,8 @@ def test_instance_norm_spade_saves_at_most_two_activations(dtype):
     n, c, h, w = 2, 16, 32, 32
     x, gamma, beta = (torch.randn(n, c, h, w, dtype=dtype, requires_grad=True) for _ in range(3))
     activation = x.numel() * x.element_size()
-    ours = _saved(lambda x, g, b: modulated_norm(x, g, b, norm="instance"), x, gamma, beta)
-    original = _saved(lambda x, g, b: F.instance_norm(x) * (1 + g) + b, x, gamma, beta)
+    ours = saved_tensor_bytes(lambda x, g, b: modulated_norm(x, g, b, norm="instance"), x, gamma, beta)
+    original = saved_tensor_bytes(lambda x, g, b: F.instance_norm(x) * (1 + g) + b, x, gamma, beta)
     stats = 2 * n * c * 4  # fp32 mean and rstd
     assert ours <= 2 * activation + stats
     assert original >= 3 * activation
@@ -32,5 +26,5 @@ def test_instance_norm_spade_saves_at_most_two_activations(dtype):
 def test_per_channel_modulation_saves_only_x_and_statistics():
     x = torch.randn(4, 8, 16, 16, requires_grad=True)
     gamma = torch.randn(4, 8, 1, 1, requires_grad=True)
-    ours = _saved(lambda x, g: modulated_norm(x, g, g, norm="batch"), x, gamma)
+    ours = saved_tensor_bytes(lambda x, g: modulated_norm(x, g, g, norm="batch"), x, gamma)
     assert ours <= x.numel() * 4 + gamma.numel() * 4 + 2 * 8 * 4

@@ -17,7 +17,6 @@ x, gamma, labels and the O(N*C) scale and shift.
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -26,12 +25,21 @@ from torch import Tensor
 from .. import _eager, distributed
 from . import backward as bwd_kernels
 from .forward import NONE, TABLE, TENSOR, _modulate_fwd_kernel
-from .layout import TARGET_PROGRAMS_GPU, Strides3, Tiling, as_flattenable, is_spatial, next_pow2, strides3, tiling
+from .layout import (
+    TARGET_PROGRAMS_GPU,
+    Strides3,
+    Tiling,
+    as_flattenable,
+    is_spatial,
+    next_pow2,
+    strides3,
+    tiling,
+    triton_cdiv,
+)
 from .rows import _row_bwd_kernel, _row_fwd_kernel
 from .statistics import merge_partials, partial_stats, span_counts
 
-_ROW_NORMS = ("instance", "group", "layer")
-_BATCH_NORMS = ("batch", "sync_batch")
+_ROW_NORMS, _BATCH_NORMS = _eager.ROW_NORMS, _eager.BATCH_NORMS
 # Tests set these: several partial spans per row under the interpreter; the row-persistent kernels on or off.
 MAX_SPAN: list[int | None] = [None]
 USE_ROW_KERNELS: list[bool | None] = [None]
@@ -53,10 +61,6 @@ def register_process_group(process_group: object) -> str:
 
 def _process_group(name: str) -> object:
     return _PROCESS_GROUPS.get(name) if name else None
-
-
-def _groups(norm: str, num_groups: int, channels: int) -> int:
-    return {"instance": channels, "layer": 1}.get(norm, num_groups)
 
 
 def _labels_strides(labels: Tensor | None) -> tuple[int, int]:
@@ -158,7 +162,7 @@ def _row_statistics(x: Tensor, xs: Strides3, norm: str, num_groups: int, eps: fl
     n, c = x.shape[:2]
     tiles = _reduction_tiling(x, xs)
     part_mean, part_m2 = partial_stats(x, xs, tiles)
-    groups = _groups(norm, num_groups, c)
+    groups = _eager.groups_per_sample(norm, num_groups, c)
     mean, var = merge_partials(part_mean, part_m2, span_counts(x[0, 0].numel(), tiles, x.device), norm, groups)
     rstd = torch.rsqrt(var + eps)
     per_group = torch.stack([rstd, -mean * rstd]).float().reshape(2, n, groups, 1)
@@ -187,10 +191,10 @@ def row_kernel_tiles(x: Tensor, xs: Strides3, norm: str, num_groups: int) -> tup
         tiles = tiling(n, c, s, xs, interpreter=True)  # one span: the row kernel loops over S itself
         block_c, block_s = tiles.block_c, tiles.block_s
         if xs.c == 1 and xs.s != 1:  # channels_last: narrower channel tiles (>= 16, whole sectors) for more programs
-            while block_c > 16 and n * -(-c // block_c) < TARGET_PROGRAMS_GPU // 2:
+            while block_c > 16 and n * triton_cdiv(c, block_c) < TARGET_PROGRAMS_GPU // 2:
                 block_c //= 2
             block_s = max(16, min(next_pow2(s), 2048 // block_c))
-        layout = (-(-c // block_c), block_c, block_c, block_s)
+        layout = (triton_cdiv(c, block_c), block_c, block_c, block_s)
     override = USE_ROW_KERNELS[0]
     if override is not None:
         return layout if override else None
@@ -268,7 +272,7 @@ def _pool_to_sets(sums: Tensor, norm: str, num_groups: int) -> Tensor:
     k, n, c = sums.shape
     if norm in _BATCH_NORMS:
         return sums.sum(1, keepdim=True)
-    groups = _groups(norm, num_groups, c)
+    groups = _eager.groups_per_sample(norm, num_groups, c)
     per_group = sums.reshape(k, n, groups, c // groups).sum(-1, keepdim=True)
     return per_group.expand(k, n, groups, c // groups).reshape(k, n, c)
 
@@ -320,7 +324,7 @@ def fused_norm_bwd(
         coef_x = coef_0 = scale
         if batch_stats and need_dx:
             pooled = _pool_to_sets(sums[2:], norm, num_groups)  # sum g, sum g * x_hat over each set
-            count = torch.full_like(pooled[:1], float(_set_size(x, norm, num_groups)))
+            count = torch.full_like(pooled[:1], float(_eager.set_size(x, norm, num_groups)))
             pooled = torch.cat([pooled, count])
             process_group = _process_group(group_name)
             if norm == "sync_batch" and distributed.is_sync_active(process_group):
@@ -386,13 +390,6 @@ def _row_backward(
     return dx, dgamma_map, sums, tables
 
 
-def _set_size(x: Tensor, norm: str, num_groups: int) -> int:
-    s = x[0, 0].numel()
-    if norm in _BATCH_NORMS:
-        return x.shape[0] * s
-    return x.shape[1] // _groups(norm, num_groups, x.shape[1]) * s
-
-
 def _class_table_grads(
     dy: Tensor,
     x: Tensor,
@@ -414,9 +411,9 @@ def _class_table_grads(
     block_c = max(16, min(tiles.block_c, 2048 // block_k))
     block_s = max(16, min(tiles.block_s, 8192 // block_k))
     span = max(block_s, tiles.span // block_s * block_s)
-    parts = math.ceil(s / span)
+    parts = triton_cdiv(s, span)
     partial = torch.empty((2, n, parts, c, block_k), device=x.device, dtype=torch.float32)
-    grid = (n, math.ceil(c / block_c), parts)
+    grid = (n, triton_cdiv(c, block_c), parts)
     bwd_kernels._class_table_grad_kernel[grid](
         dy, x, scale, shift, labels, partial, n, c, s, parts, span,
         ds.n, ds.c, ds.s, xs.n, xs.c, xs.s, _stat_rows(scale), *ls,

@@ -9,7 +9,6 @@ cannot be flattened into one stride (rare: a sliced view) is copied to x's memor
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import torch
@@ -55,10 +54,6 @@ def as_flattenable(t: Tensor, like: Tensor) -> Tensor:
         return t
     fmt = torch.channels_last if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) else None
     return t.contiguous(memory_format=fmt) if fmt is not None else t.contiguous()
-
-
-def spatial_size(t: Tensor) -> int:
-    return math.prod(t.shape[2:])
 
 
 def is_spatial(t: Tensor) -> bool:
