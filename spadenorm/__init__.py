@@ -6,7 +6,6 @@
 from . import functional
 from ._backend import BackendUnavailableError, get_backend, set_backend, use_backend
 from ._version import __version__
-from .migration import SpadeConfig, parse_spade_config
 from .modules import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d, ParamFreeNorm
 
 __all__ = [
@@ -16,11 +15,9 @@ __all__ = [
     "BackendUnavailableError",
     "ConditionalBatchNorm2d",
     "ParamFreeNorm",
-    "SpadeConfig",
     "__version__",
     "functional",
     "get_backend",
-    "parse_spade_config",
     "set_backend",
     "use_backend",
 ]

@@ -1,17 +1,16 @@
-"""Per-call choice of the implementation behind :mod:`spadenorm.functional`.
+"""Per-call choice of the implementation, and the one call that runs it.
 
 The backend is resolved on every call, never once at import or module construction, from (first match wins):
 
-1. the innermost active :func:`use_backend` context,
-2. the value given to :func:`set_backend`,
+1. the innermost active :func:`use_backend` block of the calling thread,
+2. the value given to :func:`set_backend` (process-wide),
 3. the ``SPADENORM_BACKEND`` environment variable,
 4. ``"auto"``.
 
-``"torch"`` is the memory-lean PyTorch path (:mod:`spadenorm._eager`), available everywhere. ``"triton"`` is the
-fused kernel path (:mod:`spadenorm.ops`): CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``, in fp16, bf16 or
-fp32. ``"auto"`` picks ``"triton"`` for CUDA tensors when Triton is installed, else ``"torch"``.
-
-Under ``torch.compile`` the choice is made while tracing and baked into the compiled graph.
+``"torch"`` is the memory-lean PyTorch implementation (:mod:`spadenorm.backends.torch`), available everywhere.
+``"triton"`` is the fused-kernel implementation (:mod:`spadenorm.backends.triton`): CUDA tensors, or CPU tensors under
+``TRITON_INTERPRET=1``, in fp16, bf16 or fp32. ``"auto"`` picks ``"triton"`` for CUDA tensors when Triton is
+installed, else ``"torch"``. Under ``torch.compile`` the choice is made while tracing and baked into the graph.
 """
 
 from __future__ import annotations
@@ -19,35 +18,46 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import threading
 from collections.abc import Iterator
 from typing import Literal
 
 import torch
+from torch import Tensor
 
-__all__ = [
-    "BACKENDS",
-    "BackendName",
-    "BackendUnavailableError",
-    "get_backend",
-    "resolve_backend",
-    "set_backend",
-    "use_backend",
-]
+from ._core import NormSpec, RunningStats
 
 BackendName = Literal["auto", "torch", "triton"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
 ENV_VAR = "SPADENORM_BACKEND"
-
-_selected: list[str | None] = [None]
-_context_stack: list[str] = []
+TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 class BackendUnavailableError(RuntimeError):
-    """Raised when the requested backend cannot run the call (not installed, not built, wrong device)."""
+    """Raised when the requested backend cannot run the call (not installed, not built, wrong device or dtype)."""
+
+
+class _ProcessChoice:
+    """The backend given to :func:`set_backend`, for every thread."""
+
+    name: str | None = None
+
+
+class _ThreadChoices(threading.local):
+    """The :func:`use_backend` blocks open in the current thread, innermost last."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+
+
+_process_choice = _ProcessChoice()
+_thread_choices = _ThreadChoices()
 
 
 def _check_name(name: object, source: str) -> str:
-    if not isinstance(name, str) or name.lower() not in BACKENDS:
+    if not isinstance(name, str):
+        raise TypeError(f"{source} must be a str, one of {BACKENDS}, got {type(name).__name__}")
+    if name.lower() not in BACKENDS:
         raise ValueError(f"{source} must be one of {BACKENDS}, got {name!r}")
     return name.lower()
 
@@ -62,12 +72,12 @@ def set_backend(name: BackendName | None) -> None:
         'torch'
         >>> spadenorm.set_backend(None)
     """
-    _selected[0] = None if name is None else _check_name(name, "backend")
+    _process_choice.name = None if name is None else _check_name(name, "backend")
 
 
 @contextlib.contextmanager
 def use_backend(name: BackendName) -> Iterator[None]:
-    """Context manager selecting ``name`` inside the ``with`` block (nests; restores on exit).
+    """Context manager selecting ``name`` inside the ``with`` block of this thread (nests; restores on exit).
 
     Example:
         >>> import spadenorm
@@ -75,19 +85,19 @@ def use_backend(name: BackendName) -> Iterator[None]:
         ...     spadenorm.get_backend()
         'torch'
     """
-    _context_stack.append(_check_name(name, "backend"))
+    _thread_choices.stack.append(_check_name(name, "backend"))
     try:
         yield
     finally:
-        _context_stack.pop()
+        _thread_choices.stack.pop()
 
 
 def get_backend() -> str:
     """The backend name requested right now (before ``"auto"`` is resolved against a tensor)."""
-    if _context_stack:
-        return _context_stack[-1]
-    if _selected[0] is not None:
-        return _selected[0]
+    if _thread_choices.stack:
+        return _thread_choices.stack[-1]
+    if _process_choice.name is not None:
+        return _process_choice.name
     env = os.environ.get(ENV_VAR)
     if env:
         return _check_name(env, f"environment variable {ENV_VAR}")
@@ -103,7 +113,6 @@ def _find_triton() -> bool:
 
 
 _TRITON_INSTALLED = _find_triton()
-_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def triton_interpreter() -> bool:
@@ -111,21 +120,20 @@ def triton_interpreter() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def resolve_backend(x: torch.Tensor) -> str:
+def resolve_backend(x: Tensor) -> str:
     """The concrete implementation (``"torch"`` or ``"triton"``) that will run a call on ``x``.
 
     ``"auto"`` picks ``"triton"`` for CUDA tensors of fp16/bf16/fp32 when Triton is installed, else ``"torch"``.
     An explicit ``"triton"`` raises :class:`BackendUnavailableError` when it cannot run the call.
     """
     name = get_backend()
-    runnable = _TRITON_INSTALLED and x.dtype in _TRITON_DTYPES
     if name == "triton":
         if not _TRITON_INSTALLED:
             raise BackendUnavailableError(
                 f"backend 'triton' was requested (through set_backend, use_backend or {ENV_VAR}), but Triton is not "
                 "installed; install it (pip install triton) or use 'torch' or 'auto'"
             )
-        if x.dtype not in _TRITON_DTYPES:
+        if x.dtype not in TRITON_DTYPES:
             raise BackendUnavailableError(
                 f"backend 'triton' supports x of dtype float16, bfloat16 or float32, got {x.dtype}; use 'torch'"
             )
@@ -134,6 +142,27 @@ def resolve_backend(x: torch.Tensor) -> str:
                 f"backend 'triton' runs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got x on {x.device}"
             )
         return "triton"
-    if name == "auto" and runnable and x.is_cuda:
+    if name == "auto" and _TRITON_INSTALLED and x.dtype in TRITON_DTYPES and x.is_cuda:
         return "triton"
     return "torch"
+
+
+def modulated_norm(
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    spec: NormSpec,
+    running: RunningStats | None,
+    training: bool,
+) -> Tensor:
+    """Run ``norm(x) * (1 + gamma) + beta`` on the backend resolved for ``x``; every argument already validated.
+
+    gamma/beta have x's rank (sizes 1 or x's), or, when ``labels`` (N, *spatial) at x's size is given, they are
+    (K, C) class tables in the same ``1 + gamma`` convention.
+    """
+    if resolve_backend(x) == "triton":
+        from .backends import triton as implementation
+    else:
+        from .backends import torch as implementation
+    return implementation.modulated_norm(x, gamma, beta, labels, spec, running, training)

@@ -1,50 +1,68 @@
-"""Argument checks shared by the functional API and the modules.
+"""Argument checks shared by the functional API and the modules, and their resolution into the specs of ``_core``.
 
-Every check runs before any computation and raises ``ValueError`` (wrong value or shape) or ``TypeError`` (wrong
-kind of object or dtype) with a message that names the argument, the expected and the actual value.
+Every check runs before any computation and raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError``
+(wrong value or shape) with a message that names the argument, the expected and the actual value.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-NormName = Literal["instance", "batch", "sync_batch", "group", "layer", "none"]
-NORMS: tuple[str, ...] = ("instance", "batch", "sync_batch", "group", "layer", "none")
-BATCH_NORMS: tuple[str, ...] = ("batch", "sync_batch")
+from ._core import BATCH_NORMS, NORMS, NormName, NormSpec, RunningStats
 
 
-def check_norm(norm: object) -> str:
+def check_norm(norm: object) -> NormName:
+    if not isinstance(norm, str):
+        raise TypeError(f"norm must be a str, one of {NORMS}, got {type(norm).__name__}")
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    return str(norm)
+    return norm  # type: ignore[return-value]  # membership in NORMS is the Literal
 
 
-def check_input(x: object, name: str = "x") -> Tensor:
-    """``x`` is a floating-point tensor of rank 3, 4 or 5: (N, C, L), (N, C, H, W) or (N, C, D, H, W)."""
+def check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+_SHAPES = {3: "(N, C, L)", 4: "(N, C, H, W)", 5: "(N, C, D, H, W)"}
+
+
+def check_input(x: object, name: str = "x", ranks: tuple[int, ...] = (3, 4, 5)) -> Tensor:
+    """``x`` is a floating-point tensor of one of ``ranks``: (N, C, L), (N, C, H, W) or (N, C, D, H, W)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.dim() not in (3, 4, 5):
-        raise ValueError(
-            f"{name} must have 3, 4 or 5 dimensions (N, C, *spatial), got {x.dim()} with shape {tuple(x.shape)}"
-        )
+    if x.dim() not in ranks:
+        if len(ranks) == 1:
+            expected = f"{ranks[0]} dimensions {_SHAPES[ranks[0]]}"
+        else:
+            expected = f"{', '.join(map(str, ranks[:-1]))} or {ranks[-1]} dimensions (N, C, *spatial)"
+        raise ValueError(f"{name} must have {expected}, got {x.dim()} with shape {tuple(x.shape)}")
     return x
 
 
-def check_positive_int(value: object, name: str, *, optional: bool = False) -> int | None:
-    """``value`` is an int >= 1 (bools rejected); ``None`` passes when ``optional``."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        allowed = "a positive int or None" if optional else "a positive int"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+def check_channels(x: Tensor, num_features: int, name: str = "x") -> None:
+    if x.shape[1] != num_features:
+        raise ValueError(f"{name} must have num_features={num_features} channels, got {x.shape[1]}")
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """``value`` is an int >= 1 (bools are not ints here)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
     return value
+
+
+def check_optional_positive_int(value: object, name: str) -> int | None:
+    return None if value is None else check_positive_int(value, name)
 
 
 def check_eps(eps: object) -> float:
@@ -81,44 +99,44 @@ def check_num_groups(norm: str, num_groups: object, num_channels: int) -> int | 
     return num_groups
 
 
-def modulation_shape(t: Tensor, x: Tensor, name: str) -> tuple[int, ...]:
-    """Validate a gamma/beta tensor against ``x`` and return its shape with ``x``'s rank.
+def norm_spec(norm: object, num_groups: object, eps: object, num_channels: int, process_group: object) -> NormSpec:
+    """Check the statistics arguments and resolve them into a :class:`~spadenorm._core.NormSpec`."""
+    name = check_norm(norm)
+    groups = check_num_groups(name, num_groups, num_channels)
+    if process_group is not None and name != "sync_batch":
+        raise ValueError(f"process_group is only used with norm='sync_batch', got norm={name!r}")
+    return NormSpec(name, groups, check_eps(eps), process_group)
 
-    Accepted: (C,), or any shape of rank ``x.dim()`` whose sizes are 1 or equal to ``x``'s: full spatial
-    (N, C, H, W), per sample and channel (N, C, 1, 1), per channel (1, C, 1, 1), and so on.
-    """
+
+def _check_running_tensor(t: object, name: str, num_channels: int) -> Tensor:
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
     if not t.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-    if t.device != x.device:
-        raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
-    if t.shape == x.shape:
-        return tuple(t.shape)
-    c = x.shape[1]
-    if t.dim() == 1:
-        if t.shape[0] != c:
-            raise ValueError(f"{name} of shape (C,) must have C = {c} entries to match x, got shape {tuple(t.shape)}")
-        return (1, c) + (1,) * (x.dim() - 2)
-    ok = t.dim() == x.dim() and all(s in (1, xs) for s, xs in zip(t.shape, x.shape, strict=True))
-    if not ok:
-        raise ValueError(
-            f"{name} must have shape (C,) or a shape of rank {x.dim()} broadcastable to x's {tuple(x.shape)} "
-            f"without enlarging it (e.g. {tuple(x.shape)}, {tuple(x.shape[:2]) + (1,) * (x.dim() - 2)}), "
-            f"got {tuple(t.shape)}"
-        )
-    return tuple(t.shape)
+    if tuple(t.shape) != (num_channels,):
+        raise ValueError(f"{name} must have shape ({num_channels},) to match x's channels, got {tuple(t.shape)}")
+    return t
 
 
-def check_running_stats(
-    norm: str, running_mean: object, running_var: object, num_channels: int, training: bool
-) -> None:
-    if norm not in BATCH_NORMS:
+def running_stats(
+    spec: NormSpec,
+    running_mean: object,
+    running_var: object,
+    momentum: object,
+    num_batches_tracked: object,
+    num_channels: int,
+    training: bool,
+) -> RunningStats | None:
+    """Check the running-statistics arguments against ``spec`` and resolve them (``None`` when there are none)."""
+    momentum = check_momentum(momentum)
+    if num_batches_tracked is not None and not isinstance(num_batches_tracked, Tensor):
+        raise TypeError(f"num_batches_tracked must be a tensor or None, got {type(num_batches_tracked).__name__}")
+    if not spec.is_batch:
         if running_mean is not None or running_var is not None:
             raise ValueError(
-                f"running_mean/running_var are only used with batch norms {BATCH_NORMS}, got norm={norm!r}"
+                f"running_mean/running_var are only used with batch norms {BATCH_NORMS}, got norm={spec.norm!r}"
             )
-        return
+        return None
     if (running_mean is None) != (running_var is None):
         raise ValueError(
             "running_mean and running_var must be given together, got "
@@ -128,35 +146,77 @@ def check_running_stats(
     if running_mean is None:
         if not training:
             raise ValueError("training=False uses the running statistics, but running_mean and running_var are None")
-        return
-    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-        if tuple(t.shape) != (num_channels,):
-            raise ValueError(f"{name} must have shape ({num_channels},) to match x's channels, got {tuple(t.shape)}")
+        return None
+    mean = _check_running_tensor(running_mean, "running_mean", num_channels)
+    var = _check_running_tensor(running_var, "running_var", num_channels)
+    if momentum is None and training and num_batches_tracked is None:
+        raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked, got None")
+    return RunningStats(mean, var, momentum, num_batches_tracked)
 
 
-def check_batch_size(norm: str, x: Tensor, training: bool) -> None:
+def check_batch_size(spec: NormSpec, x: Tensor, training: bool) -> None:
     """Raise torch's own errors when a training-mode statistic would be taken over a single value."""
-    if not training and norm in BATCH_NORMS:
+    if not spec.uses_batch_statistics(training):
         return
     spatial = math.prod(x.shape[2:])
-    if norm in BATCH_NORMS:
+    if spec.is_batch:
         if x.shape[0] * spatial == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
-    elif norm == "instance" and spatial == 1:
+    elif spec.norm == "instance" and spatial == 1:
         raise ValueError(f"Expected more than 1 spatial element when training, got input size {x.size()}")
 
 
-def check_label_map(
-    labels: object, num_classes: int, x: Tensor, name: str = "labels", *, check_range: bool = True
-) -> Tensor:
+def check_modulation(t: object, x: Tensor, name: str) -> Tensor | None:
+    """A gamma/beta tensor (or ``None``) checked against ``x`` and returned with ``x``'s rank (a view).
+
+    Accepted: (C,), or any shape of rank ``x.dim()`` whose sizes are 1 or equal to ``x``'s: full spatial
+    (N, C, H, W), per sample and channel (N, C, 1, 1), per channel (1, C, 1, 1), and so on.
+    """
+    if t is None:
+        return None
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if t.device != x.device:
+        raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+    if t.shape == x.shape:
+        return t
+    c = x.shape[1]
+    if t.dim() == 1:
+        if t.shape[0] != c:
+            raise ValueError(f"{name} of shape (C,) must have C = {c} entries to match x, got shape {tuple(t.shape)}")
+        return t.reshape((1, c) + (1,) * (x.dim() - 2))
+    ok = t.dim() == x.dim() and all(s in (1, xs) for s, xs in zip(t.shape, x.shape, strict=True))
+    if not ok:
+        raise ValueError(
+            f"{name} must have shape (C,) or a shape of rank {x.dim()} broadcastable to x's {tuple(x.shape)} "
+            f"without enlarging it (e.g. {tuple(x.shape)}, {tuple(x.shape[:2]) + (1,) * (x.dim() - 2)}), "
+            f"got {tuple(t.shape)}"
+        )
+    return t
+
+
+def check_table(table: object, name: str, x: Tensor) -> Tensor:
+    """A (num_classes, C) floating-point class table on x's device."""
+    if not isinstance(table, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (num_classes, C), got {type(table).__name__}")
+    if not table.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {table.dtype}")
+    if table.dim() != 2 or table.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"{name} must have shape (num_classes, {x.shape[1]}) to match x's channels, got {tuple(table.shape)}"
+        )
+    if table.device != x.device:
+        raise ValueError(f"{name} must be on x's device {x.device}, got {table.device}")
+    return table
+
+
+def check_label_map(labels: object, num_classes: int, x: Tensor, name: str = "labels") -> Tensor:
     """An integer label map for ``x``: (N, *spatial) or (N, 1, *spatial), ids in [0, num_classes).
 
     ``spatial`` has ``x``'s spatial rank but any size (the map is resized to ``x`` later). Returns the map without
-    its channel dimension.
+    its channel dimension. The id range is checked by :func:`check_label_range`.
     """
     if not isinstance(labels, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of integer class ids, got {type(labels).__name__}")
@@ -175,21 +235,25 @@ def check_label_map(
         raise ValueError(f"{name} batch size must match x's {x.shape[0]}, got {labels.shape[0]}")
     if labels.device != x.device:
         raise ValueError(f"{name} must be on x's device {x.device}, got {labels.device}")
-    if check_range:
-        check_label_range(labels, num_classes, name)
+    check_label_range(labels, num_classes, name)
     return labels
 
 
 def check_label_range(labels: Tensor, num_classes: int, name: str) -> None:
+    """Class ids in [0, num_classes), checked without stalling an accelerator.
+
+    On CPU tensors (where reading the range is free) a bad id raises a ``ValueError`` naming it. On other devices,
+    and under ``torch.compile``, the check is a device-side assertion (``torch._assert_async``): it never waits for the
+    device, and a bad id stops the program at the next synchronization with a device-side assertion error. Check once
+    per batch on the host at the edge of your model for a readable message there (see the FAQ).
+    """
     if labels.numel() == 0:
         return
-    if torch.compiler.is_compiling():
-        torch._assert_async(
-            ((labels >= 0) & (labels < num_classes)).all(), f"{name} holds class ids outside [0, {num_classes})"
-        )
+    if labels.device.type != "cpu" or torch.compiler.is_compiling():
+        in_range = ((labels >= 0) & (labels < num_classes)).all()
+        torch._assert_async(in_range, f"{name} holds class ids outside [0, {num_classes})")
         return
-    lo, hi = torch.aminmax(labels)
-    lo, hi = int(lo), int(hi)
+    lo, hi = (int(v) for v in torch.aminmax(labels))
     if lo < 0 or hi >= num_classes:
         bad = lo if lo < 0 else hi
         raise ValueError(

@@ -1,4 +1,4 @@
-"""Functional normalize-and-modulate: validate arguments, then dispatch to the selected backend.
+"""Functional normalize-and-modulate: check the arguments once, resolve them, run the backend chosen for this call.
 
 All functions take activations ``x`` of shape (N, C, *spatial) with 1 to 3 spatial dimensions (the docs write
 (N, C, H, W)) in fp16, bf16, fp32 or fp64, in any memory format; the output keeps ``x``'s shape and memory format.
@@ -10,22 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _eager, _validation
-from ._backend import resolve_backend
-from ._class_rows import class_rows
-from ._validation import NormName
+from . import _backend, _validation
+from ._core import NormName, NormSpec, RunningStats
 
-__all__ = ["adain", "class_modulated_norm", "modulated_norm"]
+__all__ = ["NormName", "adain", "class_modulated_norm", "modulated_norm", "resize_labels"]
 
 
-def _broadcastable(t: Tensor | None, x: Tensor, name: str) -> Tensor | None:
-    if t is None:
-        return None
-    shape = _validation.modulation_shape(t, x, name)
-    return t if t.dim() == len(shape) else t.reshape(shape)
-
-
-def _validate_norm_args(
+def _resolve_statistics(
     x: Tensor,
     norm: object,
     num_groups: object,
@@ -34,22 +25,18 @@ def _validate_norm_args(
     running_var: object,
     momentum: object,
     training: object,
+    process_group: object,
     num_batches_tracked: object,
-) -> tuple[str, int | None, float, float | None]:
+) -> tuple[NormSpec, RunningStats | None, bool]:
+    """Check x and the statistics arguments; resolve them into ``(spec, running, training)``."""
     _validation.check_input(x)
-    norm = _validation.check_norm(norm)
-    num_groups = _validation.check_num_groups(norm, num_groups, x.shape[1])
-    eps = _validation.check_eps(eps)
-    momentum = _validation.check_momentum(momentum)
-    if not isinstance(training, bool):
-        raise TypeError(f"training must be a bool, got {type(training).__name__}")
-    _validation.check_running_stats(norm, running_mean, running_var, x.shape[1], training)
-    if num_batches_tracked is not None and not isinstance(num_batches_tracked, Tensor):
-        raise TypeError(f"num_batches_tracked must be a tensor or None, got {type(num_batches_tracked).__name__}")
-    if momentum is None and training and running_mean is not None and num_batches_tracked is None:
-        raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked, got None")
-    _validation.check_batch_size(norm, x, training)
-    return norm, num_groups, eps, momentum
+    training = _validation.check_bool(training, "training")
+    spec = _validation.norm_spec(norm, num_groups, eps, x.shape[1], process_group)
+    running = _validation.running_stats(
+        spec, running_mean, running_var, momentum, num_batches_tracked, x.shape[1], training
+    )
+    _validation.check_batch_size(spec, x, training)
+    return spec, running, training
 
 
 def modulated_norm(
@@ -96,7 +83,8 @@ def modulated_norm(
         running_var: (C,) running (unbiased) variance, as ``running_mean``.
         momentum: running-statistics factor; ``None`` for a cumulative average (needs ``num_batches_tracked``).
         training: batch statistics (True) or the running statistics (False, batch norms only).
-        process_group: the ``torch.distributed`` group for ``"sync_batch"`` (``None``: the default group).
+        process_group: the ``torch.distributed`` group for ``"sync_batch"`` (``None``: the default group); must be
+            ``None`` for the other norms.
         num_batches_tracked: 0-d integer counter incremented in place when running statistics are updated.
 
     Returns:
@@ -117,48 +105,22 @@ def modulated_norm(
         >>> torch.allclose(y, expected, atol=1e-5)
         True
     """
-    norm, num_groups, eps, momentum = _validate_norm_args(
-        x, norm, num_groups, eps, running_mean, running_var, momentum, training, num_batches_tracked
+    spec, running, training = _resolve_statistics(
+        x, norm, num_groups, eps, running_mean, running_var, momentum, training, process_group, num_batches_tracked
     )
-    gamma = _broadcastable(gamma, x, "gamma")
-    beta = _broadcastable(beta, x, "beta")
-    implementation = _eager.modulated_norm
-    if resolve_backend(x) == "triton":
-        from . import ops
-
-        implementation = ops.modulated_norm
-    return implementation(
-        x,
-        gamma,
-        beta,
-        norm=norm,
-        num_groups=num_groups,
-        eps=eps,
-        running_mean=running_mean,
-        running_var=running_var,
-        momentum=momentum,
-        training=training,
-        process_group=process_group,
-        num_batches_tracked=num_batches_tracked,
-    )
-
-
-def _check_table(table: object, name: str, x: Tensor) -> Tensor:
-    if not isinstance(table, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (num_classes, C), got {type(table).__name__}")
-    if not table.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {table.dtype}")
-    if table.dim() != 2 or table.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"{name} must have shape (num_classes, {x.shape[1]}) to match x's channels, got {tuple(table.shape)}"
-        )
-    if table.device != x.device:
-        raise ValueError(f"{name} must be on x's device {x.device}, got {table.device}")
-    return table
+    gamma = _validation.check_modulation(gamma, x, "gamma")
+    beta = _validation.check_modulation(beta, x, "beta")
+    return _backend.modulated_norm(x, gamma, beta, None, spec, running, training)
 
 
 def resize_labels(labels: Tensor, size: tuple[int, ...]) -> Tensor:
-    """Nearest-neighbour resize of an integer label map (N, *spatial) to ``size``; no-op when sizes match."""
+    """Nearest-neighbour resize of an integer label map (N, \\*spatial) to ``size``; no-op when the sizes match.
+
+    Example:
+        >>> import torch
+        >>> resize_labels(torch.tensor([[[0, 1], [2, 3]]]), (4, 4))[0, :, 0]
+        tensor([0, 0, 2, 2])
+    """
     if tuple(labels.shape[1:]) == tuple(size):
         return labels
     resized = F.interpolate(labels.unsqueeze(1).float(), size=size, mode="nearest")
@@ -193,9 +155,21 @@ def class_modulated_norm(
         labels: integer class ids (N, \*spatial') or (N, 1, \*spatial'), each in [0, num_classes).
         gamma_table: (num_classes, C) per-class scales.
         beta_table: (num_classes, C) per-class shifts.
+        norm: the statistics, as in :func:`modulated_norm`.
+        num_groups: as in :func:`modulated_norm`.
+        eps: as in :func:`modulated_norm`.
+        running_mean: as in :func:`modulated_norm`.
+        running_var: as in :func:`modulated_norm`.
+        momentum: as in :func:`modulated_norm`.
+        training: as in :func:`modulated_norm`.
+        process_group: as in :func:`modulated_norm`.
+        num_batches_tracked: as in :func:`modulated_norm`.
 
     Returns:
         Tensor of x's shape and memory format.
+
+    Raises:
+        TypeError, ValueError: for invalid arguments, before any computation.
 
     Example:
         >>> import torch
@@ -206,38 +180,32 @@ def class_modulated_norm(
         >>> torch.allclose(y, torch.nn.functional.instance_norm(x), atol=1e-5)
         True
     """
-    _validation.check_input(x)
-    gamma_table = _check_table(gamma_table, "gamma_table", x)
-    beta_table = _check_table(beta_table, "beta_table", x)
+    spec, running, training = _resolve_statistics(
+        x, norm, num_groups, eps, running_mean, running_var, momentum, training, process_group, num_batches_tracked
+    )
+    gamma_table = _validation.check_table(gamma_table, "gamma_table", x)
+    beta_table = _validation.check_table(beta_table, "beta_table", x)
     if beta_table.shape != gamma_table.shape:
         raise ValueError(
             f"beta_table must have gamma_table's shape {tuple(gamma_table.shape)}, got {tuple(beta_table.shape)}"
         )
-    labels = _validation.check_label_map(labels, gamma_table.shape[0], x, "labels")
-    labels = resize_labels(labels, tuple(x.shape[2:]))
-    kwargs = {
-        "norm": norm,
-        "num_groups": num_groups,
-        "eps": eps,
-        "running_mean": running_mean,
-        "running_var": running_var,
-        "momentum": momentum,
-        "training": training,
-        "process_group": process_group,
-        "num_batches_tracked": num_batches_tracked,
-    }
-    if resolve_backend(x) == "triton":  # the kernel gathers the table rows itself
-        from . import ops
+    return _class_modulated(x, labels, gamma_table, beta_table, spec, running, training)
 
-        norm, num_groups, eps, momentum = _validate_norm_args(
-            x, norm, num_groups, eps, running_mean, running_var, momentum, training, num_batches_tracked
-        )
-        kwargs.update(norm=norm, num_groups=num_groups, eps=eps, momentum=momentum)
-        return ops.class_modulated_norm(x, labels, gamma_table, beta_table, **kwargs)
-    # Per-pixel rows as (N, *spatial, C), viewed channels-first: (N, C, *spatial) without a copy.
-    gamma = class_rows(gamma_table - 1, labels).movedim(-1, 1)  # modulated_norm scales by 1 + gamma
-    beta = class_rows(beta_table, labels).movedim(-1, 1)
-    return modulated_norm(x, gamma, beta, **kwargs)
+
+def _class_modulated(
+    x: Tensor,
+    labels: object,
+    gamma_table: Tensor,
+    beta_table: Tensor,
+    spec: NormSpec,
+    running: RunningStats | None,
+    training: bool,
+) -> Tensor:
+    """CLADE on checked x, tables and statistics: check and resize ``labels``, then run the backend."""
+    ids = _validation.check_label_map(labels, gamma_table.shape[0], x, "labels")
+    ids = resize_labels(ids, tuple(x.shape[2:]))
+    # The backends scale by 1 + gamma: CLADE's scale table is offset here, once.
+    return _backend.modulated_norm(x, gamma_table - 1, beta_table, ids, spec, running, training)
 
 
 def adain(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
@@ -259,6 +227,9 @@ def adain(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
     Returns:
         Tensor of content's shape.
 
+    Raises:
+        TypeError, ValueError: for invalid arguments, before any computation.
+
     Example:
         >>> import torch
         >>> from spadenorm.functional import adain
@@ -268,8 +239,15 @@ def adain(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
         True
     """
     _validation.check_input(content, "content")
+    spec = NormSpec("instance", eps=_validation.check_eps(eps))
+    gamma, beta = _style_modulation(content, style, spec)
+    _validation.check_batch_size(spec, content, training=True)
+    return _backend.modulated_norm(content, gamma, beta, None, spec, None, True)
+
+
+def _style_modulation(content: Tensor, style: Tensor, spec: NormSpec) -> tuple[Tensor, Tensor]:
+    """Check a style feature map against the content; AdaIN's ``(gamma, beta) = (sigma_s - 1, mu_s)``."""
     _validation.check_input(style, "style")
-    eps = _validation.check_eps(eps)
     if (
         style.dim() != content.dim()
         or style.shape[1] != content.shape[1]
@@ -279,6 +257,8 @@ def adain(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
             f"style must have shape ({content.shape[0]} or 1, {content.shape[1]}, ...) with content's rank "
             f"{content.dim()}, got {tuple(style.shape)}"
         )
-    _validation.check_batch_size("instance", style, training=True)
+    if style.device != content.device:
+        raise ValueError(f"style must be on content's device {content.device}, got {style.device}")
+    _validation.check_batch_size(spec, style, training=True)
     var, mean = torch.var_mean(style, dim=tuple(range(2, style.dim())), correction=0, keepdim=True)
-    return modulated_norm(content, torch.sqrt(var + eps) - 1, mean, norm="instance", eps=eps)
+    return torch.sqrt(var + spec.eps) - 1, mean

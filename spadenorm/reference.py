@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._core import BATCH_NORMS
+
 __all__ = ["OriginalSPADE", "adain_reference", "class_modulated_norm_reference", "modulated_norm_reference"]
 
 
@@ -19,7 +21,7 @@ def _reduction_view(x: Tensor, norm: str, num_groups: int | None) -> tuple[Tenso
     spatial = tuple(range(2, x.dim()))
     if norm == "instance":
         return x, spatial
-    if norm in ("batch", "sync_batch"):
+    if norm in BATCH_NORMS:
         return x, (0, *spatial)
     if norm == "layer":
         return x, (1, *spatial)
@@ -54,7 +56,7 @@ def modulated_norm_reference(
     gamma, beta = _as_rank(gamma, x), _as_rank(beta, x)
     if norm == "none":
         x_hat = x
-    elif norm in ("batch", "sync_batch") and not training:
+    elif norm in BATCH_NORMS and not training:
         shape = (1, -1) + (1,) * (x.dim() - 2)
         mean = running_mean.to(x.dtype).reshape(shape)
         var = running_var.to(x.dtype).reshape(shape)
@@ -99,7 +101,7 @@ def adain_reference(content: Tensor, style: Tensor, eps: float = 1e-5, *, upcast
 class OriginalSPADE(nn.Module):
     """The original SPADE layer's formulation: a torch norm module, then ``* (1 + gamma) + beta`` in eager ops.
 
-    Written from the published description (paper and the facts in the project's reference notes), with the
+    Written from the published description of the original layer (paper and released architecture), with the
     original submodule names, so its state dict is interchangeable with :class:`spadenorm.SPADE`'s. It is the
     baseline of the benchmarks and the compatibility tests.
 

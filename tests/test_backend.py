@@ -62,7 +62,7 @@ def test_invalid_names_are_rejected(monkeypatch):
 
 
 def test_class_rows_op_passes_opcheck():
-    from spadenorm._class_rows import class_rows, class_rows_backward
+    from spadenorm.backends.class_rows import class_rows, class_rows_backward
 
     table = torch.randn(5, 3, requires_grad=True)
     labels = torch.randint(0, 5, (2, 4, 4))

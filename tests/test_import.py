@@ -43,4 +43,4 @@ def test_public_api_is_declared():
     assert {"SPADE", "CLADE", "AdaIN", "ConditionalBatchNorm2d", "set_backend", "use_backend"} <= set(spadenorm.__all__)
     from spadenorm import functional
 
-    assert set(functional.__all__) == {"adain", "class_modulated_norm", "modulated_norm"}
+    assert set(functional.__all__) == {"NormName", "adain", "class_modulated_norm", "modulated_norm", "resize_labels"}

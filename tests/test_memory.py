@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from spadenorm.functional import modulated_norm
-from spadenorm.memory import saved_tensor_bytes
+from spadenorm.testing import saved_tensor_bytes
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -106,7 +106,7 @@ def test_adain_style_vector_path():
     torch.manual_seed(0)
     layer = AdaIN(4, style_dim=6)
     x, w = torch.randn(2, 4, 5, 5), torch.randn(2, 6)
-    gamma, beta = layer.affine(w).chunk(2, dim=1)
+    gamma, beta = layer.projection(w).chunk(2, dim=1)
     expected = F.instance_norm(x) * (1 + gamma[..., None, None]) + beta[..., None, None]
     torch.testing.assert_close(layer(x, w), expected)
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from harness import assert_within_bound
 
 import spadenorm
 from spadenorm.functional import class_modulated_norm, modulated_norm
-from spadenorm.reference import class_modulated_norm_reference, modulated_norm_reference
+from spadenorm.reference import class_modulated_norm_reference
+from spadenorm.testing import check_against_reference
 
 pytest.importorskip("triton")
+from spadenorm.backends.triton import launch, ops
+from spadenorm.backends.triton.layout import cdiv
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 NORMS = [("instance", None), ("batch", None), ("sync_batch", None), ("group", 2), ("layer", None), ("none", None)]
 MODULATIONS = ["spatial", "per_sample_channel", "per_channel", "absent"]
@@ -37,18 +40,9 @@ def _modulation(kind: str, shape: tuple[int, ...], dtype: torch.dtype, gen: torc
 
 
 def _check(x, gamma, beta, seed: int = 0, **kwargs):
-    inputs = [t for t in (x, gamma, beta) if t is not None]
     y = modulated_norm(x, gamma, beta, **kwargs)
     assert y.is_contiguous(memory_format=torch.channels_last) == x.is_contiguous(memory_format=torch.channels_last)
-    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(DEVICE)
-    grads = torch.autograd.grad(y, inputs, dy.to(y.dtype))
-    ref64 = modulated_norm_reference(x, gamma, beta, upcast=True, **kwargs)
-    grads64 = torch.autograd.grad(ref64, inputs, dy)
-    ref_lowp = modulated_norm_reference(x, gamma, beta, upcast=False, **kwargs)
-    grads_lowp = torch.autograd.grad(ref_lowp, inputs, dy.to(ref_lowp.dtype))
-    assert_within_bound(y, ref64, ref_lowp, "y")
-    for name, g, g64, glp in zip(("dx", "dgamma", "dbeta"), grads, grads64, grads_lowp, strict=False):
-        assert_within_bound(g, g64, glp, name)
+    check_against_reference(x, gamma, beta, seed=seed, **kwargs)
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
@@ -71,9 +65,7 @@ def test_matrix_against_reference(norm, groups, modulation, dtype, channels_last
 @pytest.mark.parametrize(("norm", "groups"), [("instance", None), ("group", 3)])
 def test_two_phase_path_for_per_sample_norms(norm, groups, modulation, channels_last, monkeypatch):
     """The partial-statistics path that per-sample norms take on a GPU when the row kernels would underfill it."""
-    from spadenorm.ops import fused
-
-    monkeypatch.setattr(fused, "USE_ROW_KERNELS", [False])
+    monkeypatch.setattr(launch.OVERRIDES, "row_kernels", False)
     gen = torch.Generator().manual_seed(3)
     shape = (3, 6, 5, 7)
     x = (torch.randn(shape, generator=gen) * 2 + 1).to(DEVICE)
@@ -98,10 +90,8 @@ def test_rows_longer_than_a_tile_and_split_across_programs(
     norm, groups, shape, max_span, channels_last, row_kernels, monkeypatch
 ):
     """Several tiles per program (Chan merges in the kernel) and, two-phase, several programs per row (in torch)."""
-    from spadenorm.ops import fused
-
-    monkeypatch.setattr(fused, "MAX_SPAN", [max_span])
-    monkeypatch.setattr(fused, "USE_ROW_KERNELS", [row_kernels])
+    monkeypatch.setattr(launch.OVERRIDES, "max_span", max_span)
+    monkeypatch.setattr(launch.OVERRIDES, "row_kernels", row_kernels)
     gen = torch.Generator().manual_seed(1)
     x = (torch.randn(shape, generator=gen) + 30).to(DEVICE)  # |mean| >> std stresses the merges
     if channels_last:
@@ -110,10 +100,10 @@ def test_rows_longer_than_a_tile_and_split_across_programs(
     gamma = torch.randn(shape, generator=gen).to(DEVICE).requires_grad_(True)
     beta = torch.randn(shape[1], generator=gen).to(DEVICE).requires_grad_(True)
     _check(x, gamma, beta, norm=norm, num_groups=groups)
-    if not row_kernels:
-        tiles = fused._reduction_tiling(x, fused.strides3(x))
-        assert tiles.parts(x[0, 0].numel()) == 2
-        assert tiles.span >= 2 * tiles.block_s
+    if not row_kernels:  # two spans of S, each of several tiles (the cap is two tiles long)
+        span = launch.reduction_span(x)
+        assert cdiv(x[0, 0].numel(), span) == 2
+        assert span == max_span
 
 
 @pytest.mark.parametrize("rank", [3, 5])
@@ -181,43 +171,132 @@ def test_non_contiguous_incoming_gradient():
 
 
 def test_opcheck_of_the_registered_ops():
-    from spadenorm.ops.fused import fused_modulate, fused_norm_bwd, partial_stats_op
-
-    x = torch.randn(2, 4, 3, 5, device=DEVICE, requires_grad=True)
-    gamma = torch.randn(2, 4, 3, 5, device=DEVICE, requires_grad=True)
-    beta = torch.randn(1, 4, 1, 1, device=DEVICE, requires_grad=True)
-    scale, shift = torch.rand(2, 4, device=DEVICE) + 0.5, torch.randn(2, 4, device=DEVICE)
-    torch.library.opcheck(partial_stats_op, (x.detach(),))
-    torch.library.opcheck(fused_modulate, (x, gamma, beta, None, scale, shift, "instance", 0, 1e-5, True, ""))
-    torch.library.opcheck(fused_modulate, (x, gamma, beta, None, None, None, "instance", 0, 1e-5, True, ""))
-    torch.library.opcheck(fused_modulate, (x, gamma, None, None, None, None, "group", 2, 1e-5, True, ""))
-    labels = torch.randint(0, 3, (2, 3, 5), device=DEVICE)
-    tables = (
-        torch.randn(3, 4, device=DEVICE, requires_grad=True),
-        torch.randn(3, 4, device=DEVICE, requires_grad=True),
-    )
-    torch.library.opcheck(fused_modulate, (x, *tables, labels, None, None, "instance", 0, 1e-5, True, ""))
+    x = torch.randn(2, 4, 3, 5, device=DEVICE)
+    gamma = torch.randn(2, 4, 3, 5, device=DEVICE)
+    beta = torch.randn(1, 4, 1, 1, device=DEVICE)
     dy = torch.randn(2, 4, 3, 5, device=DEVICE)
-    torch.library.opcheck(
-        fused_norm_bwd,
-        (dy, x.detach(), gamma.detach(), None, scale, shift, "instance", 0, 0, True, "", True, True, False),
-    )
+    scale, shift = torch.rand(2, 4, device=DEVICE) + 0.5, torch.randn(2, 4, device=DEVICE)
+    labels = torch.randint(0, 3, (2, 3, 5), device=DEVICE)
+    tables = torch.randn(3, 4, device=DEVICE), torch.randn(3, 4, device=DEVICE)
+    cases = [
+        (ops.partial_stats, (x, 8)),
+        (ops.row_forward, (x, gamma, beta, None, 4, 1e-5)),
+        (ops.row_forward, (x, None, None, None, 2, 1e-5)),
+        (ops.row_forward, (x, *tables, labels, 4, 1e-5)),
+        (ops.modulate, (x, gamma, beta, None, scale, shift)),
+        (ops.modulate, (x, None, beta, None, scale[:1], shift[:1])),
+        (ops.modulate, (x, *tables, labels, scale, shift)),
+        (ops.backward_sums, (dy, x, gamma, None, scale, shift, 16)),
+        (ops.backward_dx, (dy, x, gamma, None, scale, shift, scale, shift, True, True)),
+        (ops.backward_dx, (dy, x, None, None, scale, shift, None, None, True, False)),
+        (ops.row_backward, (dy, x, gamma, None, scale, shift, 4, True, True)),
+        (ops.row_backward, (dy, x, tables[0], labels, scale, shift, 2, True, False)),
+        (ops.class_table_grads, (dy, x, labels, scale, shift, 3, 16)),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op, args)
 
 
-def test_compile_spade_block_fullgraph_aot_eager():
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    layer = spadenorm.SPADE(8, 5, hidden_channels=16).to(DEVICE)
-    x = torch.randn(2, 8, 6, 6, device=DEVICE, requires_grad=True)
-    labels = torch.randint(0, 5, (2, 6, 6), device=DEVICE)
-    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
-    y = compiled(x, labels)
-    (dx,) = torch.autograd.grad(y.square().sum(), x)
-    with spadenorm.use_backend("torch"):
-        y_ref = layer(x, labels)
-        (dx_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(dx, dx_ref, atol=1e-4, rtol=1e-4)
+def test_every_launch_runs_under_the_device_guard_of_x(monkeypatch):
+    """Triton launches on the current device: each op makes x's device current before its launcher runs."""
+    guarded: list[torch.device] = []
+    depth = [0]
+
+    class RecordingGuard:
+        def __init__(self, t):
+            self.device = t.device
+
+        def __enter__(self):
+            guarded.append(self.device)
+            depth[0] += 1
+
+        def __exit__(self, *exc):
+            depth[0] -= 1
+
+    def checked(launcher):
+        def run(*args, **kwargs):
+            assert depth[0] == 1, f"{launcher.__name__} launched outside the device guard"
+            return launcher(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(ops, "device_guard", RecordingGuard)
+    for name in ("partial_stats", "row_forward", "modulate", "backward_sums", "backward_dx", "row_backward",
+                 "class_table_grads"):  # fmt: skip
+        monkeypatch.setattr(launch, name, checked(getattr(launch, name)))
+    x = torch.randn(2, 4, 3, 5, device=DEVICE, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 3, 5), device=DEVICE)
+    tables = [torch.randn(3, 4, device=DEVICE, requires_grad=True) for _ in range(2)]
+    for norm, row_kernels in (("instance", True), ("instance", False), ("batch", None)):
+        monkeypatch.setattr(launch.OVERRIDES, "row_kernels", row_kernels)
+        class_modulated_norm(x, labels, *tables, norm=norm).sum().backward()
+    # row: forward, backward, tables; two-phase instance and batch: stats, modulate, sums, dx, tables each
+    assert len(guarded) == 3 + 2 * 5
+    assert all(d == x.device for d in guarded)
+
+
+def test_device_guard_makes_the_tensors_gpu_current(monkeypatch):
+    entered = []
+
+    class FakeCudaDevice:
+        def __init__(self, device):
+            entered.append(device)
+
+    class OnSecondGpu:
+        device = torch.device("cuda", 1)
+
+    monkeypatch.setattr(torch.cuda, "device", FakeCudaDevice)
+    launch.device_guard(OnSecondGpu())
+    assert entered == [torch.device("cuda", 1)]
+    with launch.device_guard(torch.empty(1)):  # CPU (interpreter): nothing to switch
+        pass
+    assert entered == [torch.device("cuda", 1)]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_kernels_launch_on_the_device_of_x_not_the_current_one():
+    torch.cuda.set_device(0)
+    x = torch.randn(2, 8, 16, 16, device="cuda:1", requires_grad=True)
+    gamma = torch.randn(2, 8, 16, 16, device="cuda:1", requires_grad=True)
+    for norm in ("instance", "batch"):
+        _check(x, gamma, None, norm=norm)
+    assert torch.cuda.current_device() == 0
+
+
+class _RecordedLaunch:
+    """Stands in for a kernel: records the grid of each launch and runs nothing."""
+
+    def __init__(self, grids):
+        self.grids = grids
+
+    def __getitem__(self, grid):
+        self.grids.append(grid)
+        return lambda *args, **kwargs: None
+
+
+def test_launch_grids_stay_within_cuda_limits_for_huge_batches(monkeypatch):
+    """CUDA caps grid axes 1 and 2 at 65535 programs: a batch of 70000 must not land there."""
+    grids: list[tuple[int, ...]] = []
+    for name in ("_stats_partial_kernel", "_modulate_fwd_kernel", "_backward_sums_kernel", "_backward_dx_kernel",
+                 "_row_fwd_kernel", "_row_bwd_kernel", "_class_table_grad_kernel"):  # fmt: skip
+        monkeypatch.setattr(launch, name, _RecordedLaunch(grids))
+    n = 70_000
+    x = torch.empty(n, 2, 4, device=DEVICE)
+    nc = torch.empty(n, 2, device=DEVICE)
+    labels = torch.zeros(n, 4, dtype=torch.long, device=DEVICE)
+    span = launch.reduction_span(x)
+    launch.partial_stats(x, span)
+    launch.modulate(x, x, x, None, nc, nc)
+    launch.backward_sums(x, x, x, None, nc, nc, span)
+    launch.backward_dx(x, x, x, None, nc, nc, nc, nc, True, True)
+    launch.row_forward(x, x, x, None, 2, 1e-5)
+    launch.row_backward(x, x, x, None, nc, nc, 2, True, True)
+    launch.class_table_grads(x, x, labels, nc, nc, 3, span)
+    assert len(grids) == 7
+    for grid in grids:
+        assert grid[0] < 2**31, grid
+        assert all(size <= 65535 for size in grid[1:]), grid
 
 
 def test_float64_is_refused_with_a_clear_error():
@@ -236,23 +315,3 @@ def test_cuda_realistic_shapes(shape, norm, groups, dtype):
     gamma = torch.randn(shape, generator=gen).to("cuda", dtype).requires_grad_(True)
     beta = torch.randn(shape, generator=gen).to("cuda", dtype).requires_grad_(True)
     _check(x, gamma, beta, norm=norm, num_groups=groups if shape[1] % 2 == 0 else (1 if groups else None))
-
-
-@pytest.mark.slow
-def test_compile_spade_block_fullgraph_inductor():
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    layer = spadenorm.SPADE(8, 5, norm="batch", hidden_channels=16).to(DEVICE)
-    reference = spadenorm.SPADE(8, 5, norm="batch", hidden_channels=16).to(DEVICE)
-    reference.load_state_dict(layer.state_dict())
-    x = torch.randn(2, 8, 6, 6, device=DEVICE, requires_grad=True)
-    labels = torch.randint(0, 5, (2, 6, 6), device=DEVICE)
-    compiled = torch.compile(layer, fullgraph=True, backend="inductor")
-    y = compiled(x, labels)
-    (dx,) = torch.autograd.grad(y.square().sum(), x)
-    with spadenorm.use_backend("torch"):
-        y_ref = reference(x, labels)
-        (dx_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(dx, dx_ref, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(layer.param_free_norm.running_var, reference.param_free_norm.running_var)

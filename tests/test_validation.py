@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spadenorm import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d, ParamFreeNorm, parse_spade_config
+from spadenorm import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d, ParamFreeNorm
 from spadenorm.functional import adain, class_modulated_norm, modulated_norm
+from spadenorm.migration import parse_spade_config
 
 X = torch.randn(2, 4, 5, 5)
 
@@ -147,11 +148,15 @@ def test_module_forward_rejects_bad_conditions():
     cbn = ConditionalBatchNorm2d(4, num_classes=3)
     with pytest.raises(ValueError, match=r"y must hold class ids in \[0, 3\), got id 3"):
         cbn(X, torch.tensor([0, 3]))
-    with pytest.raises(ValueError, match=r"y must be integer class ids of shape \(2,\)"):
+    with pytest.raises(TypeError, match=r"y must hold integer class ids .* got torch\.float32"):
         cbn(X, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"y must be class ids of shape \(2,\), got \(2, 1\)"):
+        cbn(X, torch.tensor([[0], [1]]))
     cbn_vec = ConditionalBatchNorm2d(4, cond_dim=6)
-    with pytest.raises(ValueError, match=r"y must be floating-point condition vectors of shape \(2, 6\)"):
+    with pytest.raises(ValueError, match=r"y must be condition vectors of shape \(2, 6\), got \(2, 5\)"):
         cbn_vec(X, torch.randn(2, 5))
+    with pytest.raises(TypeError, match=r"y must be floating-point condition vectors, got dtype torch\.int64"):
+        cbn_vec(X, torch.zeros(2, 6, dtype=torch.long))
     with pytest.raises(ValueError, match=r"a style vector \(N, style_dim\) needs AdaIN\(num_features, style_dim\)"):
         AdaIN()(X, torch.randn(2, 8))
     with pytest.raises(ValueError, match=r"style vectors must have shape \(2, 8\), got \(2, 7\)"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .. import _validation
-from ..functional import adain, modulated_norm
+from .. import _backend, _validation
+from .._core import NormSpec
+from ..functional import _style_modulation
 
 
 class AdaIN(nn.Module):
@@ -41,29 +42,32 @@ class AdaIN(nn.Module):
         super().__init__()
         if style_dim is not None and num_features is None:
             raise ValueError(f"style_dim={style_dim} needs num_features (the channels gamma and beta are made for)")
-        _validation.check_positive_int(num_features, "num_features", optional=True)
-        _validation.check_positive_int(style_dim, "style_dim", optional=True)
+        _validation.check_optional_positive_int(num_features, "num_features")
+        _validation.check_optional_positive_int(style_dim, "style_dim")
         self.num_features = num_features
         self.style_dim = style_dim
         self.eps = _validation.check_eps(eps)
-        self.affine = None if style_dim is None else nn.Linear(style_dim, 2 * num_features, device=device, dtype=dtype)
+        self.projection = (
+            None if style_dim is None else nn.Linear(style_dim, 2 * num_features, device=device, dtype=dtype)
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Default Linear weights, zero bias: gamma and beta start centred on 0 (scale 1, shift 0)."""
-        if self.affine is not None:
-            self.affine.reset_parameters()
-            nn.init.zeros_(self.affine.bias)
+        if self.projection is not None:
+            self.projection.reset_parameters()
+            nn.init.zeros_(self.projection.bias)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        """Restyle x (N, C, *spatial) with a style feature map of x's rank or a style vector (N, style_dim)."""
+        """Restyle x (N, C, \\*spatial) with a style feature map of x's rank or a style vector (N, style_dim)."""
         _validation.check_input(x)
-        if self.num_features is not None and x.shape[1] != self.num_features:
-            raise ValueError(f"x must have num_features={self.num_features} channels, got {x.shape[1]}")
+        if self.num_features is not None:
+            _validation.check_channels(x, self.num_features)
         if not isinstance(style, Tensor):
             raise TypeError(f"style must be a torch.Tensor, got {type(style).__name__}")
+        spec = NormSpec("instance", eps=self.eps)
         if style.dim() == 2:
-            if self.affine is None:
+            if self.projection is None:
                 raise ValueError(
                     "a style vector (N, style_dim) needs AdaIN(num_features, style_dim); this layer has none"
                 )
@@ -71,10 +75,13 @@ class AdaIN(nn.Module):
                 raise ValueError(
                     f"style vectors must have shape ({x.shape[0]}, {self.style_dim}), got {tuple(style.shape)}"
                 )
+            _validation.check_batch_size(spec, x, training=True)
             spatial = (1,) * (x.dim() - 2)
-            gamma, beta = self.affine(style).unflatten(1, (2, x.shape[1], *spatial)).unbind(1)
-            return modulated_norm(x, gamma, beta, norm="instance", eps=self.eps)
-        return adain(x, style, eps=self.eps)
+            gamma, beta = self.projection(style).unflatten(1, (2, x.shape[1], *spatial)).unbind(1)
+        else:
+            _validation.check_batch_size(spec, x, training=True)
+            gamma, beta = _style_modulation(x, style, spec)
+        return _backend.modulated_norm(x, gamma, beta, None, spec, None, True)
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, style_dim={self.style_dim}, eps={self.eps}"

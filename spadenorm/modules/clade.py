@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import _validation
-from .._validation import NormName
-from ..functional import class_modulated_norm
+from .._core import NormName
+from ..functional import _class_modulated
 from .param_free import ParamFreeNorm
 
 
@@ -26,7 +26,9 @@ class CLADE(nn.Module):
         num_groups: groups for ``norm="group"``.
 
     Shape:
-        - x: (N, C, H, W); labels: integer (N, h, w) or (N, 1, h, w), ids in [0, num_classes), resized with nearest.
+        - x: (N, C, \*spatial) with 1 to 3 spatial dimensions; output: the same, in x's memory format.
+        - labels: integer (N, \*spatial') or (N, 1, \*spatial') with x's spatial rank, ids in [0, num_classes),
+          resized to x's size with nearest-neighbour sampling.
 
     Example:
         >>> import torch
@@ -69,10 +71,10 @@ class CLADE(nn.Module):
         self.param_free_norm.reset_running_stats()
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        """Normalize x (N, C, H, W) and modulate it with the table rows of integer ``labels`` (N, h, w)."""
-        return class_modulated_norm(
-            x, labels, self.gamma_table, self.beta_table, **self.param_free_norm.functional_kwargs()
-        )
+        """Normalize x (N, C, \\*spatial) and modulate it with the table rows of integer ``labels`` (N, \\*spatial')."""
+        norm = self.param_free_norm
+        x = norm.check_input(x)
+        return _class_modulated(x, labels, self.gamma_table, self.beta_table, norm.spec, norm.running, self.training)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_classes={self.num_classes}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .. import _validation
-from ..functional import modulated_norm
-from .param_free import register_running_stats, reset_running_stats
+from .. import _backend, _validation
+from .._core import NormSpec, RunningStats
+from .param_free import register_batch_norm_buffers, reset_batch_norm_buffers
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -51,24 +51,25 @@ class ConditionalBatchNorm2d(nn.Module):
                 f"give exactly one of num_classes and cond_dim, got num_classes={num_classes}, cond_dim={cond_dim}"
             )
         _validation.check_positive_int(num_features, "num_features")
-        _validation.check_positive_int(num_classes, "num_classes", optional=True)
-        _validation.check_positive_int(cond_dim, "cond_dim", optional=True)
+        _validation.check_optional_positive_int(num_classes, "num_classes")
+        _validation.check_optional_positive_int(cond_dim, "cond_dim")
         factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
         self.num_classes = num_classes
         self.cond_dim = cond_dim
         self.eps = _validation.check_eps(eps)
         self.momentum = _validation.check_momentum(momentum)
-        self.track_running_stats = track_running_stats
+        self.track_running_stats = _validation.check_bool(track_running_stats, "track_running_stats")
         if num_classes is not None:
             self.embedding = nn.Embedding(num_classes, 2 * num_features, **factory)
         else:
             self.projection = nn.Linear(cond_dim, 2 * num_features, **factory)
-        register_running_stats(self, num_features if track_running_stats else None, **factory)
+        register_batch_norm_buffers(self, num_features if track_running_stats else None, **factory)
         self.reset_parameters()
 
     def reset_running_stats(self) -> None:
-        reset_running_stats(self)
+        """Running mean 0, running variance 1, counter 0 (when tracking running statistics)."""
+        reset_batch_norm_buffers(self)
 
     def reset_parameters(self) -> None:
         """Zero the condition mapping (identity modulation) and reset the running statistics."""
@@ -78,42 +79,37 @@ class ConditionalBatchNorm2d(nn.Module):
         if getattr(layer, "bias", None) is not None:
             nn.init.zeros_(layer.bias)
 
-    def _modulation(self, y: Tensor, batch: int) -> Tensor:
+    def _modulation(self, y: object, batch: int) -> Tensor:
+        """(N, 2C) rows of gamma and beta for the condition ``y``."""
         if not isinstance(y, Tensor):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
         if self.num_classes is not None:
-            if y.is_floating_point() or y.dtype == torch.bool or y.dim() != 1 or y.shape[0] != batch:
-                raise ValueError(f"y must be integer class ids of shape ({batch},), got {y.dtype} {tuple(y.shape)}")
+            if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+                raise TypeError(f"y must hold integer class ids (an integer dtype such as torch.long), got {y.dtype}")
+            if tuple(y.shape) != (batch,):
+                raise ValueError(f"y must be class ids of shape ({batch},), got {tuple(y.shape)}")
             _validation.check_label_range(y, self.num_classes, "y")
             return self.embedding(y)
-        if not y.is_floating_point() or y.dim() != 2 or tuple(y.shape) != (batch, self.cond_dim):
-            raise ValueError(
-                f"y must be floating-point condition vectors of shape ({batch}, {self.cond_dim}), "
-                f"got {y.dtype} {tuple(y.shape)}"
-            )
+        if not y.is_floating_point():
+            raise TypeError(f"y must be floating-point condition vectors, got dtype {y.dtype}")
+        if tuple(y.shape) != (batch, self.cond_dim):
+            raise ValueError(f"y must be condition vectors of shape ({batch}, {self.cond_dim}), got {tuple(y.shape)}")
         return self.projection(y)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Batch-normalize x (N, C, H, W) and modulate it with the rows for ``y``: class ids (N,) or vectors
         (N, cond_dim)."""
-        _validation.check_input(x)
-        if x.dim() != 4 or x.shape[1] != self.num_features:
-            raise ValueError(f"x must have shape (N, {self.num_features}, H, W), got {tuple(x.shape)}")
-        gamma, beta = self._modulation(y, x.shape[0]).unflatten(1, (2, self.num_features, 1, 1)).unbind(1)
+        _validation.check_input(x, ranks=(4,))
+        _validation.check_channels(x, self.num_features)
         # As torch.nn.BatchNorm2d: batch statistics in training or without running stats, else the running ones.
-        use_running = not self.training or self.track_running_stats
-        return modulated_norm(
-            x,
-            gamma,
-            beta,
-            norm="batch",
-            eps=self.eps,
-            momentum=self.momentum,
-            training=self.training or not self.track_running_stats,
-            running_mean=self.running_mean if use_running else None,
-            running_var=self.running_var if use_running else None,
-            num_batches_tracked=self.num_batches_tracked if use_running else None,
-        )
+        spec = NormSpec("batch", eps=self.eps)
+        training = self.training or not self.track_running_stats
+        _validation.check_batch_size(spec, x, training)
+        gamma, beta = self._modulation(y, x.shape[0]).unflatten(1, (2, self.num_features, 1, 1)).unbind(1)
+        running = None
+        if self.track_running_stats:
+            running = RunningStats(self.running_mean, self.running_var, self.momentum, self.num_batches_tracked)
+        return _backend.modulated_norm(x, gamma, beta, None, spec, running, training)
 
     def extra_repr(self) -> str:
         cond = f"num_classes={self.num_classes}" if self.num_classes is not None else f"cond_dim={self.cond_dim}"

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from .. import _validation
-from .._validation import NormName
-from ..functional import modulated_norm
+from .. import _backend, _validation
+from .._core import NormName, NormSpec, RunningStats
 
 
-def register_running_stats(
+def register_batch_norm_buffers(
     module: nn.Module,
     num_features: int | None,
     *,
@@ -32,8 +29,8 @@ def register_running_stats(
     module.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
 
 
-def reset_running_stats(module: nn.Module) -> None:
-    """Running mean 0, variance 1, counter 0 on a module holding the buffers of :func:`register_running_stats`."""
+def reset_batch_norm_buffers(module: nn.Module) -> None:
+    """Running mean 0, variance 1, counter 0 on a module holding the buffers of :func:`register_batch_norm_buffers`."""
     if getattr(module, "running_mean", None) is not None:
         module.running_mean.zero_()
         module.running_var.fill_(1.0)
@@ -45,8 +42,8 @@ class ParamFreeNorm(nn.Module):
 
     For ``norm="batch"`` and ``"sync_batch"`` it holds ``running_mean``, ``running_var`` and ``num_batches_tracked``
     under torch's names, so it loads the state of a ``torch.nn.BatchNorm2d(affine=False)``; the other norms hold no
-    state, like ``torch.nn.InstanceNorm2d(affine=False)``. Conditional layers keep one as ``param_free_norm`` and pass
-    :meth:`functional_kwargs` to the functional op, which fuses normalization and modulation.
+    state, like ``torch.nn.InstanceNorm2d(affine=False)``. Conditional layers keep one as ``param_free_norm`` and call
+    :meth:`modulate`, which fuses normalization and modulation.
 
     Args:
         num_features: C, the number of channels.
@@ -54,6 +51,14 @@ class ParamFreeNorm(nn.Module):
         eps: added to the variance, >= 0.
         momentum: running-statistics factor, ``None`` for a cumulative average.
         num_groups: groups for ``norm="group"``.
+        device: device of the running statistics (batch norms).
+        dtype: dtype of the running statistics (batch norms).
+
+    Attributes:
+        process_group: the ``torch.distributed`` group that ``"sync_batch"`` reduces over (``None``: the default).
+
+    Shape:
+        - x: (N, C, \\*spatial) with 1 to 3 spatial dimensions; output: the same, in x's memory format.
 
     Example:
         >>> import torch
@@ -76,48 +81,58 @@ class ParamFreeNorm(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _validation.check_positive_int(num_features, "num_features")
-        self.num_features = num_features
-        self.norm = _validation.check_norm(norm)
-        self.eps = _validation.check_eps(eps)
+        self.num_features = _validation.check_positive_int(num_features, "num_features")
+        spec = _validation.norm_spec(norm, num_groups, eps, num_features, None)
+        self.norm: NormName = spec.norm
+        self.num_groups = spec.num_groups
+        self.eps = spec.eps
         self.momentum = _validation.check_momentum(momentum)
-        self.num_groups = _validation.check_num_groups(self.norm, num_groups, num_features)
-        if self.norm in _validation.BATCH_NORMS:
-            register_running_stats(self, num_features, device=device, dtype=dtype)
-        self.process_group: Any = None
+        self.process_group: object = None
+        if spec.is_batch:
+            register_batch_norm_buffers(self, num_features, device=device, dtype=dtype)
 
     @property
     def tracks_running_stats(self) -> bool:
-        return self.norm in _validation.BATCH_NORMS
+        return self.norm in ("batch", "sync_batch")
+
+    @property
+    def spec(self) -> NormSpec:
+        """The statistics this layer normalizes with."""
+        group = self.process_group if self.norm == "sync_batch" else None
+        return NormSpec(self.norm, self.num_groups, self.eps, group)
+
+    @property
+    def running(self) -> RunningStats | None:
+        """The running statistics (batch norms), updated in place in training; ``None`` for the other norms."""
+        if not self.tracks_running_stats:
+            return None
+        return RunningStats(self.running_mean, self.running_var, self.momentum, self.num_batches_tracked)
 
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, counter 0 (batch norms only; a no-op otherwise)."""
-        reset_running_stats(self)
+        reset_batch_norm_buffers(self)
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
 
-    def functional_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`spadenorm.functional.modulated_norm` in the module's current mode."""
-        kwargs: dict[str, Any] = {
-            "norm": self.norm,
-            "num_groups": self.num_groups,
-            "eps": self.eps,
-            "momentum": self.momentum,
-            "training": self.training,
-        }
-        if self.tracks_running_stats:
-            kwargs.update(
-                running_mean=self.running_mean,
-                running_var=self.running_var,
-                num_batches_tracked=self.num_batches_tracked,
-                process_group=self.process_group,
-            )
-        return kwargs
+    def check_input(self, x: object, ranks: tuple[int, ...] = (3, 4, 5)) -> Tensor:
+        """Check activations for this layer: a floating-point tensor of one of ``ranks`` with ``num_features``
+        channels, and more than one value per statistic in training (torch's own error otherwise)."""
+        checked = _validation.check_input(x, ranks=ranks)
+        _validation.check_channels(checked, self.num_features)
+        _validation.check_batch_size(self.spec, checked, self.training)
+        return checked
+
+    def modulate(self, x: Tensor, gamma: Tensor | None, beta: Tensor | None) -> Tensor:
+        """``norm(x) * (1 + gamma) + beta`` for x passed through :meth:`check_input` and gamma/beta of x's rank.
+
+        The statistics follow this layer's ``norm`` and mode (running statistics in eval mode for batch norms).
+        """
+        return _backend.modulated_norm(x, gamma, beta, None, self.spec, self.running, self.training)
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalize x (N, C, \\*spatial); batch norms use running statistics in eval mode."""
-        return modulated_norm(x, **self.functional_kwargs())
+        return self.modulate(self.check_input(x), None, None)
 
     def extra_repr(self) -> str:
         parts = [f"{self.num_features}", f"norm={self.norm!r}", f"eps={self.eps}"]

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _validation
-from .._validation import NormName
-from ..functional import modulated_norm, resize_labels
+from .._core import NormName
+from ..functional import resize_labels
 from ..migration import parse_spade_config
 from .param_free import ParamFreeNorm
 
@@ -40,7 +40,7 @@ class SPADE(nn.Module):
         interpolation: ``F.interpolate`` mode used to resize a float segmap (``"nearest"`` as in the paper).
 
     Shape:
-        - x: (N, C, H, W)
+        - x: (N, C, H, W) (the convolutions are 2-D)
         - segmap: float (N, label_nc, h, w) (one-hot or soft), or integer class ids (N, h, w) / (N, 1, h, w) with
           ids in [0, label_nc), one-hot encoded inside
         - output: (N, C, H, W) in x's memory format
@@ -71,16 +71,12 @@ class SPADE(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("label_nc", label_nc), ("hidden_channels", hidden_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if (
-            isinstance(kernel_size, bool)
-            or not isinstance(kernel_size, int)
-            or kernel_size <= 0
-            or kernel_size % 2 == 0
-        ):
-            raise ValueError(f"kernel_size must be a positive odd int (the output keeps x's size), got {kernel_size!r}")
+        _validation.check_positive_int(label_nc, "label_nc")
+        _validation.check_positive_int(hidden_channels, "hidden_channels")
+        if _validation.check_positive_int(kernel_size, "kernel_size") % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int (the output keeps x's size), got {kernel_size}")
+        if not isinstance(interpolation, str):
+            raise TypeError(f"interpolation must be a str, one of {INTERPOLATIONS}, got {type(interpolation).__name__}")
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
@@ -133,13 +129,9 @@ class SPADE(nn.Module):
 
     def forward(self, x: Tensor, segmap: Tensor) -> Tensor:
         """Normalize x (N, C, H, W) and modulate it with gamma and beta predicted from ``segmap`` (see the class)."""
-        _validation.check_input(x)
-        if x.dim() != 4:
-            raise ValueError(f"x must have shape (N, C, H, W), got {tuple(x.shape)}")
-        if x.shape[1] != self.num_features:
-            raise ValueError(f"x must have num_features={self.num_features} channels, got {x.shape[1]}")
+        x = self.param_free_norm.check_input(x, ranks=(4,))
         actv = self.mlp_shared(self.prepare_segmap(segmap, x))
-        return modulated_norm(x, self.mlp_gamma(actv), self.mlp_beta(actv), **self.param_free_norm.functional_kwargs())
+        return self.param_free_norm.modulate(x, self.mlp_gamma(actv), self.mlp_beta(actv))
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, label_nc={self.label_nc}, interpolation={self.interpolation!r}"

@@ -1,11 +1,11 @@
-"""Backward kernels.
+"""Backward kernels of the two-phase path and of CLADE's tables.
 
 With ``x_hat = x * scale + shift`` and ``g = dy * (1 + gamma)``:
 
 * :func:`_backward_sums_kernel` reduces, per (n, c) and span of S, the four sums the gradients need:
   ``sum dy``, ``sum dy * x_hat`` (vector dbeta and dgamma), ``sum g`` and ``sum g * x_hat`` (the dx projections).
 * :func:`_backward_dx_kernel` writes ``dx = g * scale + x_hat * coef_x + coef_0`` (``coef_x = -rstd * mean_S(g
-  x_hat)``, ``coef_0 = -rstd * mean_S(g)`` with batch statistics, both 0 with running statistics) and, for a
+  x_hat)``, ``coef_0 = -rstd * mean_S(g)`` with statistics of x, absent with running statistics) and, for a
   spatial gamma, ``dgamma = dy * x_hat``. dbeta of a spatial beta is ``dy`` itself and needs no kernel.
 * :func:`_class_table_grad_kernel` sums ``dy * x_hat`` and ``dy`` per class for CLADE's tables: each program turns
   its label tile into a one-hot [BLOCK_S, BLOCK_K] matrix and accumulates ``tl.dot`` products ("tf32x3"), then
@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .tiles import _elementwise_tile, _grad_sums, _scaled_grad
+from .common import _elementwise_tile, _grad_sums, _input_grad_tile
 
 
 @triton.jit
@@ -26,8 +26,8 @@ def _backward_sums_kernel(
     x_ptr,  # saved activations
     scale_ptr,  # fp32 rstd per (n, c): n * stat_sn + c
     shift_ptr,  # fp32 -mean * rstd per (n, c)
-    g_ptr,  # gamma (tensor or table, see tiles._modulation)
-    lab_ptr,  # class ids for tables
+    g_ptr,  # gamma (tensor or table, see common._modulation), or None
+    lab_ptr,  # class ids for tables, or None
     out_ptr,  # out: fp32 (4, N, C, P): sum dy, sum dy*x_hat, sum g, sum g*x_hat
     N,
     C,
@@ -74,14 +74,14 @@ def _backward_sums_kernel(
 def _backward_dx_kernel(
     dy_ptr,  # incoming gradient (strides sd*)
     x_ptr,  # saved activations (strides sx*)
-    scale_ptr,  # fp32 rstd per (n, c)
+    scale_ptr,  # fp32 rstd per (n, c), row stride stat_sn
     shift_ptr,  # fp32 -mean * rstd per (n, c)
-    coef_x_ptr,  # fp32 -rstd * mean_S(g * x_hat) per (n, c), row stride coef_sn (BATCH_STATS only)
-    coef_0_ptr,  # fp32 -rstd * mean_S(g) per (n, c)
-    g_ptr,  # gamma (tensor or table)
-    lab_ptr,  # class ids for tables
-    dx_ptr,  # out: dx with strides so*
-    dg_ptr,  # out: dy * x_hat with strides so* (WRITE_DGAMMA)
+    coef_x_ptr,  # fp32 -rstd * mean_S(g * x_hat) per (n, c), row stride coef_sn (FROM_INPUT), or None
+    coef_0_ptr,  # fp32 -rstd * mean_S(g) per (n, c) (FROM_INPUT), or None
+    g_ptr,  # gamma (tensor or table), or None
+    lab_ptr,  # class ids for tables, or None
+    dx_ptr,  # out: dx with strides so* (WRITE_DX), or None
+    dg_ptr,  # out: dy * x_hat with strides so* (WRITE_DGAMMA), or None
     C,
     S,
     sdn,
@@ -101,29 +101,25 @@ def _backward_dx_kernel(
     sln,
     sls,
     GAMMA: tl.constexpr,
-    BATCH_STATS: tl.constexpr,
+    FROM_INPUT: tl.constexpr,
     WRITE_DX: tl.constexpr,
     WRITE_DGAMMA: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
     n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(C, S, BLOCK_C, BLOCK_S)
-    dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-    x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
     scale = tl.load(scale_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     shift = tl.load(shift_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    x_hat = x * scale + shift
-    out = n * son + c2 * soc + s2 * sos
-    if WRITE_DGAMMA:
-        tl.store(dg_ptr + out, (dy * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
-    if WRITE_DX:
-        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
-        dx = g * scale
-        if BATCH_STATS:
-            coef_x = tl.load(coef_x_ptr + n * coef_sn + c, mask=c_mask, other=0.0)[:, None]
-            coef_0 = tl.load(coef_0_ptr + n * coef_sn + c, mask=c_mask, other=0.0)[:, None]
-            dx = dx + x_hat * coef_x + coef_0
-        tl.store(dx_ptr + out, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    coef_x = scale  # unused without FROM_INPUT
+    coef_0 = shift
+    if FROM_INPUT:
+        coef_x = tl.load(coef_x_ptr + n * coef_sn + c, mask=c_mask, other=0.0)[:, None]
+        coef_0 = tl.load(coef_0_ptr + n * coef_sn + c, mask=c_mask, other=0.0)[:, None]
+    _input_grad_tile(
+        dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, n, c2, s, s2, s_mask, mask, scale, shift, coef_x, coef_0,
+        sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln, sls,
+        GAMMA, FROM_INPUT, WRITE_DX, WRITE_DGAMMA, BLOCK_S,
+    )  # fmt: skip
 
 
 @triton.jit

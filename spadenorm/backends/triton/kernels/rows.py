@@ -12,12 +12,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .tiles import _grad_sums, _labels, _modulation, _moments, _row_channels, _scaled_grad
+from .common import _grad_sums, _input_grad_tile, _moments, _output_tile, _row_channels
 
 
 @triton.jit
 def _set_moments(count, mean, m2, c_mask, PER_CHANNEL: tl.constexpr):
-    """Per-channel (count, mean, M2) -> the statistics of each channel's set: itself, or the whole group."""
+    """Per-channel (count, mean, M2) -> the mean and biased variance of each channel's set: itself, or its group."""
     if PER_CHANNEL:
         return mean, m2 / count
     total = tl.sum(tl.where(c_mask, count, 0.0), axis=0)
@@ -33,12 +33,12 @@ def _row_fwd_kernel(
     y_ptr,  # out: same shape, strides sy*
     scale_out_ptr,  # out: fp32 (N, C) rstd, contiguous
     shift_out_ptr,  # out: fp32 (N, C) -mean * rstd
-    g_ptr,  # gamma (see tiles._modulation)
-    b_ptr,  # beta
-    lab_ptr,  # class ids (n, s) for tables
+    g_ptr,  # gamma, or None (see common._modulation)
+    b_ptr,  # beta, or None
+    lab_ptr,  # class ids (n, s) for tables, or None
     C,
     S,
-    channels_per_program,  # C_PER_SET for groups, BLOCK_C for instance norm
+    channels_per_program,  # channels per group, or BLOCK_C for instance norm
     eps,
     sxn,
     sxc,
@@ -63,7 +63,7 @@ def _row_fwd_kernel(
     n, c, c_mask, c2 = _row_channels(C, channels_per_program, BLOCK_C)
     count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
     set_mean, set_var = _set_moments(count, mean, m2, c_mask, PER_CHANNEL)
-    scale = tl.div_rn(1.0, tl.sqrt_rn(set_var + eps))  # correctly rounded, as the float64 two-phase path
+    scale = tl.div_rn(1.0, tl.sqrt_rn(set_var + eps))  # correctly rounded, as the float64 merge
     shift = -set_mean * scale
     tl.store(scale_out_ptr + n * C + c, scale, mask=c_mask)
     tl.store(shift_out_ptr + n * C + c, shift, mask=c_mask)
@@ -72,15 +72,11 @@ def _row_fwd_kernel(
         s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last chunks read are cached
         s_mask = s < S
         mask = c_mask[:, None] & s_mask[None, :]
-        s2 = s.to(tl.int64)[None, :]
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-        y = x * scale[:, None] + shift[:, None]
-        labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == 2 or BETA == 2)
-        if GAMMA != 0:
-            y = y + y * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
-        if BETA != 0:
-            y = y + _modulation(b_ptr, n, c2, s2, labels, mask, sbn, sbc, sbs, BETA)
-        tl.store(y_ptr + n * syn + c2 * syc + s2 * sys_, y.to(y_ptr.dtype.element_ty), mask=mask)
+        _output_tile(
+            x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask, mask,
+            scale[:, None], shift[:, None], sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls,
+            GAMMA, BETA, BLOCK_S,
+        )  # fmt: skip
 
 
 @triton.jit
@@ -89,10 +85,10 @@ def _row_bwd_kernel(
     x_ptr,  # saved activations (strides sx*)
     scale_ptr,  # fp32 (N, C) rstd
     shift_ptr,  # fp32 (N, C) -mean * rstd
-    g_ptr,  # gamma (tensor or table)
-    lab_ptr,  # class ids for tables
-    dx_ptr,  # out: dx, strides so*
-    dg_ptr,  # out: dy * x_hat for a spatial gamma, strides so*
+    g_ptr,  # gamma (tensor or table), or None
+    lab_ptr,  # class ids for tables, or None
+    dx_ptr,  # out: dx, strides so* (WRITE_DX), or None
+    dg_ptr,  # out: dy * x_hat for a spatial gamma, strides so* (WRITE_DGAMMA), or None
     sums_ptr,  # out: fp32 (2, N, C): sum dy, sum dy * x_hat per (n, c)
     N,
     C,
@@ -141,17 +137,11 @@ def _row_bwd_kernel(
     coef_0 = (-scale_c * mean_g)[:, None]
     num_chunks = tl.cdiv(S, BLOCK_S)
     for i in tl.range(0, num_chunks, num_stages=3):
-        s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)
+        s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last chunks read are cached
         s_mask = s < S
         mask = c_mask[:, None] & s_mask[None, :]
-        s2 = s.to(tl.int64)[None, :]
-        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-        x_hat = x * scale + shift
-        out = n * son + c2 * soc + s2 * sos
-        if WRITE_DGAMMA:
-            tl.store(dg_ptr + out, (dy * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
-        if WRITE_DX:
-            g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
-            dx = g * scale + x_hat * coef_x + coef_0
-            tl.store(dx_ptr + out, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        _input_grad_tile(
+            dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask, mask, scale,
+            shift, coef_x, coef_0, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln, sls,
+            GAMMA, True, WRITE_DX, WRITE_DGAMMA, BLOCK_S,
+        )  # fmt: skip

@@ -1,0 +1,132 @@
+"""What both backends share: the norm vocabulary, the resolved argument specs, dtype rules and running statistics.
+
+Arguments are checked once, at the edge (:mod:`spadenorm.functional` or a module's ``forward``), and resolved into
+the two small frozen objects below; both backends receive them through one signature,
+``modulated_norm(x, gamma, beta, labels, spec, running, training)``.
+
+=============  =====================================  ============================
+norm           one reduction set S                     statistics per call (flat)
+=============  =====================================  ============================
+``instance``   (H, W) of one (n, c)                    N * C
+``group``      (C/G, H, W) of one (n, group)           N * G
+``layer``      (C, H, W) of one n                      N
+``batch``      (N, H, W) of one c                      C
+=============  =====================================  ============================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor
+
+NormName = Literal["instance", "batch", "sync_batch", "group", "layer", "none"]
+"""The statistics of the parameter-free norm."""
+
+NORMS: tuple[str, ...] = get_args(NormName)
+BATCH_NORMS: tuple[str, ...] = ("batch", "sync_batch")
+"""Per-channel statistics over (N, spatial), with running estimates."""
+PER_SAMPLE_NORMS: tuple[str, ...] = ("instance", "group", "layer")
+"""Statistics per sample: never running estimates, never synchronized."""
+
+
+@dataclass(frozen=True)
+class NormSpec:
+    """The statistics to normalize with, resolved and validated.
+
+    Attributes:
+        norm: one of :data:`NORMS`.
+        num_groups: G for ``"group"``, else ``None``.
+        eps: added to the variance before the square root.
+        process_group: the ``torch.distributed`` group of ``"sync_batch"`` (``None``: the default group).
+    """
+
+    norm: NormName
+    num_groups: int | None = None
+    eps: float = 1e-5
+    process_group: object = None
+
+    @property
+    def is_batch(self) -> bool:
+        """Per-channel statistics over the batch (``"batch"``, ``"sync_batch"``)."""
+        return self.norm in BATCH_NORMS
+
+    def groups_per_sample(self, num_channels: int) -> int:
+        """G, the statistics per sample of a per-sample norm: C (instance), ``num_groups`` (group), 1 (layer)."""
+        if self.norm == "instance":
+            return num_channels
+        if self.norm == "group" and self.num_groups is not None:
+            return self.num_groups
+        if self.norm == "layer":
+            return 1
+        raise ValueError(f"groups_per_sample needs a per-sample norm {PER_SAMPLE_NORMS}, got norm={self.norm!r}")
+
+    def set_size(self, x: Tensor) -> int:
+        """M, the number of elements of ``x`` in one reduction set (local to this process)."""
+        spatial = math.prod(x.shape[2:])
+        if self.is_batch:
+            return x.shape[0] * spatial
+        return x.shape[1] // self.groups_per_sample(x.shape[1]) * spatial
+
+    def uses_batch_statistics(self, training: bool) -> bool:
+        """Whether the statistics come from x (so depend on it in backward) rather than running estimates."""
+        return self.norm != "none" and (training or not self.is_batch)
+
+
+@dataclass(frozen=True)
+class RunningStats:
+    """The running estimates of a batch norm, as ``torch.nn.BatchNorm2d`` keeps them (updated in place).
+
+    Attributes:
+        mean: (C,) running mean.
+        var: (C,) running unbiased variance.
+        momentum: the update factor, or ``None`` for a cumulative average over ``num_batches_tracked`` batches.
+        num_batches_tracked: 0-d integer counter, or ``None`` (then ``momentum`` is a number).
+    """
+
+    mean: Tensor
+    var: Tensor
+    momentum: float | None = 0.1
+    num_batches_tracked: Tensor | None = None
+
+    def count_batch(self) -> float | Tensor:
+        """Count this batch in ``num_batches_tracked`` and return the update factor, as ``torch.nn.BatchNorm``.
+
+        ``momentum=None`` gives the cumulative-average factor ``1 / num_batches_tracked``, computed in the running
+        statistics' dtype and returned as a 0-d tensor, so that ``torch.compile`` needs no host read.
+        """
+        if self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        if self.momentum is not None:
+            return self.momentum
+        if self.num_batches_tracked is None:
+            raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked, got None")
+        return self.num_batches_tracked.to(self.mean.dtype).reciprocal()
+
+    def update(self, mean: Tensor, var: Tensor, count: int, factor: float | Tensor) -> None:
+        """``running = (1 - factor) * running + factor * batch``, with the unbiased variance of ``count`` values."""
+        unbiased = var * (count / (count - 1)) if count > 1 else var
+        self.mean.lerp_(mean.to(self.mean.dtype), factor)
+        self.var.lerp_(unbiased.to(self.var.dtype), factor)
+
+
+def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """fp64 when any operand is fp64, else fp32: the dtype of statistics and arithmetic."""
+    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def result_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """Torch's type promotion over the operands, as the original ``norm(x) * (1 + gamma) + beta`` would give."""
+    dtypes = [t.dtype for t in tensors if t is not None]
+    out = dtypes[0]
+    for d in dtypes[1:]:
+        out = torch.promote_types(out, d)
+    return out
+
+
+def is_spatial(t: Tensor) -> bool:
+    """Whether a modulation tensor varies over the spatial dimensions (its gradient is then a full map)."""
+    return any(size != 1 for size in t.shape[2:])

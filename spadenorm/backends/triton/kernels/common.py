@@ -1,0 +1,188 @@
+"""``@triton.jit`` helpers shared by the kernels: tile indices, modulation and label loads, the output and
+input-gradient tile bodies, and the tile loops of the statistics and gradient sums (Chan-merged, centred).
+
+With ``x_hat = x * scale + shift`` (``scale = rstd``, ``shift = -mean * rstd``, fp32 per (n, c)) and
+``g = dy * (1 + gamma)``:
+
+* forward tile: ``y = x_hat * (1 + gamma) + beta``;
+* input-gradient tile: ``dx = g * scale + x_hat * coef_x + coef_0`` (``coef_x = -rstd * mean_S(g * x_hat)``,
+  ``coef_0 = -rstd * mean_S(g)`` when the statistics come from x) and ``dgamma = dy * x_hat`` for a spatial gamma.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import triton
+import triton.language as tl
+
+
+class Kind(enum.IntEnum):
+    """How a kernel reads gamma or beta (host side; the kernels compare the constexprs below)."""
+
+    NONE = 0  # absent: a None pointer, never read
+    TENSOR = 1  # a strided tensor of x's rank (full map, per (n, c), per channel)
+    TABLE = 2  # a (K, C) class table, rows gathered by the label map
+
+
+NONE: tl.constexpr = tl.constexpr(int(Kind.NONE))
+TENSOR: tl.constexpr = tl.constexpr(int(Kind.TENSOR))
+TABLE: tl.constexpr = tl.constexpr(int(Kind.TABLE))
+
+
+@triton.jit
+def _elementwise_tile(C, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Indices of an elementwise program's [BLOCK_C, BLOCK_S] tile on a one-axis grid.
+
+    The program id enumerates (n, channel block, position block) with positions fastest, so no grid axis is bounded
+    by the batch size. Returns n, c, s, c_mask, s_mask, mask and the int64 offsets c2 [BLOCK_C, 1], s2 [1, BLOCK_S].
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    blocks_s = tl.cdiv(S, BLOCK_S)
+    blocks_c = tl.cdiv(C, BLOCK_C)
+    s = (pid % blocks_s) * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = ((pid // blocks_s) % blocks_c) * BLOCK_C + tl.arange(0, BLOCK_C)
+    n = pid // (blocks_s * blocks_c)
+    c_mask = c < C
+    s_mask = s < S
+    mask = c_mask[:, None] & s_mask[None, :]
+    return n, c, s, c_mask, s_mask, mask, c.to(tl.int64)[:, None], s.to(tl.int64)[None, :]
+
+
+@triton.jit
+def _row_channels(C, channels_per_program, BLOCK_C: tl.constexpr):
+    """Sample and channels of a row-persistent program: grid (N, channel blocks or groups).
+
+    Returns n, c, c_mask and the int64 column offsets c2 [BLOCK_C, 1].
+    """
+    n = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1) * channels_per_program + tl.arange(0, BLOCK_C)
+    c_mask = (c < C) & (tl.arange(0, BLOCK_C) < channels_per_program)
+    return n, c, c_mask, c.to(tl.int64)[:, None]
+
+
+@triton.jit
+def _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S: tl.constexpr, NEEDED: tl.constexpr):
+    """[1, BLOCK_S] int64 class ids at positions s (zeros when no table is read)."""
+    labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
+    if NEEDED:
+        labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
+    return labels
+
+
+@triton.jit
+def _modulation(
+    ptr,  # gamma or beta: strided tensor (TENSOR) or (K, C) table (TABLE)
+    n,
+    c2,
+    s2,
+    labels,  # [1, BLOCK_S] class ids (TABLE)
+    mask,
+    sn,  # batch stride (tensor) or row stride (table)
+    sc,
+    ss,
+    KIND: tl.constexpr,
+):
+    """[BLOCK_C, BLOCK_S] fp32 values of gamma or beta at channels c2 (column) and positions s2 (row)."""
+    if KIND == TENSOR:
+        return tl.load(ptr + n * sn + c2 * sc + s2 * ss, mask=mask, other=0.0).to(tl.float32)
+    else:
+        return tl.load(ptr + labels * sn + c2 * sc, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA: tl.constexpr,
+                 BLOCK_S: tl.constexpr):  # fmt: skip
+    """g = dy * (1 + gamma) on a tile."""
+    if GAMMA == NONE:
+        return dy
+    else:
+        labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE)
+        return dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+
+
+@triton.jit
+def _output_tile(x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, scale, shift,
+                 sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls,
+                 GAMMA: tl.constexpr, BETA: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+    """Store ``y = (x * scale + shift) * (1 + gamma) + beta`` for one tile (scale, shift: [BLOCK_C, 1] fp32)."""
+    x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+    y = x * scale + shift
+    labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE or BETA == TABLE)
+    if GAMMA != NONE:
+        y = y + y * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+    if BETA != NONE:
+        y = y + _modulation(b_ptr, n, c2, s2, labels, mask, sbn, sbc, sbs, BETA)
+    tl.store(y_ptr + n * syn + c2 * syc + s2 * sys_, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _input_grad_tile(dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, n, c2, s, s2, s_mask, mask, scale, shift,
+                     coef_x, coef_0, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln, sls,
+                     GAMMA: tl.constexpr, FROM_INPUT: tl.constexpr, WRITE_DX: tl.constexpr,
+                     WRITE_DGAMMA: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+    """Store dx and/or the spatial dgamma map for one tile (scale, shift, coef_x, coef_0: [BLOCK_C, 1] fp32)."""
+    dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+    x_hat = x * scale + shift
+    out = n * son + c2 * soc + s2 * sos
+    if WRITE_DGAMMA:
+        tl.store(dg_ptr + out, (dy * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
+    if WRITE_DX:
+        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
+        dx = g * scale
+        if FROM_INPUT:
+            dx = dx + x_hat * coef_x + coef_0
+        tl.store(dx_ptr + out, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _merge_tile(count, mean, m2, x, mask, s_mask):
+    """Chan et al.: merge per-channel (count, mean, M2) with a [BLOCK_C, BLOCK_S] tile's own, centred in registers."""
+    tile_count = tl.sum(s_mask.to(tl.float32), axis=0)
+    tile_mean = tl.sum(x, axis=1) / tile_count
+    dev = tl.where(mask, x - tile_mean[:, None], 0.0)
+    total = count + tile_count
+    delta = tile_mean - mean
+    mean = mean + delta * (tile_count / total)
+    m2 = m2 + tl.sum(dev * dev, axis=1) + delta * delta * (count * tile_count / total)
+    return total, mean, m2
+
+
+@triton.jit
+def _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Per-channel (count, mean, M2) of x over positions [start, end), tile by tile."""
+    count = tl.zeros([BLOCK_C], dtype=tl.float32)
+    mean = tl.zeros([BLOCK_C], dtype=tl.float32)
+    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for s0 in tl.range(start, end, BLOCK_S, num_stages=3):  # software-pipelined loads
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_mask = s < end
+        mask = c_mask[:, None] & s_mask[None, :]
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s.to(tl.int64)[None, :] * sxs, mask=mask, other=0.0).to(tl.float32)
+        count, mean, m2 = _merge_tile(count, mean, m2, x, mask, s_mask)
+    return count, mean, m2
+
+
+@triton.jit
+def _grad_sums(dy_ptr, x_ptr, g_ptr, lab_ptr, n, c2, c_mask, scale, shift, start, end, sdn, sdc, sds, sxn, sxc, sxs,
+               sgn, sgc, sgs, sln, sls, GAMMA: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+    """Per-channel sums over [start, end) of dy, dy * x_hat, g and g * x_hat (x_hat = x * scale + shift)."""
+    sum_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_dyx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for s0 in tl.range(start, end, BLOCK_S, num_stages=3):  # software-pipelined loads
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_mask = s < end
+        mask = c_mask[:, None] & s_mask[None, :]
+        s2 = s.to(tl.int64)[None, :]
+        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        x_hat = x * scale + shift
+        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
+        sum_dy += tl.sum(dy, axis=1)
+        sum_dyx += tl.sum(dy * x_hat, axis=1)
+        sum_g += tl.sum(g, axis=1)
+        sum_gx += tl.sum(g * x_hat, axis=1)
+    return sum_dy, sum_dyx, sum_g, sum_gx
