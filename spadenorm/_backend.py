@@ -162,7 +162,9 @@ def modulated_norm(
     (K, C) class tables in the same ``1 + gamma`` convention.
     """
     if resolve_backend(x) == "triton":
-        from .backends import triton as implementation
-    else:
-        from .backends import torch as implementation
-    return implementation.modulated_norm(x, gamma, beta, labels, spec, running, training)
+        from .backends import triton as fused
+
+        return fused.modulated_norm(x, gamma, beta, labels, spec, running, training)
+    from .backends import torch as lean
+
+    return lean.modulated_norm(x, gamma, beta, labels, spec, running, training)

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 NormName = Literal["instance", "batch", "sync_batch", "group", "layer", "none"]
 """The statistics of the parameter-free norm."""
@@ -47,7 +50,7 @@ class NormSpec:
     norm: NormName
     num_groups: int | None = None
     eps: float = 1e-5
-    process_group: object = None
+    process_group: ProcessGroup | None = None
 
     @property
     def is_batch(self) -> bool:

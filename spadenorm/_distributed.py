@@ -8,21 +8,28 @@ differ widely (no sum-of-squares cancellation). Backward: the per-channel sums o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
+
 __all__ = ["all_reduce_sum", "is_sync_active", "sync_mean_var"]
 
 
-def is_sync_active(process_group: object = None) -> bool:
+def is_sync_active(process_group: ProcessGroup | None = None) -> bool:
     """Whether statistics must be reduced across processes: ``torch.distributed`` is initialized with >1 rank."""
     if not (dist.is_available() and dist.is_initialized()):
         return False
     return dist.get_world_size(process_group) > 1
 
 
-def sync_mean_var(mean: Tensor, var: Tensor, count: int, process_group: object = None) -> tuple[Tensor, Tensor, int]:
+def sync_mean_var(
+    mean: Tensor, var: Tensor, count: int, process_group: ProcessGroup | None = None
+) -> tuple[Tensor, Tensor, int]:
     """Merge per-process statistics into global ones.
 
     Args:
@@ -48,7 +55,7 @@ def sync_mean_var(mean: Tensor, var: Tensor, count: int, process_group: object =
     return global_mean.to(mean.dtype), (m2 / total).to(var.dtype), total_count
 
 
-def all_reduce_sum(tensors: list[Tensor], process_group: object = None) -> list[Tensor]:
+def all_reduce_sum(tensors: list[Tensor], process_group: ProcessGroup | None = None) -> list[Tensor]:
     """Sum same-shaped tensors over the process group with one collective; returns new tensors."""
     packed = torch.stack(tensors)
     dist.all_reduce(packed, op=dist.ReduceOp.SUM, group=process_group)

@@ -10,6 +10,7 @@ import math
 import numbers
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from ._core import BATCH_NORMS, NORMS, NormName, NormSpec, RunningStats
@@ -68,9 +69,10 @@ def check_optional_positive_int(value: object, name: str) -> int | None:
 def check_eps(eps: object) -> float:
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    if not eps >= 0:  # also rejects NaN
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    return float(eps)
+    value = float(eps)
+    if not value >= 0:  # also rejects NaN
+        raise ValueError(f"eps must be >= 0, got {value}")
+    return value
 
 
 def check_momentum(momentum: object) -> float | None:
@@ -78,9 +80,10 @@ def check_momentum(momentum: object) -> float | None:
         return None
     if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
         raise TypeError(f"momentum must be a real number in [0, 1] or None, got {type(momentum).__name__}")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum must be in [0, 1] or None, got {momentum}")
-    return float(momentum)
+    value = float(momentum)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1] or None, got {value}")
+    return value
 
 
 def check_num_groups(norm: str, num_groups: object, num_channels: int) -> int | None:
@@ -103,8 +106,13 @@ def norm_spec(norm: object, num_groups: object, eps: object, num_channels: int, 
     """Check the statistics arguments and resolve them into a :class:`~spadenorm._core.NormSpec`."""
     name = check_norm(norm)
     groups = check_num_groups(name, num_groups, num_channels)
-    if process_group is not None and name != "sync_batch":
-        raise ValueError(f"process_group is only used with norm='sync_batch', got norm={name!r}")
+    if process_group is not None:
+        if not (dist.is_available() and isinstance(process_group, dist.ProcessGroup)):
+            raise TypeError(
+                f"process_group must be a torch.distributed.ProcessGroup or None, got {type(process_group).__name__}"
+            )
+        if name != "sync_batch":
+            raise ValueError(f"process_group is only used with norm='sync_batch', got norm={name!r}")
     return NormSpec(name, groups, check_eps(eps), process_group)
 
 

@@ -6,12 +6,17 @@ All functions take activations ``x`` of shape (N, C, *spatial) with 1 to 3 spati
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from . import _backend, _validation
 from ._core import NormName, NormSpec, RunningStats
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 __all__ = ["NormName", "adain", "class_modulated_norm", "modulated_norm", "resize_labels"]
 
@@ -51,7 +56,7 @@ def modulated_norm(
     running_var: Tensor | None = None,
     momentum: float | None = 0.1,
     training: bool = True,
-    process_group: object = None,
+    process_group: ProcessGroup | None = None,
     num_batches_tracked: Tensor | None = None,
 ) -> Tensor:
     r"""Normalize ``x``, then modulate it: :math:`y = \hat{x} \odot (1 + \gamma) + \beta`.
@@ -140,7 +145,7 @@ def class_modulated_norm(
     running_var: Tensor | None = None,
     momentum: float | None = 0.1,
     training: bool = True,
-    process_group: object = None,
+    process_group: ProcessGroup | None = None,
     num_batches_tracked: Tensor | None = None,
 ) -> Tensor:
     r"""Class-adaptive normalization (CLADE, Tan et al. 2020): :math:`y = \hat{x} \odot \gamma[l] + \beta[l]`.

@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from ._core import NormName
+
 __all__ = ["SpadeConfig", "parse_spade_config"]
 
 _CONFIG = re.compile(r"(?:spectral)?spade(instance|syncbatch|batch)(\d+)x(\d+)")
-_NORMS = {"instance": "instance", "batch": "batch", "syncbatch": "sync_batch"}
+_NORMS: dict[str, NormName] = {"instance": "instance", "batch": "batch", "syncbatch": "sync_batch"}
 
 
 class SpadeConfig(NamedTuple):
     """The typed form of an original ``spade<norm><k>x<k>`` string."""
 
-    norm: str
+    norm: NormName
     kernel_size: int
 
 

@@ -8,6 +8,8 @@ the result is float64, for error bounds of the form ``|impl - ref64| <= 2 |ref_l
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,7 +27,7 @@ def _reduction_view(x: Tensor, norm: str, num_groups: int | None) -> tuple[Tenso
         return x, (0, *spatial)
     if norm == "layer":
         return x, (1, *spatial)
-    if norm == "group":
+    if norm == "group" and num_groups is not None:
         grouped = x.reshape(x.shape[0], num_groups, x.shape[1] // num_groups, *x.shape[2:])
         return grouped, tuple(range(2, grouped.dim()))
     raise ValueError(f"unknown norm {norm!r}")
@@ -52,11 +54,14 @@ def modulated_norm_reference(
 ) -> Tensor:
     """``normalize(x) * (1 + gamma) + beta`` by the textbook formulas; running statistics are read, never updated."""
     if upcast:
-        x, gamma, beta = (None if t is None else t.double() for t in (x, gamma, beta))
+        x = x.double()
+        gamma, beta = (None if t is None else t.double() for t in (gamma, beta))
     gamma, beta = _as_rank(gamma, x), _as_rank(beta, x)
     if norm == "none":
         x_hat = x
     elif norm in BATCH_NORMS and not training:
+        if running_mean is None or running_var is None:
+            raise ValueError("training=False reads running_mean and running_var, got None")
         shape = (1, -1) + (1,) * (x.dim() - 2)
         mean = running_mean.to(x.dtype).reshape(shape)
         var = running_var.to(x.dtype).reshape(shape)
@@ -71,7 +76,7 @@ def modulated_norm_reference(
 
 
 def class_modulated_norm_reference(
-    x: Tensor, labels: Tensor, gamma_table: Tensor, beta_table: Tensor, *, upcast: bool = True, **norm_kwargs
+    x: Tensor, labels: Tensor, gamma_table: Tensor, beta_table: Tensor, *, upcast: bool = True, **norm_kwargs: Any
 ) -> Tensor:
     """CLADE by one-hot matrix products (no embedding lookup): ``normalize(x) * gamma[l] + beta[l]``.
 

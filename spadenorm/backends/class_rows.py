@@ -4,10 +4,12 @@
 table gradients and corrupts the heap in torch 2.13 when the graph also differentiates other inputs. Registering
 the lookup with ``torch.library.custom_op`` keeps ``torch.compile`` from generating code for it: forward and
 backward run these eager implementations, and the table gradient is an ``index_add_`` (sequential on CPU, hence
-deterministic).
+deterministic). Used by the ``"torch"`` backend for CLADE's class tables.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,13 +39,13 @@ def _class_rows_backward_fake(grad: Tensor, labels: Tensor, num_rows: int) -> Te
     return grad.new_empty((num_rows, grad.shape[-1]))
 
 
-def _setup_context(ctx, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+def _setup_context(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
     table, labels = inputs
     ctx.save_for_backward(labels)
     ctx.num_rows = table.shape[0]
 
 
-def _backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+def _backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
     (labels,) = ctx.saved_tensors
     return class_rows_backward(grad, labels, ctx.num_rows), None
 

@@ -153,6 +153,7 @@ class TorchModulatedNorm(torch.autograd.Function):
                 g = dyc if gamma is None else torch.addcmul(dyc, dyc, gamma)
                 dx = _input_grad(ctx, g, xc, x_hat, mean, rstd).to(x.dtype)
             if need_gamma:
+                assert x_hat is not None  # computed above whenever gamma needs a gradient
                 dgamma = x_hat.mul_(dyc).sum_to_size(gamma.shape).to(gamma.dtype)
         return dx, dgamma, dbeta, None, None, None, None
 

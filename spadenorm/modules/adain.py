@@ -47,9 +47,9 @@ class AdaIN(nn.Module):
         self.num_features = num_features
         self.style_dim = style_dim
         self.eps = _validation.check_eps(eps)
-        self.projection = (
-            None if style_dim is None else nn.Linear(style_dim, 2 * num_features, device=device, dtype=dtype)
-        )
+        self.projection: nn.Linear | None = None
+        if style_dim is not None and num_features is not None:
+            self.projection = nn.Linear(style_dim, 2 * num_features, device=device, dtype=dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

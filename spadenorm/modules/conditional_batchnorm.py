@@ -6,11 +6,11 @@ import torch
 from torch import Tensor, nn
 
 from .. import _backend, _validation
-from .._core import NormSpec, RunningStats
-from .param_free import register_batch_norm_buffers, reset_batch_norm_buffers
+from .._core import NormSpec
+from .param_free import BatchNormBuffers
 
 
-class ConditionalBatchNorm2d(nn.Module):
+class ConditionalBatchNorm2d(BatchNormBuffers):
     r"""Batch norm whose scale and shift come from a condition: :math:`y = \hat{x} (1 + \gamma(y)) + \beta(y)`.
 
     With ``num_classes``, gamma and beta are rows of an embedding indexed by class ids (N,); with ``cond_dim``, a
@@ -53,43 +53,42 @@ class ConditionalBatchNorm2d(nn.Module):
         _validation.check_positive_int(num_features, "num_features")
         _validation.check_optional_positive_int(num_classes, "num_classes")
         _validation.check_optional_positive_int(cond_dim, "cond_dim")
-        factory = {"device": device, "dtype": dtype}
         self.num_features = num_features
         self.num_classes = num_classes
         self.cond_dim = cond_dim
         self.eps = _validation.check_eps(eps)
         self.momentum = _validation.check_momentum(momentum)
         self.track_running_stats = _validation.check_bool(track_running_stats, "track_running_stats")
+        self.embedding: nn.Embedding | None = None
+        self.projection: nn.Linear | None = None
         if num_classes is not None:
-            self.embedding = nn.Embedding(num_classes, 2 * num_features, **factory)
-        else:
-            self.projection = nn.Linear(cond_dim, 2 * num_features, **factory)
-        register_batch_norm_buffers(self, num_features if track_running_stats else None, **factory)
+            self.embedding = nn.Embedding(num_classes, 2 * num_features, device=device, dtype=dtype)
+        elif cond_dim is not None:
+            self.projection = nn.Linear(cond_dim, 2 * num_features, device=device, dtype=dtype)
+        self._register_running_stats(num_features if track_running_stats else None, device, dtype)
         self.reset_parameters()
-
-    def reset_running_stats(self) -> None:
-        """Running mean 0, running variance 1, counter 0 (when tracking running statistics)."""
-        reset_batch_norm_buffers(self)
 
     def reset_parameters(self) -> None:
         """Zero the condition mapping (identity modulation) and reset the running statistics."""
         self.reset_running_stats()
-        layer = self.embedding if self.num_classes is not None else self.projection
-        nn.init.zeros_(layer.weight)
-        if getattr(layer, "bias", None) is not None:
-            nn.init.zeros_(layer.bias)
+        if self.embedding is not None:
+            nn.init.zeros_(self.embedding.weight)
+        if self.projection is not None:
+            nn.init.zeros_(self.projection.weight)
+            nn.init.zeros_(self.projection.bias)
 
     def _modulation(self, y: object, batch: int) -> Tensor:
         """(N, 2C) rows of gamma and beta for the condition ``y``."""
         if not isinstance(y, Tensor):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
-        if self.num_classes is not None:
+        if self.embedding is not None and self.num_classes is not None:
             if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
                 raise TypeError(f"y must hold integer class ids (an integer dtype such as torch.long), got {y.dtype}")
             if tuple(y.shape) != (batch,):
                 raise ValueError(f"y must be class ids of shape ({batch},), got {tuple(y.shape)}")
             _validation.check_label_range(y, self.num_classes, "y")
             return self.embedding(y)
+        assert self.projection is not None  # exactly one of the two exists
         if not y.is_floating_point():
             raise TypeError(f"y must be floating-point condition vectors, got dtype {y.dtype}")
         if tuple(y.shape) != (batch, self.cond_dim):
@@ -106,10 +105,7 @@ class ConditionalBatchNorm2d(nn.Module):
         training = self.training or not self.track_running_stats
         _validation.check_batch_size(spec, x, training)
         gamma, beta = self._modulation(y, x.shape[0]).unflatten(1, (2, self.num_features, 1, 1)).unbind(1)
-        running = None
-        if self.track_running_stats:
-            running = RunningStats(self.running_mean, self.running_var, self.momentum, self.num_batches_tracked)
-        return _backend.modulated_norm(x, gamma, beta, None, spec, running, training)
+        return _backend.modulated_norm(x, gamma, beta, None, spec, self._running_stats(self.momentum), training)
 
     def extra_repr(self) -> str:
         cond = f"num_classes={self.num_classes}" if self.num_classes is not None else f"cond_dim={self.cond_dim}"

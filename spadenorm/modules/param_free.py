@@ -2,42 +2,53 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from .. import _backend, _validation
 from .._core import NormName, NormSpec, RunningStats
 
-
-def register_batch_norm_buffers(
-    module: nn.Module,
-    num_features: int | None,
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-) -> None:
-    """Register ``running_mean``, ``running_var`` and ``num_batches_tracked`` as ``torch.nn.BatchNorm2d`` does.
-
-    ``num_features=None`` registers the three names as ``None`` (no running statistics).
-    """
-    if num_features is None:
-        for name in ("running_mean", "running_var", "num_batches_tracked"):
-            module.register_buffer(name, None)
-        return
-    module.register_buffer("running_mean", torch.zeros(num_features, device=device, dtype=dtype))
-    module.register_buffer("running_var", torch.ones(num_features, device=device, dtype=dtype))
-    module.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 
-def reset_batch_norm_buffers(module: nn.Module) -> None:
-    """Running mean 0, variance 1, counter 0 on a module holding the buffers of :func:`register_batch_norm_buffers`."""
-    if getattr(module, "running_mean", None) is not None:
-        module.running_mean.zero_()
-        module.running_var.fill_(1.0)
-        module.num_batches_tracked.zero_()
+class BatchNormBuffers(nn.Module):
+    """A module holding ``running_mean``, ``running_var`` and ``num_batches_tracked`` as ``torch.nn.BatchNorm2d``
+    does (buffers under the same names, ``None`` when running statistics are not tracked)."""
+
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
+
+    def _register_running_stats(
+        self, num_features: int | None, device: torch.device | str | None, dtype: torch.dtype | None
+    ) -> None:
+        """Register the three buffers; ``num_features=None`` registers them as ``None``."""
+        if num_features is None:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+            return
+        self.register_buffer("running_mean", torch.zeros(num_features, device=device, dtype=dtype))
+        self.register_buffer("running_var", torch.ones(num_features, device=device, dtype=dtype))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+
+    def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, counter 0 (a no-op without running statistics)."""
+        if self.running_mean is not None and self.running_var is not None and self.num_batches_tracked is not None:
+            self.running_mean.zero_()
+            self.running_var.fill_(1.0)
+            self.num_batches_tracked.zero_()
+
+    def _running_stats(self, momentum: float | None) -> RunningStats | None:
+        """The buffers as the running-statistics state the backends update, or ``None`` without them."""
+        if self.running_mean is None or self.running_var is None:
+            return None
+        return RunningStats(self.running_mean, self.running_var, momentum, self.num_batches_tracked)
 
 
-class ParamFreeNorm(nn.Module):
+class ParamFreeNorm(BatchNormBuffers):
     """Normalization without affine parameters: ``(x - mean) / sqrt(var + eps)`` with ``norm``'s statistics.
 
     For ``norm="batch"`` and ``"sync_batch"`` it holds ``running_mean``, ``running_var`` and ``num_batches_tracked``
@@ -87,9 +98,8 @@ class ParamFreeNorm(nn.Module):
         self.num_groups = spec.num_groups
         self.eps = spec.eps
         self.momentum = _validation.check_momentum(momentum)
-        self.process_group: object = None
-        if spec.is_batch:
-            register_batch_norm_buffers(self, num_features, device=device, dtype=dtype)
+        self.process_group: ProcessGroup | None = None
+        self._register_running_stats(num_features if spec.is_batch else None, device, dtype)
 
     @property
     def tracks_running_stats(self) -> bool:
@@ -104,13 +114,7 @@ class ParamFreeNorm(nn.Module):
     @property
     def running(self) -> RunningStats | None:
         """The running statistics (batch norms), updated in place in training; ``None`` for the other norms."""
-        if not self.tracks_running_stats:
-            return None
-        return RunningStats(self.running_mean, self.running_var, self.momentum, self.num_batches_tracked)
-
-    def reset_running_stats(self) -> None:
-        """Running mean 0, running variance 1, counter 0 (batch norms only; a no-op otherwise)."""
-        reset_batch_norm_buffers(self)
+        return self._running_stats(self.momentum) if self.tracks_running_stats else None
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()

@@ -40,7 +40,9 @@ def row_forward(
 
 
 @row_forward.register_fake
-def _(x, gamma, beta, labels, groups, eps):  # type: ignore[no-untyped-def]
+def _(
+    x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None, groups: int, eps: float
+) -> tuple[Tensor, Tensor, Tensor]:
     scale = x.new_empty(x.shape[:2], dtype=torch.float32)
     return output_like(x, result_dtype(x, gamma, beta)), scale, torch.empty_like(scale)
 
@@ -55,7 +57,9 @@ def modulate(
 
 
 @modulate.register_fake
-def _(x, gamma, beta, labels, scale, shift):  # type: ignore[no-untyped-def]
+def _(
+    x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None, scale: Tensor, shift: Tensor
+) -> Tensor:
     return output_like(x, result_dtype(x, gamma, beta))
 
 
@@ -69,7 +73,9 @@ def backward_sums(
 
 
 @backward_sums.register_fake
-def _(dy, x, gamma, labels, scale, shift, span):  # type: ignore[no-untyped-def]
+def _(
+    dy: Tensor, x: Tensor, gamma: Tensor | None, labels: Tensor | None, scale: Tensor, shift: Tensor, span: int
+) -> Tensor:
     return x.new_empty((4, x.shape[0], x.shape[1]), dtype=torch.float32)
 
 
@@ -92,7 +98,18 @@ def backward_dx(
 
 
 @backward_dx.register_fake
-def _(dy, x, gamma, labels, scale, shift, coef_x, coef_0, write_dx, write_dgamma):  # type: ignore[no-untyped-def]
+def _(
+    dy: Tensor,
+    x: Tensor,
+    gamma: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor,
+    shift: Tensor,
+    coef_x: Tensor | None,
+    coef_0: Tensor | None,
+    write_dx: bool,
+    write_dgamma: bool,
+) -> tuple[Tensor, Tensor]:
     return grad_outputs_like(x, gamma, write_dx, write_dgamma)
 
 
@@ -114,7 +131,17 @@ def row_backward(
 
 
 @row_backward.register_fake
-def _(dy, x, gamma, labels, scale, shift, groups, write_dx, write_dgamma):  # type: ignore[no-untyped-def]
+def _(
+    dy: Tensor,
+    x: Tensor,
+    gamma: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor,
+    shift: Tensor,
+    groups: int,
+    write_dx: bool,
+    write_dgamma: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
     dx, dgamma = grad_outputs_like(x, gamma, write_dx, write_dgamma)
     return dx, dgamma, x.new_empty((2, x.shape[0], x.shape[1]), dtype=torch.float32)
 
@@ -129,5 +156,5 @@ def class_table_grads(
 
 
 @class_table_grads.register_fake
-def _(dy, x, labels, scale, shift, num_classes, span):  # type: ignore[no-untyped-def]
+def _(dy: Tensor, x: Tensor, labels: Tensor, scale: Tensor, shift: Tensor, num_classes: int, span: int) -> Tensor:
     return x.new_empty((2, num_classes, x.shape[1]), dtype=torch.float32)
