@@ -87,6 +87,8 @@ def check_momentum(momentum: object) -> float | None:
 
 
 def check_num_groups(norm: str, num_groups: object, num_channels: int) -> int | None:
+    if num_groups is not None and (isinstance(num_groups, bool) or not isinstance(num_groups, int)):
+        raise TypeError(f"num_groups must be an int or None, got {type(num_groups).__name__}")
     if norm != "group":
         if num_groups is not None:
             raise ValueError(
@@ -95,8 +97,6 @@ def check_num_groups(norm: str, num_groups: object, num_channels: int) -> int | 
         return None
     if num_groups is None:
         raise ValueError("num_groups is required with norm='group', got None")
-    if isinstance(num_groups, bool) or not isinstance(num_groups, int):
-        raise TypeError(f"num_groups must be an int, got {type(num_groups).__name__}")
     if num_groups <= 0 or num_channels % num_groups != 0:
         raise ValueError(f"num_groups must be a positive divisor of the {num_channels} channels, got {num_groups}")
     return num_groups

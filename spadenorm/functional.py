@@ -126,6 +126,16 @@ def resize_labels(labels: Tensor, size: tuple[int, ...]) -> Tensor:
         >>> resize_labels(torch.tensor([[[0, 1], [2, 3]]]), (4, 4))[0, :, 0]
         tensor([0, 0, 2, 2])
     """
+    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex():
+        kind = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
+        raise TypeError(f"labels must be a tensor of integer class ids, got {kind}")
+    if not isinstance(size, (tuple, list)) or not all(isinstance(s, int) for s in size):
+        raise TypeError(f"size must be a tuple of ints, got {size!r}")
+    if labels.dim() != len(size) + 1:
+        raise ValueError(
+            f"labels must have shape (N, *spatial) with {len(size)} spatial dims to match size {tuple(size)}, "
+            f"got {tuple(labels.shape)}"
+        )
     if tuple(labels.shape[1:]) == tuple(size):
         return labels
     resized = F.interpolate(labels.unsqueeze(1).float(), size=size, mode="nearest")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -9,10 +11,28 @@ import spadenorm
 from spadenorm.functional import modulated_norm
 
 
-def test_default_is_auto_and_auto_runs_torch(monkeypatch):
+def test_default_is_auto_and_auto_runs_torch_on_cpu(monkeypatch):
+    from spadenorm import _backend
+
     monkeypatch.delenv("SPADENORM_BACKEND", raising=False)
     assert spadenorm.get_backend() == "auto"
-    modulated_norm(torch.randn(2, 3, 4, 4))
+    x = torch.randn(2, 3, 4, 4)
+    assert _backend.resolve_backend(x) == "torch"
+    ran = []
+    monkeypatch.setattr("spadenorm.backends.torch.modulated_norm", lambda *args: ran.append(args) or args[0])
+    modulated_norm(x)
+    assert len(ran) == 1
+
+
+def test_use_backend_is_local_to_the_thread(monkeypatch):
+    monkeypatch.delenv("SPADENORM_BACKEND", raising=False)
+    seen = []
+    with spadenorm.use_backend("torch"):
+        thread = threading.Thread(target=lambda: seen.append(spadenorm.get_backend()))
+        thread.start()
+        thread.join()
+        assert spadenorm.get_backend() == "torch"
+    assert seen == ["auto"]
 
 
 def test_precedence_context_over_set_over_environment(monkeypatch):
@@ -52,6 +72,8 @@ def test_auto_uses_torch_for_cpu_tensors_even_under_the_interpreter(monkeypatch)
 
 
 def test_invalid_names_are_rejected(monkeypatch):
+    with pytest.raises(TypeError, match=r"backend must be a str, one of \('auto', 'torch', 'triton'\), got int"):
+        spadenorm.set_backend(1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch', 'triton'\), got 'cuda'"):
         spadenorm.set_backend("cuda")
     with pytest.raises(ValueError, match=r"backend must be one of"), spadenorm.use_backend("fast"):

@@ -1,7 +1,9 @@
-"""torch.compile(fullgraph=True) of every module, forward and backward, on CPU.
+"""torch.compile(fullgraph=True) of every module, forward and backward, on both backends.
 
 ``aot_eager`` runs in the default suite (it traces through dynamo and AOTAutograd, where graph breaks and tracing
-errors show up); ``inductor`` (C++ code generation) is marked slow and runs in CI's slow pass.
+errors show up); ``inductor`` (code generation) is marked slow and runs in CI's slow pass. Without a GPU the
+``"triton"`` backend runs its kernels on CPU tensors through the interpreter. The compiled module is compared with
+the eager module on the ``"torch"`` backend: outputs, gradients of x and of every parameter, and buffers.
 """
 
 from __future__ import annotations
@@ -11,8 +13,17 @@ import copy
 import pytest
 import torch
 
+import spadenorm
 from spadenorm import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d, ParamFreeNorm
 from spadenorm.functional import modulated_norm
+
+
+def _backends():
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return ["torch"]
+    return ["torch", "triton"]
 
 
 def _cases():
@@ -33,10 +44,16 @@ def _cases():
     ]
 
 
-def _check_compiled(module, args, backend):
+def _check_compiled(module, args, backend, spadenorm_backend):
     eager = module
+    eager.zero_grad(set_to_none=True)  # the module objects are shared by the parametrized cases
     compiled_module = copy.deepcopy(module)
-    compiled = torch.compile(compiled_module, fullgraph=True, backend=backend)
+    compiled_fn = torch.compile(compiled_module, fullgraph=True, backend=backend)
+
+    def compiled(*inputs):
+        with spadenorm.use_backend(spadenorm_backend):
+            return compiled_fn(*inputs)
+
     x = args[0].clone().requires_grad_(True)
     x_c = args[0].clone().requires_grad_(True)
     for mode in ("train", "eval"):
@@ -54,17 +71,21 @@ def _check_compiled(module, args, backend):
         torch.testing.assert_close(b_c, b, msg=lambda m, n=name: f"buffer {n}: {m}")
 
 
+@pytest.mark.parametrize("spadenorm_backend", _backends())
 @pytest.mark.parametrize(("name", "module", "args"), _cases(), ids=[c[0] for c in _cases()])
-def test_compile_aot_eager(name, module, args):
+def test_compile_aot_eager(name, module, args, spadenorm_backend):
     torch._dynamo.reset()
-    _check_compiled(module, args, "aot_eager")
+    with spadenorm.use_backend("torch"):
+        _check_compiled(module, args, "aot_eager", spadenorm_backend)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("spadenorm_backend", _backends())
 @pytest.mark.parametrize(("name", "module", "args"), _cases(), ids=[c[0] for c in _cases()])
-def test_compile_inductor(name, module, args):
+def test_compile_inductor(name, module, args, spadenorm_backend):
     torch._dynamo.reset()
-    _check_compiled(module, args, "inductor")
+    with spadenorm.use_backend("torch"):
+        _check_compiled(module, args, "inductor", spadenorm_backend)
 
 
 def test_compiled_functional_keeps_channels_last():

@@ -9,7 +9,11 @@ import torch.nn.functional as F
 from spadenorm import SPADE, AdaIN, ConditionalBatchNorm2d
 from spadenorm.functional import adain, modulated_norm
 
-torch.manual_seed(0)
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test draws its data from the same seed, whatever ran before it."""
+    torch.manual_seed(0)
 
 
 def test_spatially_constant_spade_modulation_is_conditional_batch_norm():

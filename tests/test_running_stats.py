@@ -83,3 +83,16 @@ def test_one_value_per_channel_in_training_raises_torchs_error():
     assert str(ours.value) == str(theirs.value)
     # Eval mode with running statistics is fine, as in torch.
     modulated_norm(x, norm="batch", running_mean=torch.zeros(3), running_var=torch.ones(3), training=False)
+
+
+def test_float64_cumulative_average_keeps_float64_precision():
+    """momentum=None: the factor 1 / num_batches_tracked is formed in the buffers' dtype, as torch's Python float."""
+    torch.manual_seed(0)
+    theirs = torch.nn.BatchNorm2d(4, affine=False, momentum=None).double()
+    ours = ParamFreeNorm(4, "batch", momentum=None, dtype=torch.float64)
+    for step in range(3):
+        x = torch.randn(4, 4, 6, 6, dtype=torch.float64) + step
+        theirs(x)
+        ours(x)
+    assert (theirs.running_mean - ours.running_mean).abs().max() < 1e-14
+    assert (theirs.running_var - ours.running_var).abs().max() < 1e-14

@@ -163,3 +163,41 @@ def test_module_forward_rejects_bad_conditions():
         AdaIN(4, 8)(X, torch.randn(2, 7))
     with pytest.raises(ValueError, match=r"labels must hold class ids in \[0, 5\), got id 5"):
         CLADE(4, 5)(X, torch.full((2, 5, 5), 5))
+
+
+def test_label_range_check_reads_no_device_value_on_the_host(monkeypatch):
+    """Off the CPU the range check is a device-side assertion: no host sync per layer, no int() of a device value."""
+    from spadenorm import _validation
+
+    messages = []
+    monkeypatch.setattr(torch, "_assert_async", lambda condition, message: messages.append(message))
+    labels = torch.zeros(2, 3, 3, dtype=torch.long, device="meta")  # any host read of a meta tensor raises
+    _validation.check_label_range(labels, 5, "labels")
+    assert messages == ["labels holds class ids outside [0, 5)"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_class_modulated_norm_checks_the_norm_before_touching_labels(backend, monkeypatch):
+    """Statistics arguments are resolved first: a bad norm wins over bad labels, and no label is read or resized."""
+    if backend == "triton":
+        pytest.importorskip("triton")
+    import spadenorm.functional
+
+    def no_tensor_work(*args, **kwargs):
+        raise AssertionError("tensor work before the arguments were checked")
+
+    monkeypatch.setattr(spadenorm.functional, "resize_labels", no_tensor_work)
+    monkeypatch.setattr(spadenorm.functional._backend, "modulated_norm", no_tensor_work)
+    bad_labels = torch.full((2, 5, 5), 255)
+    with spadenorm.use_backend(backend), pytest.raises(ValueError, match=r"norm must be one of .* got 'bogus'"):
+        class_modulated_norm(X, bad_labels, torch.ones(3, 4), torch.ones(3, 4), norm="bogus")
+    with spadenorm.use_backend(backend), pytest.raises(ValueError, match=r"momentum must be in \[0, 1\]"):
+        class_modulated_norm(X, bad_labels, torch.ones(3, 4), torch.ones(3, 4), norm="batch", momentum=2.0)
+
+
+def test_process_group_only_with_sync_batch():
+    group = object()
+    with pytest.raises(
+        TypeError, match=r"process_group must be a torch\.distributed\.ProcessGroup or None, got object"
+    ):
+        modulated_norm(X, process_group=group)
