@@ -135,7 +135,12 @@ class TorchModulatedNorm(torch.autograd.Function):
         ctx.save_for_backward(x, gamma, mean, rstd)
         ctx.spec, ctx.from_input, ctx.sync, ctx.count = spec, from_input, sync, count
         ctx.beta_meta = None if beta is None else (beta.shape, beta.dtype)
-        return y.to(result_dtype(x, gamma, beta))
+        y = y.to(result_dtype(x, gamma, beta))
+        if torch.compiler.is_compiling() and y._base is not None:
+            # AOTAutograd of torch 2.11 drops the gradient of a custom Function whose output is a view of one of
+            # its intermediates (here of the batch-norm kernel's rows); a compiled graph fuses this copy away.
+            y = y.clone()
+        return y
 
     @staticmethod
     @once_differentiable
