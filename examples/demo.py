@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import spadenorm
-from spadenorm.memory import saved_tensor_bytes
 from spadenorm.reference import OriginalSPADE
+from spadenorm.testing import saved_tensor_bytes
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -28,10 +28,12 @@ except ImportError:  # a clone without `pip install -e .`: use the repository's 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spade_gan.data.presets import PRESETS
-from spade_gan.inference import SynthesisError, load_model, synthesize_folder
+from spade_gan.inference import synthesize_folder
+from spade_gan.model_loading import SynthesisError, load_model
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``synthesize.py``."""
     p = argparse.ArgumentParser(
         prog="synthesize.py",
         description="Synthesize images from label maps with a SPADE generator.",
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Synthesize as the command line says; 0 on success, 2 (with a message on stderr) for unusable inputs."""
     args = build_parser().parse_args(argv)
     try:
         model = load_model(

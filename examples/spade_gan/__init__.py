@@ -1,1 +1,2 @@
-"""The reference SPADE GAN: generator, discriminator, encoder, losses, data and metrics, built on spadenorm."""
+"""The reference SPADE GAN built on spadenorm: networks, their architecture spec, losses, data, training runs,
+checkpoints, synthesis and the alignment metric."""

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spadenorm import SPADE
+from spadenorm.functional import NormName
 
-from .layers import LEAKY_SLOPE, NormName, check_positive_int, maybe_spectral
+from .layers import LEAKY_SLOPE, check_positive_int, maybe_spectral
 
 
 class SPADEResnetBlock(nn.Module):

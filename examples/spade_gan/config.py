@@ -1,5 +1,8 @@
 """Training configuration of ``train_spade.py``: one dataclass, its command line, and plain-dict round trips.
 
+The generator's architecture is not a second set of fields: :meth:`TrainConfig.model_spec` turns the configuration's
+model fields into the :class:`~spade_gan.model_spec.ModelSpec` both training and synthesis build networks from.
+
 The defaults train a small model on the built-in synthetic scenes on a CPU in a few minutes; the original SPADE's
 values (ngf 64, 256 crops, batch 32 over 8 GPUs, 50 + 50 epochs) are reached by passing them explicitly.
 Optimiser defaults are the original's: Adam with betas (0, 0.9) and, with TTUR (on by default), learning rates
@@ -13,8 +16,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import DATASETS, PRESETS
-from .data.build import CUSTOM_PRESET
+from spadenorm.functional import NormName
+
+from .data import DATASETS, DatasetOptions
+from .data.build import preset_for
+from .generator import NUM_UPSAMPLINGS, Upsampling
+from .model_spec import ModelSpec
 
 DEFAULT_SYNTHETIC_STEPS = 500
 """Steps of the default run (no --max-steps, no --epochs, synthetic data): about 8 minutes on 2 CPU cores."""
@@ -27,7 +34,6 @@ ARCHITECTURE_KEYS = (
     "label_nc",
     "contain_dontcare",
     "use_instance",
-    "semantic_nc",
     "ngf",
     "ndf",
     "num_d",
@@ -58,6 +64,16 @@ TRAINING_KEYS = (
 )
 """Keys that the loss trajectory depends on; on ``--resume`` they also come from the checkpoint."""
 
+_SPEC_FIELDS_SET_LATER = (
+    "label_nc",
+    "contain_dontcare",
+    "use_instance",
+    "crop_size",
+    "aspect_ratio",
+    "num_upsampling_layers",
+)
+"""Model fields that start as ``None``: :meth:`TrainConfig.resolve` and the dataset fill them."""
+
 
 @dataclass
 class TrainConfig:
@@ -72,7 +88,6 @@ class TrainConfig:
     label_nc: int | None = None
     contain_dontcare: bool | None = None
     use_instance: bool | None = None
-    semantic_nc: int | None = None
     num_images: int | None = None
     num_workers: int = 0
     # model
@@ -82,8 +97,8 @@ class TrainConfig:
     ndf: int = 16
     num_d: int = 2
     n_layers_d: int = 4
-    num_upsampling_layers: str | None = None
-    norm: str = "sync_batch"
+    num_upsampling_layers: Upsampling | None = None
+    norm: NormName = "sync_batch"
     use_vae: bool = False
     z_dim: int = 256
     # optimisation
@@ -126,7 +141,7 @@ class TrainConfig:
 
     def resolve(self) -> TrainConfig:
         """Fill the dataset-dependent defaults from the dataset's preset (geometry, labels, generator depth)."""
-        preset = CUSTOM_PRESET if self.dataset == "custom" else PRESETS[self.dataset]
+        preset = preset_for(self.dataset)
         if self.crop_size is None:
             self.crop_size = preset.crop_size
         if self.aspect_ratio is None:
@@ -139,6 +154,57 @@ class TrainConfig:
             else:
                 self.epochs = DEFAULT_EPOCHS
         return self
+
+    def dataset_options(self) -> DatasetOptions:
+        """The training split's :class:`~spade_gan.data.build.DatasetOptions` (``None`` fields: preset defaults)."""
+        return DatasetOptions(
+            split="train",
+            dataroot=self.dataroot,
+            label_dir=self.label_dir,
+            image_dir=self.image_dir,
+            instance_dir=self.instance_dir,
+            label_nc=self.label_nc,
+            contain_dontcare=self.contain_dontcare,
+            use_instance=self.use_instance,
+            crop_size=self.crop_size,
+            aspect_ratio=self.aspect_ratio,
+            num_images=self.num_images,
+        )
+
+    def model_spec(self) -> ModelSpec:
+        """The generator's (and encoder's) architecture.
+
+        Needs :meth:`resolve` (geometry, depth) and the dataset's label layout (``label_nc``, ``contain_dontcare``,
+        ``use_instance``, which the training run copies from the dataset it built).
+
+        Raises:
+            ValueError: naming the fields still unset.
+        """
+        if (
+            self.label_nc is None
+            or self.contain_dontcare is None
+            or self.use_instance is None
+            or self.crop_size is None
+            or self.aspect_ratio is None
+            or self.num_upsampling_layers is None
+        ):
+            unset = [name for name in _SPEC_FIELDS_SET_LATER if getattr(self, name) is None]
+            raise ValueError(
+                f"TrainConfig.model_spec: {', '.join(unset)} must be set (call resolve() and copy the dataset's label "
+                "layout first), got None"
+            )
+        return ModelSpec(
+            label_nc=self.label_nc,
+            contain_dontcare=self.contain_dontcare,
+            use_instance=self.use_instance,
+            ngf=self.ngf,
+            num_upsampling_layers=self.num_upsampling_layers,
+            crop_size=self.crop_size,
+            aspect_ratio=self.aspect_ratio,
+            use_vae=self.use_vae,
+            z_dim=self.z_dim,
+            norm=self.norm,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (str, int, float, bool, None, nested dicts) for checkpoints and logs."""
@@ -157,13 +223,21 @@ class TrainConfig:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``train_spade.py``; every flag maps to a :class:`TrainConfig` field."""
-    d = TrainConfig()
     p = argparse.ArgumentParser(
         prog="train_spade.py",
         description="Train the SPADE GAN. Without arguments: a small model on the built-in synthetic scenes (CPU, "
         "a few minutes), ending with the alignment metric on held-out label maps.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    defaults = TrainConfig()
+    _add_data_flags(p, defaults)
+    _add_model_flags(p, defaults)
+    _add_optimisation_flags(p, defaults)
+    _add_output_flags(p, defaults)
+    return p
+
+
+def _add_data_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=d.dataset)
     g.add_argument("--dataroot", help="root folder of cityscapes / ade20k / coco")
@@ -174,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--contain-dontcare", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--num-images", type=int, help="synthetic data: number of training scenes (default 1024)")
     g.add_argument("--num-workers", type=int, default=d.num_workers)
+
+
+def _add_model_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--crop-size", type=int, help="output width (preset default; 64 for synthetic)")
     g.add_argument("--aspect-ratio", type=float, help="output width / height (preset default)")
@@ -181,10 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ndf", type=int, default=d.ndf, help="discriminator width (original: 64)")
     g.add_argument("--num-d", type=int, default=d.num_d, help="discriminator scales")
     g.add_argument("--n-layers-d", type=int, default=d.n_layers_d)
-    g.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"), help="(preset default)")
+    g.add_argument("--num-upsampling-layers", choices=tuple(NUM_UPSAMPLINGS), help="(preset default)")
     g.add_argument("--norm", choices=("instance", "batch", "sync_batch"), default=d.norm, help="SPADE layers' norm")
     g.add_argument("--use-vae", action="store_true", help="train the style encoder (KL loss) too")
     g.add_argument("--z-dim", type=int, default=d.z_dim)
+
+
+def _add_optimisation_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
     g.add_argument("--max-steps", type=int, help=f"default: {DEFAULT_SYNTHETIC_STEPS} on synthetic data")
@@ -204,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action="store_true", help="torch.compile the networks")
     g.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     g.add_argument("--seed", type=int, default=d.seed)
+
+
+def _add_output_flags(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", default=d.out, help="run folder: checkpoints/, samples/, log.jsonl")
     g.add_argument("--save-every", type=int, default=d.save_every, help="steps between checkpoints")
@@ -218,7 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out maps for the final metric")
     g.add_argument("--log-checksums", action="store_true", help="log every rank's weight checksum (DDP tests)")
-    return p
 
 
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import LEAKY_SLOPE, check_positive_int, init_weights, spectral_instance_conv
+from .layers import LEAKY_SLOPE, check_image_batch, check_positive_int, init_weights, spectral_instance_conv
 
 KERNEL_SIZE = 4
 PADDING = 2
@@ -58,9 +58,7 @@ class NLayerDiscriminator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != self.input_nc:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (N, input_nc={self.input_nc}, H, W), got {shape}")
+        check_image_batch(x, "x", channels=self.input_nc, channels_name="input_nc")
         features = []
         for i in range(self.n_layers_D + 1):
             x = getattr(self, f"model{i}")(x)

@@ -11,19 +11,21 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class DistInfo:
-    """Where this process stands: ``rank`` of ``world_size``, ``local_rank`` on its node, and its device."""
+    """Where this process stands: ``rank`` of ``world_size``, and its device (the local rank's GPU under torchrun)."""
 
     rank: int
     world_size: int
-    local_rank: int
     device: torch.device
 
     @property
@@ -33,6 +35,11 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+    def say(self, *args: object) -> None:
+        """``print(*args)``, flushed, on rank 0 only: one line per run, not one per process."""
+        if self.is_main:
+            print(*args, flush=True)
 
 
 def default_device(requested: str | None, local_rank: int = 0) -> torch.device:
@@ -57,35 +64,22 @@ def init_distributed(requested_device: str | None) -> DistInfo:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
-    return DistInfo(rank, world_size, local_rank, device)
+    return DistInfo(rank, world_size, device)
 
 
 def cleanup_distributed() -> None:
+    """Destroy the default process group, if there is one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
-def barrier(info: DistInfo) -> None:
-    if info.distributed:
-        dist.barrier()
-
-
-def gather_objects(obj: object, info: DistInfo) -> list[object]:
-    """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+def gather_objects(obj: T, info: DistInfo) -> list[T]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process); a collective: every rank must call it."""
     if not info.distributed:
         return [obj]
-    out: list[object] = [None] * info.world_size
+    out: list[Any] = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: object, info: DistInfo) -> object:
-    """Rank 0's ``obj`` on every rank."""
-    if not info.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def module_checksum(*modules: nn.Module | None) -> str:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import LEAKY_SLOPE, check_positive_int, init_weights, spectral_instance_conv
+from .layers import LEAKY_SLOPE, check_image_batch, check_positive_int, init_weights, spectral_instance_conv
 
 ENCODER_INPUT_SIZE = 256
 """Images are resized (bilinear) to this square size before the encoder's convs."""
@@ -60,9 +60,7 @@ class ConvEncoder(nn.Module):
         self.apply(init_weights)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must be an image batch of shape (N, 3, H, W), got {shape}")
+        check_image_batch(x, "x")
         if x.shape[2:] != (ENCODER_INPUT_SIZE, ENCODER_INPUT_SIZE):
             x = F.interpolate(x, size=(ENCODER_INPUT_SIZE, ENCODER_INPUT_SIZE), mode="bilinear", align_corners=False)
         for i in range(1, self.num_layers + 1):

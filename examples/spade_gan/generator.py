@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spadenorm.functional import NormName
+
 from .block import SPADEResnetBlock
-from .layers import LEAKY_SLOPE, NormName, check_positive_int, init_weights
+from .layers import LEAKY_SLOPE, check_positive_int, init_weights
 
 Upsampling = Literal["normal", "more", "most"]
 NUM_UPSAMPLINGS: dict[str, int] = {"normal": 5, "more": 6, "most": 7}
@@ -73,27 +75,13 @@ class SPADEGenerator(nn.Module):
         super().__init__()
         check_positive_int(label_nc, "label_nc")
         check_positive_int(ngf, "ngf")
-        check_positive_int(crop_size, "crop_size")
         check_positive_int(z_dim, "z_dim")
-        if num_upsampling_layers not in NUM_UPSAMPLINGS:
-            raise ValueError(
-                f"num_upsampling_layers must be one of {tuple(NUM_UPSAMPLINGS)}, got {num_upsampling_layers!r}"
-            )
-        if not aspect_ratio > 0:
-            raise ValueError(f"aspect_ratio must be > 0, got {aspect_ratio!r}")
         self.label_nc = label_nc
         self.use_vae = use_vae
         self.z_dim = z_dim
         self.num_upsampling_layers = num_upsampling_layers
+        self.sh, self.sw = starting_map_size(crop_size, aspect_ratio, num_upsampling_layers)
         self.num_up = NUM_UPSAMPLINGS[num_upsampling_layers]
-        self.sw = crop_size // 2**self.num_up
-        self.sh = round(self.sw / aspect_ratio)
-        if self.sw < 1 or self.sh < 1:
-            raise ValueError(
-                f"crop_size={crop_size} with aspect_ratio={aspect_ratio} and {self.num_up} upsamplings "
-                f"({num_upsampling_layers!r}) gives an empty {self.sh}x{self.sw} starting map; crop_size must be "
-                f">= {2**self.num_up} and crop_size / aspect_ratio >= {2**self.num_up}"
-            )
         nf = ngf
         if use_vae:
             self.fc: nn.Module = nn.Linear(z_dim, 16 * nf * self.sh * self.sw)
@@ -123,28 +111,37 @@ class SPADEGenerator(nn.Module):
         return self.sh * 2**self.num_up, self.sw * 2**self.num_up
 
     def semantic_map(self, seg: Tensor) -> Tensor:
-        """Validate ``seg`` and return it as a float (N, label_nc, h, w) map (integer ids are one-hot encoded)."""
+        """Validate ``seg`` and return it as a float (N, label_nc, h, w) map (integer ids are one-hot encoded).
+
+        For integer ids this is the single place per batch where labels are checked on the host: one
+        :func:`torch.aminmax` read, so one device-to-host synchronisation per batch, at the generator's edge. The
+        SPADE layers inside get the one-hot map; the library's layers check integer labels without a host sync on
+        CUDA.
+
+        Raises:
+            TypeError: ``seg`` is not a tensor.
+            ValueError: a wrong shape, or class ids outside ``[0, label_nc)`` (the message gives the actual range).
+        """
         if not isinstance(seg, Tensor):
             raise TypeError(f"seg must be a torch.Tensor, got {type(seg).__name__}")
-        dtype = self.conv_img.weight.dtype
-        if not seg.is_floating_point():
-            ids = seg.squeeze(1) if seg.dim() == 4 and seg.shape[1] == 1 else seg
-            if ids.dim() != 3:
+        if seg.is_floating_point():
+            if seg.dim() != 4 or seg.shape[1] != self.label_nc:
                 raise ValueError(
-                    f"integer seg must hold class ids of shape (N, h, w) or (N, 1, h, w), got {tuple(seg.shape)}"
+                    f"seg must have shape (N, label_nc={self.label_nc}, h, w) (one-hot classes plus any dontcare and "
+                    f"instance-edge channels), got {tuple(seg.shape)}"
                 )
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.label_nc):
-                raise ValueError(
-                    f"seg class ids must lie in [0, label_nc={self.label_nc}), got ids in "
-                    f"[{int(ids.min())}, {int(ids.max())}]"
-                )
-            return F.one_hot(ids.long(), self.label_nc).movedim(-1, 1).to(dtype)
-        if seg.dim() != 4 or seg.shape[1] != self.label_nc:
+            return seg
+        ids = seg.squeeze(1) if seg.dim() == 4 and seg.shape[1] == 1 else seg
+        if ids.dim() != 3:
             raise ValueError(
-                f"seg must have shape (N, label_nc={self.label_nc}, h, w) (one-hot classes plus any dontcare and "
-                f"instance-edge channels), got {tuple(seg.shape)}"
+                f"integer seg must hold class ids of shape (N, h, w) or (N, 1, h, w), got {tuple(seg.shape)}"
             )
-        return seg
+        ids = ids.long()
+        if ids.numel():
+            low, high = torch.stack(torch.aminmax(ids)).tolist()  # the one host read of the batch
+            if low < 0 or high >= self.label_nc:
+                raise ValueError(f"seg class ids must lie in [0, label_nc={self.label_nc}), got ids in [{low}, {high}]")
+        return F.one_hot(ids, self.label_nc).movedim(-1, 1).to(self.conv_img.weight.dtype)
 
     def initial_map(self, seg: Tensor, z: Tensor | None) -> Tensor:
         """The (N, 16 nf, sh, sw) map the first block starts from: ``fc`` of z (VAE) or of the downsampled mask."""
@@ -179,6 +176,33 @@ class SPADEGenerator(nn.Module):
             f"label_nc={self.label_nc}, num_upsampling_layers={self.num_upsampling_layers!r}, "
             f"start={start} at {self.sh}x{self.sw}, output_size={self.output_size}"
         )
+
+
+def starting_map_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: Upsampling) -> tuple[int, int]:
+    """``(sh, sw)`` of the map the first block starts from: ``sw = crop_size // 2**n``, ``sh = round(sw /
+    aspect_ratio)`` for ``n`` upsamplings.
+
+    Raises:
+        ValueError: a non-positive ``crop_size`` or ``aspect_ratio``, an unknown ``num_upsampling_layers``, or an
+            empty starting map.
+    """
+    check_positive_int(crop_size, "crop_size")
+    if num_upsampling_layers not in NUM_UPSAMPLINGS:
+        raise ValueError(
+            f"num_upsampling_layers must be one of {tuple(NUM_UPSAMPLINGS)}, got {num_upsampling_layers!r}"
+        )
+    if not aspect_ratio > 0:
+        raise ValueError(f"aspect_ratio must be > 0, got {aspect_ratio!r}")
+    num_up = NUM_UPSAMPLINGS[num_upsampling_layers]
+    sw = crop_size // 2**num_up
+    sh = round(sw / aspect_ratio)
+    if sw < 1 or sh < 1:
+        raise ValueError(
+            f"crop_size={crop_size} with aspect_ratio={aspect_ratio} and {num_up} upsamplings "
+            f"({num_upsampling_layers!r}) gives an empty {sh}x{sw} starting map; crop_size must be "
+            f">= {2**num_up} and crop_size / aspect_ratio >= {2**num_up}"
+        )
+    return sh, sw
 
 
 def _up(x: Tensor) -> Tensor:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils import spectral_norm
-
-NormName = Literal["instance", "batch", "sync_batch", "group", "layer", "none"]
-"""Parameter-free norms accepted by :class:`spadenorm.SPADE`."""
 
 LEAKY_SLOPE = 0.2
 """Negative slope of every leaky ReLU in the GAN."""
@@ -33,7 +28,9 @@ def init_weights(module: nn.Module, gain: float = INIT_GAIN) -> None:
     """
     if not isinstance(module, (nn.Conv2d, nn.Linear)):
         return
-    weight = module.weight_orig if hasattr(module, "weight_orig") else module.weight
+    weight = getattr(module, "weight_orig", None)  # the parameter behind a spectral-normed weight
+    if not isinstance(weight, Tensor):
+        weight = module.weight
     nn.init.xavier_normal_(weight, gain=gain)
     if module.bias is not None:
         nn.init.zeros_(module.bias)
@@ -56,7 +53,34 @@ def spectral_instance_conv(
 
 
 def check_positive_int(value: object, name: str) -> int:
-    """``value`` is an int >= 1 (bools rejected), else ``ValueError`` naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """``value`` if it is an int >= 1: ``TypeError`` for a non-int (bools included), ``ValueError`` for one < 1.
+
+    Example:
+        >>> check_positive_int(0, "ngf")
+        Traceback (most recent call last):
+            ...
+        ValueError: ngf must be a positive int, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+def check_image_batch(x: object, name: str, *, channels: int = 3, channels_name: str = "") -> None:
+    """``x`` is a tensor of shape (N, ``channels``, H, W): ``TypeError`` for a non-tensor, ``ValueError`` for another
+    shape; ``channels_name`` names the channel count in the message (e.g. ``input_nc``).
+
+    Example:
+        >>> import torch
+        >>> check_image_batch(torch.zeros(2, 4, 8, 8), "x")
+        Traceback (most recent call last):
+            ...
+        ValueError: x must be an image batch of shape (N, 3, H, W), got (2, 4, 8, 8)
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != channels:
+        expected = f"{channels_name}={channels}" if channels_name else str(channels)
+        raise ValueError(f"{name} must be an image batch of shape (N, {expected}, H, W), got {tuple(x.shape)}")

@@ -204,7 +204,9 @@ def _check_inputs(images: Tensor, labels: Tensor, num_classes: int) -> Tensor:
             f"labels: expected shape {(images.shape[0], *images.shape[2:])} to match images, got {tuple(labels.shape)}"
         )
     if labels.is_floating_point():
-        raise ValueError(f"labels: expected integer class ids, got dtype {labels.dtype}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels: ids must be in 0..{num_classes - 1}, got {int(labels.min())}..{int(labels.max())}")
+        raise TypeError(f"labels: expected integer class ids, got dtype {labels.dtype}")
+    if labels.numel():
+        low, high = torch.stack(torch.aminmax(labels.long())).tolist()
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"labels: ids must be in 0..{num_classes - 1}, got {low}..{high}")
     return labels

@@ -18,6 +18,7 @@ the generator step, so no gradient of it is reduced or kept.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -26,12 +27,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import losses as L
 from .config import TrainConfig
+from .data.semantics import to_semantics
 from .discriminator import MultiscaleDiscriminator
 from .distributed_utils import DistInfo
-from .encoder import ConvEncoder, reparameterize
-from .generator import SPADEGenerator
+from .encoder import reparameterize
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+Network = Callable[..., Any]
+"""What the steps call: a module, its DDP wrapper, or either compiled by ``torch.compile``."""
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -52,32 +56,26 @@ def split_prediction(pred: list[list[Tensor]], n: int) -> tuple[list[list[Tensor
 class SPADETrainer:
     """The networks, optimisers and gradient scalers of a run, and its two update steps.
 
+    The generator and encoder come from :meth:`TrainConfig.model_spec <spade_gan.config.TrainConfig.model_spec>`;
+    the discriminator sees the semantic map and the image concatenated (``semantic_nc + 3`` channels).
+
     Args:
-        cfg: the resolved configuration (``semantic_nc`` set).
+        cfg: the resolved configuration, with the dataset's label layout set.
         info: rank, world size and device.
         vgg_loss: the perceptual loss, or ``None`` to leave it out.
     """
 
     def __init__(self, cfg: TrainConfig, info: DistInfo, vgg_loss: L.VGGLoss | None = None) -> None:
-        assert cfg.semantic_nc is not None
-        assert cfg.crop_size is not None
-        assert cfg.aspect_ratio is not None
         self.cfg = cfg
+        self.spec = cfg.model_spec()
         self.info = info
         self.device = info.device
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.G = SPADEGenerator(
-            cfg.semantic_nc,
-            ngf=cfg.ngf,
-            num_upsampling_layers=cfg.num_upsampling_layers,  # type: ignore[arg-type]
-            crop_size=cfg.crop_size,
-            aspect_ratio=cfg.aspect_ratio,
-            use_vae=cfg.use_vae,
-            z_dim=cfg.z_dim,
-            norm=cfg.norm,  # type: ignore[arg-type]
+        self.G = self.spec.build_generator()
+        self.D = MultiscaleDiscriminator(
+            self.spec.semantic_nc + 3, ndf=cfg.ndf, n_layers_D=cfg.n_layers_d, num_D=cfg.num_d
         )
-        self.D = MultiscaleDiscriminator(cfg.semantic_nc + 3, ndf=cfg.ndf, n_layers_D=cfg.n_layers_d, num_D=cfg.num_d)
-        self.E = ConvEncoder(cfg.crop_size, ngf=cfg.ngf, z_dim=cfg.z_dim) if cfg.use_vae else None
+        self.E = self.spec.build_encoder()
         memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         for net in self.networks():
             net.to(self.device, memory_format=memory_format)
@@ -93,36 +91,52 @@ class SPADETrainer:
         self.amp_dtype = AMP_DTYPES.get(cfg.amp)
 
         # The modules the steps call: DDP wrappers for the networks being optimised, compiled where asked.
-        self.G_train: nn.Module = self._wrap(self.G)
-        self.D_train: nn.Module = self._wrap(self.D)
-        self.E_train: nn.Module | None = self._wrap(self.E) if self.E is not None else None
-        self.G_plain: nn.Module = torch.compile(self.G) if cfg.compile else self.G
-        self.D_plain: nn.Module = torch.compile(self.D) if cfg.compile else self.D
-        self.E_plain: nn.Module | None = self.E
-        if cfg.compile and self.E is not None:
-            self.E_plain = torch.compile(self.E)
+        self.G_train = self._wrap(self.G)
+        self.D_train = self._wrap(self.D)
+        self.E_train = self._wrap(self.E) if self.E is not None else None
+        self.G_plain = self._compiled(self.G)
+        self.D_plain = self._compiled(self.D)
+        self.E_plain = self._compiled(self.E) if self.E is not None else None
 
-    def _wrap(self, net: nn.Module) -> nn.Module:
+    def _compiled(self, net: nn.Module) -> Network:
+        return torch.compile(net) if self.cfg.compile else net
+
+    def _wrap(self, net: nn.Module) -> Network:
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = DDP(net, device_ids=ids)
-        return torch.compile(net) if self.cfg.compile else net
+        return self._compiled(net)
 
     def networks(self) -> list[nn.Module]:
+        """G, D and, with VAE, E (unwrapped)."""
         return [m for m in (self.G, self.D, self.E) if m is not None]
 
     def train(self, mode: bool = True) -> None:
+        """Put every network in training (``True``) or eval mode."""
         for net in self.networks():
             net.train(mode)
 
     def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the run's ``--amp`` dtype, or a no-op context without AMP."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def prepare(self, x: Tensor) -> Tensor:
+        """``x`` on the training device, channels-last where the run asks for it."""
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def batch_inputs(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+        """The semantic map ``(N, semantic_nc, H, W)`` (one-hot labels, then the instance edges where the dataset
+        has them) and the real images ``(N, 3, H, W)`` of a data batch, on the training device."""
+        seg = to_semantics(
+            batch["label"],
+            batch.get("instance"),
+            label_nc=self.spec.label_nc,
+            contain_dontcare=self.spec.contain_dontcare,
+        )
+        return self.prepare(seg), self.prepare(batch["image"])
 
     def set_epoch(self, epoch: int) -> None:
         """Set both optimisers' learning rates for ``epoch`` (a pure function of the epoch: nothing to resume)."""
@@ -133,7 +147,9 @@ class SPADETrainer:
         for group in self.opt_D.param_groups:
             group["lr"] = lr * scale_d
 
-    def _discriminate(self, d: nn.Module, seg: Tensor, fake: Tensor, real: Tensor):
+    def _discriminate(
+        self, d: Network, seg: Tensor, fake: Tensor, real: Tensor
+    ) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
         fake_and_real = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
         return split_prediction(d(fake_and_real), fake.shape[0])
 
@@ -208,7 +224,7 @@ class SPADETrainer:
                     mu, logvar = self.E(style)
                     z = reparameterize(mu.float(), logvar.float(), generator=generator)
                 else:
-                    z = torch.randn(n, self.cfg.z_dim, generator=generator, device="cpu").to(self.device)
+                    z = torch.randn(n, self.spec.z_dim, generator=generator, device="cpu").to(self.device)
             with self.autocast():
                 return self.G(seg, z).float()
         finally:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from .layers import check_image_batch
+
 # torchvision's configuration "E": conv widths, "M" for a 2x2 max pool.
 VGG19_CONFIG: tuple[int | str, ...] = (
     *(64, 64, "M"),
@@ -47,12 +49,11 @@ class VGG19Features(nn.Module):
         layers: list[nn.Module] = []
         channels = 3
         for v in VGG19_CONFIG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                assert isinstance(v, int)
+            if isinstance(v, int):
                 layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU()]
                 channels = v
+            else:  # "M"
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         self.features = nn.Sequential(*layers[: SLICE_ENDS["relu5_1"] + 1])
         self.requires_grad_(False)
         super().train(False)
@@ -88,9 +89,7 @@ class VGG19Features(nn.Module):
         return super().train(False)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must be an image batch of shape (N, 3, H, W), got {shape}")
+        check_image_batch(x, "x")
         outputs = []
         ends = iter(sorted(SLICE_ENDS.values()))
         end = next(ends)

@@ -11,9 +11,11 @@ import pytest
 import torch
 from PIL import Image
 from spade_gan.data import (
+    DATASETS,
     NUM_CLASSES,
     PRESETS,
     DatasetLayoutError,
+    DatasetOptions,
     LabelRangeError,
     Preprocess,
     SegmentationFolder,
@@ -25,6 +27,8 @@ from spade_gan.data import (
     instance_edges,
     to_semantics,
 )
+from spade_gan.data.build import BUILDERS
+from spade_gan.data.order import KeyedDataset, StepBatchSampler, steps_per_epoch
 from torch.utils.data import DataLoader
 
 H, W = 16, 32
@@ -179,7 +183,7 @@ def test_to_semantics_out_of_range_raises(ids, dontcare):
 
 
 def test_to_semantics_rejects_float_labels_and_bad_instance_shape():
-    with pytest.raises(ValueError, match="integer"):
+    with pytest.raises(TypeError, match="integer"):
         to_semantics(torch.zeros(1, 1, 2, 2), label_nc=3, contain_dontcare=False)
     with pytest.raises(ValueError, match="instance"):
         to_semantics(torch.zeros(1, 1, 2, 2, dtype=torch.long), torch.zeros(1, 1, 3, 2), label_nc=3, contain_dontcare=0)
@@ -480,3 +484,56 @@ def test_build_synthetic_and_colorize():
     assert rgb.min() >= -1
     assert rgb.max() <= 1
     assert colorize_labels(torch.tensor([[[0, 40]]]), 151).shape == (1, 3, 1, 2)
+
+
+def test_build_dataset_dispatches_through_its_table_and_merges_options():
+    assert tuple(BUILDERS) == DATASETS == ("synthetic", "cityscapes", "ade20k", "coco", "custom")
+    base = DatasetOptions(split="val", crop_size=32, num_images=2)
+    data = build_dataset("synthetic", base, seed=4, aspect_ratio=2.0)
+    assert (len(data), data.size, data.seed, data.split) == (2, (16, 32), 4, "val")
+    with pytest.raises(TypeError, match="crops"):
+        build_dataset("synthetic", crops=32)
+    with pytest.raises(ValueError, match="dataroot is required"):
+        build_dataset("coco")
+    assert DatasetOptions().is_train
+    assert not DatasetOptions(split="val").is_train
+    assert not DatasetOptions(train=False).is_train
+
+
+# ---------------------------------------------------------------- data order
+
+
+def test_step_batches_depend_on_seed_step_and_rank_only():
+    def batches(**kwargs):
+        return list(StepBatchSampler(10, 2, **{"seed": 3, "start_step": 0, "total_steps": 12, **kwargs}))
+
+    full = batches()
+    assert len(full) == 12
+    assert batches(start_step=7) == full[7:]  # a resumed run replays the same batches
+    assert batches(seed=4) != full
+    for epoch in (0, 1):  # each epoch visits every item once (10 items, 5 steps of 2)
+        keys = [k for batch in full[5 * epoch : 5 * epoch + 5] for k in batch]
+        assert sorted(i for _, i in keys) == list(range(10))
+        assert {e for e, _ in keys} == {epoch}
+    ranks = [batches(rank=r, world_size=2, total_steps=2) for r in (0, 1)]
+    for step in range(2):  # the ranks split each global batch of 4
+        assert not set(ranks[0][step]) & set(ranks[1][step])
+    assert steps_per_epoch(10, 2, world_size=2) == 2
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        steps_per_epoch(3, 2, world_size=2)
+
+
+def test_keyed_dataset_seeds_augmentation_from_the_key():
+    class Recorder:
+        generator = None
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            return {"index": index, "draw": float(torch.rand((), generator=self.generator))}
+
+    keyed = KeyedDataset(Recorder(), seed=1)
+    assert len(keyed) == 3
+    assert keyed[(0, 2)] == keyed[(0, 2)]
+    assert keyed[(0, 2)]["draw"] != keyed[(1, 2)]["draw"]

@@ -107,5 +107,5 @@ def test_bad_inputs_raise():
         evaluate_alignment(images, labels[:, :8])
     with pytest.raises(ValueError, match=r"ids must be in 0\.\.7"):
         evaluate_alignment(images, labels + NUM_CLASSES)
-    with pytest.raises(ValueError, match="integer"):
+    with pytest.raises(TypeError, match="integer"):
         evaluate_alignment(images, labels.float())

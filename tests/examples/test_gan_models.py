@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from spade_gan import models
+from spade_gan.generator_weights import load_generator_weights
 from spade_gan.models import (
     ConvEncoder,
+    ModelSpec,
     MultiscaleDiscriminator,
     NLayerDiscriminator,
     SPADEGenerator,
@@ -16,10 +18,12 @@ from spade_gan.models import (
     load_original_generator,
     reparameterize,
 )
+from spade_gan.original_weights import spec_from_original
+from spade_gan.vgg import VGG19Features
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-# The original configurations (official_spade.md): semantic_nc, crop, aspect ratio, upsampling mode.
+# The original configurations (the original release's per-dataset options): semantic_nc, crop, aspect ratio, upsampling.
 ADE20K = {"label_nc": 151, "crop_size": 256, "aspect_ratio": 1.0, "num_upsampling_layers": "normal"}
 COCO = {"label_nc": 184, "crop_size": 256, "aspect_ratio": 1.0, "num_upsampling_layers": "normal"}
 CITYSCAPES = {"label_nc": 36, "crop_size": 512, "aspect_ratio": 2.0, "num_upsampling_layers": "more"}
@@ -259,6 +263,47 @@ def test_vae_checkpoint_into_a_mask_generator_says_use_vae():
         load_original_generator(SPADEGenerator(5, ngf=4, crop_size=64), state)
 
 
+def test_model_spec_builds_the_generator_and_encoder_it_describes():
+    spec = ModelSpec(
+        label_nc=35,
+        contain_dontcare=False,
+        use_instance=True,
+        ngf=2,
+        num_upsampling_layers="more",
+        crop_size=128,
+        aspect_ratio=2.0,
+        use_vae=True,
+        z_dim=8,
+        norm="instance",
+    )
+    generator, encoder = spec.build_generator(), spec.build_encoder()
+    assert spec.semantic_nc == generator.label_nc == 36
+    assert generator.output_size == (64, 128)
+    assert generator.use_vae
+    assert generator.z_dim == encoder.z_dim == 8
+    assert "head_0.norm_0.param_free_norm.running_mean" not in generator.state_dict()  # instance norm: no buffers
+    assert ModelSpec(label_nc=3, contain_dontcare=False, use_instance=False).build_encoder() is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"ngf": 4, "use_vae": True, "z_dim": 8}, {"norm": "instance", "spectral": False}],
+    ids=["plain", "vae", "instance-no-spectral"],
+)
+def test_spec_from_original_reads_the_architecture_from_the_state_dict(fields):
+    spec = ModelSpec(
+        **{"label_nc": 8, "contain_dontcare": False, "use_instance": False, "ngf": 2, "crop_size": 64, **fields}
+    )
+    state = spec.build_generator().state_dict()
+    assert spec_from_original(state) == spec  # the preset found from the 8 channels: synthetic, 64 px
+    assert spec_from_original({f"module.{k}": v for k, v in state.items()}, "synthetic") == spec
+    load_generator_weights(spec.build_generator(), state)
+    with pytest.raises(ValueError, match=r"preset must be one of \[.*\], got 'kitti'"):
+        spec_from_original(state, "kitti")
+    with pytest.raises(ValueError, match="no head_0 block"):
+        spec_from_original({"fc.weight": state["fc.weight"]})
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Residual block.
 
@@ -417,6 +462,37 @@ def test_generator_bad_input_raises_clear_errors():
         vae(torch.rand(1, 5, 64, 64), torch.randn(1, 7))
 
 
+def test_generator_checks_label_ids_with_one_host_read(monkeypatch):
+    generator = SPADEGenerator(5, ngf=2, crop_size=64, norm="instance")
+    reads = []
+    aminmax = torch.aminmax
+
+    def counted(t, *args, **kwargs):
+        reads.append(tuple(t.shape))
+        return aminmax(t, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "aminmax", counted)
+    ids = torch.randint(0, 5, (2, 1, 64, 64))
+    generator(ids)
+    assert reads == [(2, 64, 64)]
+    ids[0, 0, 0, 0], ids[1, 0, 5, 5] = -1, 7
+    with pytest.raises(ValueError, match=r"seg class ids must lie in \[0, label_nc=5\), got ids in \[-1, 7\]"):
+        generator(ids)
+
+
+def test_networks_reject_other_objects_with_type_error():
+    with pytest.raises(TypeError, match=r"seg must be a torch\.Tensor, got list"):
+        SPADEGenerator(5, ngf=2, crop_size=64, norm="instance")([[0]])
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor, got list"):
+        ConvEncoder(ngf=2, z_dim=4)([[0.0]])
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor, got NoneType"):
+        MultiscaleDiscriminator(6, ndf=4)(None)
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor, got ndarray"):
+        VGG19Features()(torch.zeros(1, 3, 8, 8).numpy())
+    with pytest.raises(TypeError, match=r"ngf must be a positive int, got float 2\.0"):
+        SPADEGenerator(5, ngf=2.0)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -558,5 +634,6 @@ def test_models_namespace_exports():
         "NLayerDiscriminator",
         "init_weights",
         "load_original_generator",
+        "ModelSpec",
         "reparameterize",
     }

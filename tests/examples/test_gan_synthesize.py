@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from spade_gan.config import TrainConfig
 from spade_gan.data import to_semantics
 from spade_gan.data.transforms import Geometry, apply_to_ids
 from spade_gan.generator import SPADEGenerator
+from spade_gan.model_loading import SynthesisError, load_model
+from spade_gan.train_checkpoints import load_checkpoint
 
 
 def _synthesize(*args: object) -> int:
@@ -141,6 +144,12 @@ def test_gan_synthesize_errors(tmp_path, train_ckpt, capsys):
     assert "bad_ids.png" in error("--checkpoint", train_ckpt, "--labels", labels, "--out", out)
     assert "no such directory" in error("--checkpoint", train_ckpt, "--labels", tmp_path / "missing", "--out", out)
     assert "no such file" in error("--checkpoint", tmp_path / "nope.pt", "--labels", labels, "--out", out)
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    assert "torch.load" in error("--checkpoint", tmp_path / "notes.txt", "--labels", labels, "--out", out)
+    torch.save([1, 2], tmp_path / "list.pt")
+    assert "neither a train_spade.py checkpoint" in error(
+        "--checkpoint", tmp_path / "list.pt", "--labels", labels, "--out", out
+    )
     msg = error("--checkpoint", train_ckpt, "--labels", labels, "--out", out, "--style", style)
     assert "--style needs a VAE generator" in msg
 
@@ -152,3 +161,20 @@ def test_gan_synthesize_errors(tmp_path, train_ckpt, capsys):
     assert "encoder" in msg
     torch.save(SPADEGenerator(8, ngf=4, crop_size=32).state_dict(), tmp_path / "g.pth")
     assert "ngf" in error("--checkpoint", tmp_path / "g.pth", "--ngf", "2", "--labels", labels, "--out", out)
+
+
+def test_gan_load_model_builds_the_training_spec(train_ckpt, vae_ckpt):
+    for path in (train_ckpt, vae_ckpt):
+        state = load_checkpoint(path)
+        model = load_model(path)
+        assert model.source == "train_spade"
+        assert model.spec == TrainConfig.from_dict(state["config"]).model_spec()
+        assert (model.encoder is not None) == model.spec.use_vae
+        loaded = model.generator.state_dict()
+        assert all(torch.equal(loaded[k], v) for k, v in state["G"].items())
+        assert not model.generator.training
+    assert load_model(train_ckpt, overrides={"crop_size": 64}).generator.output_size == (64, 64)
+    with pytest.raises(SynthesisError, match="ngf=2, generator has ngf=4"):
+        load_model(train_ckpt, overrides={"ngf": 4})
+    with pytest.raises(SynthesisError, match=r"overrides: expected keys among .*, got \['norm'\]"):
+        load_model(train_ckpt, overrides={"norm": "batch"})

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from spade_gan.checkpointing import FORMAT, load_checkpoint
+from spade_gan.config import TrainConfig
 from spade_gan.logging_utils import read_log
+from spade_gan.model_spec import ModelSpec
+from spade_gan.train_checkpoints import FORMAT, load_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REPO = EXAMPLES.parent
@@ -63,11 +65,12 @@ def test_gan_tiny_run_writes_checkpoint_log_and_samples(tmp_path, capsys):
     assert state["step"] == 3
     assert state["E"] is None
     cfg = state["config"]
-    for key in ("dataset", "semantic_nc", "label_nc", "contain_dontcare", "use_instance", "ngf", "ndf"):
+    for key in ("dataset", "label_nc", "contain_dontcare", "use_instance", "ngf", "ndf"):
         assert key in cfg
-    assert cfg["semantic_nc"] == 8
     assert cfg["crop_size"] == 32
     assert cfg["norm"] == "sync_batch"
+    spec = TrainConfig.from_dict(cfg).model_spec()  # the architecture the run built its generator from
+    assert (spec.semantic_nc, spec.crop_size, spec.ngf, spec.use_vae) == (8, 32, 2, False)
     assert {"G", "D", "opt_G", "opt_D", "rng"} <= set(state)
 
     log = read_log(out / "log.jsonl")
@@ -112,6 +115,18 @@ def test_gan_resume_errors(tmp_path, capsys):
     torch.save({"weight": torch.zeros(1)}, bad)
     assert _train("--max-steps", "1", "--out", str(tmp_path), "--resume", str(bad)) == 2
     assert "not a train_spade.py checkpoint" in capsys.readouterr().err
+    (tmp_path / "log.txt").write_text("not a checkpoint\n")
+    assert _train("--max-steps", "1", "--out", str(tmp_path), "--resume", str(tmp_path / "log.txt")) == 2
+    assert "not a file torch.load(weights_only=True) reads" in capsys.readouterr().err
+
+
+def test_train_config_produces_the_model_spec_once_resolved():
+    with pytest.raises(ValueError, match="label_nc, contain_dontcare, use_instance, crop_size, aspect_ratio"):
+        TrainConfig().model_spec()
+    cfg = TrainConfig(label_nc=8, contain_dontcare=False, use_instance=False, use_vae=True, z_dim=8).resolve()
+    assert cfg.model_spec() == ModelSpec(
+        label_nc=8, contain_dontcare=False, use_instance=False, ngf=16, crop_size=64, use_vae=True, z_dim=8
+    )
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:

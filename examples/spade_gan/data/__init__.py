@@ -10,7 +10,7 @@ Every dataset yields the same item format (a dict):
 :func:`to_semantics` turns a batch of labels (and instance maps) into the generator's one-hot input.
 """
 
-from .build import DATASETS, build_dataset
+from .build import DATASETS, DatasetOptions, build_dataset
 from .errors import DatasetLayoutError, LabelRangeError
 from .folders import SegmentationFolder
 from .layouts import ade20k_samples, cityscapes_samples, coco_samples, custom_samples
@@ -29,6 +29,7 @@ __all__ = [
     "PRESETS",
     "SCENE_CLASSES",
     "DatasetLayoutError",
+    "DatasetOptions",
     "LabelRangeError",
     "Preprocess",
     "Preset",

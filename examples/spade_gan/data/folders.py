@@ -69,7 +69,7 @@ class SegmentationFolder(Dataset):
         check_label_range(
             label, label_nc=self.label_nc, contain_dontcare=self.contain_dontcare, source=str(sample.label)
         )
-        geometry = draw_geometry(tuple(label.shape), self.preprocess, self.generator)
+        geometry = draw_geometry((label.shape[0], label.shape[1]), self.preprocess, self.generator)
         item: dict[str, torch.Tensor | str] = {
             "label": torch.from_numpy(apply_to_ids(label.numpy(), geometry).copy()).unsqueeze(0),
             "image": apply_to_image(read_image(sample.image), geometry),

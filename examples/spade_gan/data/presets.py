@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..generator import Upsampling
+
 PreprocessMode = Literal["fixed", "resize_and_crop", "scale_shortside_and_crop", "none"]
-UpsamplingMode = Literal["normal", "more", "most"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Preset:
     crop_size: int
     load_size: int
     preprocess: PreprocessMode
-    num_upsampling_layers: UpsamplingMode
+    num_upsampling_layers: Upsampling
 
     @property
     def semantic_nc(self) -> int:

@@ -95,13 +95,16 @@ def to_semantics(
         float32 tensor ``(N, label_nc + contain_dontcare + (instance is not None), H, W)``.
 
     Raises:
+        TypeError: ``label`` is not a tensor of an integer dtype.
         LabelRangeError: for an id that has no channel.
-        ValueError: for a non-integer label or mismatched shapes.
+        ValueError: for mismatched shapes.
     """
     if label_nc < 1:
         raise ValueError(f"label_nc: expected a positive int, got {label_nc!r}")
+    if not isinstance(label, Tensor):
+        raise TypeError(f"label: expected a torch.Tensor of integer ids, got {type(label).__name__}")
     if label.is_floating_point() or label.dtype == torch.bool:
-        raise ValueError(f"label: expected an integer tensor of ids, got dtype {label.dtype}")
+        raise TypeError(f"label: expected an integer tensor of ids, got dtype {label.dtype}")
     if label.dim() == 3:
         label = label.unsqueeze(1)
     if label.dim() != 4 or label.shape[1] != 1:

@@ -10,8 +10,6 @@ scene at every resolution and the same tensors on every call; train and val draw
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -57,7 +55,7 @@ class SyntheticScenes(Dataset):
         num_images: int,
         size: int | tuple[int, int] = (64, 64),
         seed: int = 0,
-        split: Literal["train", "val"] = "train",
+        split: str = "train",
     ) -> None:
         if num_images < 0:
             raise ValueError(f"num_images: expected a non-negative int, got {num_images!r}")

@@ -1,8 +1,9 @@
-"""Training checkpoints: atomic writes, rotation, and RNG states that load with ``torch.load(weights_only=True)``.
+"""Training checkpoints of ``train_spade.py``: atomic writes, rotation, and ``weights_only``-loadable RNG states.
 
 A checkpoint is a dict of tensors, plain containers and primitive values only:
 
-* ``"format"``: :data:`FORMAT`; ``"config"``: the run's :class:`~spade_gan.config.TrainConfig` as a plain dict;
+* ``"format"``: :data:`FORMAT`; ``"config"``: the run's :class:`~spade_gan.config.TrainConfig` as a plain dict
+  (``TrainConfig.from_dict(state["config"]).model_spec()`` is the generator's architecture);
 * ``"step"``: completed optimisation steps;
 * ``"G"``, ``"D"``, ``"E"`` (``None`` without VAE): state dicts;
 * ``"opt_G"``, ``"opt_D"``, ``"scaler_G"``, ``"scaler_D"``: optimiser and gradient-scaler state dicts;
@@ -10,18 +11,19 @@ A checkpoint is a dict of tensors, plain containers and primitive values only:
 
 Files are written to a temporary file in the same directory, flushed and fsynced, then renamed over the target
 (``os.replace``), and the directory is fsynced: a reader, or a run killed at any moment, sees the old file or the new
-one, never a torn one.
+one, never a torn one. (The original implementation's generator files are read by :mod:`spade_gan.original_weights`.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -33,6 +35,14 @@ _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 class CheckpointError(ValueError):
     """A file that is not a usable training checkpoint."""
+
+
+def make_checkpoint(
+    config: dict[str, Any], step: int, training_state: dict[str, Any], rng: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The checkpoint dict described above: ``training_state`` holds the networks', optimisers' and scalers' state
+    dicts (``SPADETrainer.state_dict()``), ``rng`` every rank's :func:`capture_rng_state`."""
+    return {"format": FORMAT, "config": config, "step": step, **training_state, "rng": rng}
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -96,13 +106,25 @@ def _atomic_link_or_copy(source: Path, target: Path, state: dict[str, Any]) -> N
         atomic_save(state, target)
 
 
+def is_train_checkpoint(obj: object) -> TypeGuard[dict[str, Any]]:
+    """Whether ``obj`` (what ``torch.load`` returned) is a training checkpoint of this format."""
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a training checkpoint with ``weights_only=True`` and check its format."""
+    """Read a training checkpoint with ``weights_only=True`` and check its format.
+
+    Raises:
+        CheckpointError: no such file, not a torch file, or not a training checkpoint of this format.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise CheckpointError(f"{path}: not a file torch.load(weights_only=True) reads ({type(exc).__name__})") from exc
+    if not is_train_checkpoint(state):
         raise CheckpointError(
             f"{path}: not a train_spade.py checkpoint (expected a dict with format={FORMAT!r}); original generator "
             "files (latest_net_G.pth) are for synthesize.py"

@@ -1,55 +1,30 @@
-"""Loading the original implementation's checkpoints (``latest_net_G.pth``) safely and with actionable errors."""
+"""Strict loading of a generator state dict, with errors that name the constructor argument to change.
+
+Training checkpoints and the original implementation's ``latest_net_G.pth`` store the generator under the same key
+names (spectral-norm ``weight_orig`` / ``weight_u`` / ``weight_v``, batch-norm buffers under
+``norm_*.param_free_norm.``, ``fc`` as a Conv2d or, for VAE models, a Linear), so one check serves both loaders:
+:func:`spade_gan.original_weights.load_original_generator` and the training-checkpoint path of
+:func:`spade_gan.model_loading.load_model`.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor
 
 from .generator import SPADEGenerator
 
-StateDict = Mapping[str, Tensor]
 
-
-def load_state_dict_file(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Tensor]:
-    """Read a plain state dict saved with ``torch.save``, with ``weights_only=True``: tensors only, no code runs.
-
-    A leading ``module.`` on every key (a ``DataParallel`` save) is removed.
-    """
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise TypeError(f"{os.fspath(path)!r} must hold a state dict (a mapping of names to tensors)")
-    return strip_prefix(state, "module.")
-
-
-def strip_prefix(state_dict: StateDict, prefix: str) -> dict[str, Tensor]:
-    """``state_dict`` with ``prefix`` removed from its keys when every key starts with it, else unchanged."""
-    if state_dict and all(k.startswith(prefix) for k in state_dict):
-        return {k[len(prefix) :]: v for k, v in state_dict.items()}
-    return dict(state_dict)
-
-
-def load_original_generator(
-    generator: SPADEGenerator,
-    source: StateDict | str | os.PathLike[str],
-    *,
-    map_location: str | torch.device = "cpu",
-) -> SPADEGenerator:
-    """Load an original ``latest_net_G.pth`` (a path or its state dict) into ``generator``, strictly.
-
-    The key names already match (spectral-norm ``weight_orig`` / ``weight_u`` / ``weight_v``, batch-norm buffers
-    under ``norm_*.param_free_norm.``, ``fc`` as a Conv2d or, for VAE models, a Linear), so this is
-    ``generator.load_state_dict(state, strict=True)`` after checks that turn the usual mistakes (wrong label_nc, VAE
-    or not, ngf, upsampling mode, spectral or norm setting) into a ``ValueError`` saying which argument to change.
-    Files are read with ``torch.load(weights_only=True)``.
+def load_generator_weights(generator: SPADEGenerator, state: Mapping[str, Tensor]) -> SPADEGenerator:
+    """``generator.load_state_dict(state, strict=True)`` after checks that turn the usual mistakes (wrong label_nc,
+    VAE or not, ngf, upsampling mode, spectral or norm setting, output geometry) into a ``ValueError`` saying which
+    argument to change.
 
     Returns:
         ``generator``, loaded.
     """
-    state = load_state_dict_file(source, map_location) if isinstance(source, (str, os.PathLike)) else dict(source)
-    state = strip_prefix(state, "module.")
+    state = dict(state)
     problems = _describe_mismatch(generator, state)
     if problems:
         raise ValueError("checkpoint does not fit this SPADEGenerator: " + "; ".join(problems))
@@ -57,7 +32,8 @@ def load_original_generator(
     return generator
 
 
-def _describe_mismatch(generator: SPADEGenerator, state: dict[str, Tensor]) -> list[str]:
+def _describe_mismatch(generator: SPADEGenerator, state: Mapping[str, Tensor]) -> list[str]:
+    """What keeps ``state`` from loading into ``generator``, one phrase per constructor argument (empty: it fits)."""
     own = generator.state_dict()
     problems = []
     fc = state.get("fc.weight")
