@@ -28,8 +28,7 @@ timeout 120 python -m pytest tests/test_triton.py -m "not slow and not cuda" -q 
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || tests_rc=$rc
 
-# Two runs (fp32, bf16), each with its own JSON and time limit: a run cut short loses only its half. Seven files
-# in all: the device tool returns at most eight.
+# Two runs (fp32, bf16), each with its own JSON and time limit: a run cut short loses only its half.
 bench_rc=0
 : > "$OUT_DIR/gpu_bench.log"
 for dtype in fp32 bf16; do

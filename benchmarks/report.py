@@ -34,10 +34,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-try:
-    from . import summarize
-except ImportError:  # run as a script: python benchmarks/report.py
-    import summarize
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # a script beside summarize.py
+import summarize
+from summarize import groups, ms
 
 NO_GPU_TEXT = (
     "**No GPU figures exist yet.** `benchmarks/gpu_suite.sh` has not run on a GPU; when it has, this section holds "
@@ -61,17 +60,6 @@ def subset(data: dict, keep) -> dict:
 
 def is_model_step(bench: dict) -> bool:
     return bench["extra_info"].get("benchmark") == "model_step"
-
-
-def ms(bench: dict) -> float:
-    return bench["stats"]["median"] * 1e3
-
-
-def groups(data: dict) -> dict[str, dict[str, dict]]:
-    out: dict[str, dict[str, dict]] = defaultdict(dict)
-    for bench in data["benchmarks"]:
-        out[bench["group"]][bench["extra_info"]["impl"]] = bench
-    return out
 
 
 def stamp(data: dict, command: str | None) -> dict[str, str]:

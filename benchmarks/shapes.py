@@ -1,4 +1,4 @@
-"""Normalization shapes of the SPADE generator (facts in shared/reference/official_spade.md).
+"""Normalization shapes of the SPADE generator, from the original architecture's published configurations.
 
 ADE20K configuration: crop 256, ngf 64, ``normal`` upsampling, so the first block runs at 8x8 and each ``up`` doubles.
 Each entry is the input of a SPADE layer: (channels, height, width) per sample.

@@ -14,14 +14,16 @@ import sys
 from collections import defaultdict
 
 
-def _groups(data: dict) -> dict[str, dict[str, dict]]:
-    groups: dict[str, dict[str, dict]] = defaultdict(dict)
+def groups(data: dict) -> dict[str, dict[str, dict]]:
+    """Benchmarks by group (shape), then by implementation."""
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
     for bench in data["benchmarks"]:
-        groups[bench["group"]][bench["extra_info"]["impl"]] = bench
-    return groups
+        out[bench["group"]][bench["extra_info"]["impl"]] = bench
+    return out
 
 
-def _ms(bench: dict) -> float:
+def ms(bench: dict) -> float:
+    """Median time in milliseconds."""
     return bench["stats"]["median"] * 1e3
 
 
@@ -37,7 +39,7 @@ def summarize_cpu(data: dict) -> str:
         "| saved for backward, in activations: original / spadenorm |",
         "|---|---:|---:|---:|---:|",
     ]
-    for group, impls in _groups(data).items():
+    for group, impls in groups(data).items():
         if (
             "original" not in impls
             or "spadenorm" not in impls
@@ -47,7 +49,7 @@ def summarize_cpu(data: dict) -> str:
         orig, ours = impls["original"], impls["spadenorm"]
         act = ours["extra_info"]["activation_bytes"]
         saved = f"{orig['extra_info']['saved_bytes'] / act:.2f}x / {ours['extra_info']['saved_bytes'] / act:.2f}x"
-        lines.append(f"| {group} | {_ms(orig):.2f} | {_ms(ours):.2f} | {_ms(orig) / _ms(ours):.2f}x | {saved} |")
+        lines.append(f"| {group} | {ms(orig):.2f} | {ms(ours):.2f} | {ms(orig) / ms(ours):.2f}x | {saved} |")
     return "\n".join(lines)
 
 
@@ -61,24 +63,24 @@ def summarize_gpu(data: dict) -> str:
         "| eager (ms) | vs eager | compiled (ms) | vs compiled | two-phase (ms) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for group, impls in _groups(data).items():
+    for group, impls in groups(data).items():
         ours = impls.get("spadenorm") or impls.get("clade")
         if ours is None:
             continue
         row = [
             group,
-            f"{_ms(ours):.3f}",
+            f"{ms(ours):.3f}",
             f"{ours['extra_info']['gbs']:.0f}",
             f"{ours['extra_info']['fraction_of_copy']:.0%}",
         ]
         for other in ("eager", "compiled"):
             if other in impls:
-                row += [f"{_ms(impls[other]):.3f}", f"{_ms(impls[other]) / _ms(ours):.2f}x"]
+                row += [f"{ms(impls[other]):.3f}", f"{ms(impls[other]) / ms(ours):.2f}x"]
             elif other == "eager" and "spade" in impls:  # CLADE group: compare with spatial SPADE
-                row += [f"{_ms(impls['spade']):.3f} (spatial)", f"{_ms(impls['spade']) / _ms(ours):.2f}x"]
+                row += [f"{ms(impls['spade']):.3f} (spatial)", f"{ms(impls['spade']) / ms(ours):.2f}x"]
             else:
                 row += ["", ""]
-        row.append(f"{_ms(impls['two-phase']):.3f}" if "two-phase" in impls else "")
+        row.append(f"{ms(impls['two-phase']):.3f}" if "two-phase" in impls else "")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

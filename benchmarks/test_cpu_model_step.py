@@ -37,8 +37,8 @@ import pytest
 import torch
 
 import spadenorm
-from spadenorm.memory import saved_tensor_bytes
 from spadenorm.reference import OriginalSPADE
+from spadenorm.testing import saved_tensor_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 

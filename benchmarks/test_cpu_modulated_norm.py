@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from spadenorm import SPADE
 from spadenorm.functional import modulated_norm
-from spadenorm.memory import saved_tensor_bytes
 from spadenorm.reference import OriginalSPADE
+from spadenorm.testing import saved_tensor_bytes
 
 from .shapes import ADE20K_256
 

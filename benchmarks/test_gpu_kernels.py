@@ -67,15 +67,18 @@ def fused(x, gamma, beta):
 
 
 def fused_two_phase(x, gamma, beta):
-    """The partial-statistics path the launch heuristic takes for large tensors with few (n, channel) blocks."""
-    from spadenorm.ops import fused as fused_module
+    """The partial-statistics path the launch rule takes for large tensors with few (n, channel) blocks.
 
-    saved = fused_module.USE_ROW_KERNELS[0]
-    fused_module.USE_ROW_KERNELS[0] = False
+    The backward of a call follows the path its forward took, so forward+backward times one path throughout.
+    """
+    from spadenorm.backends.triton import launch
+
+    saved = launch.OVERRIDES.row_kernels
+    launch.OVERRIDES.row_kernels = False
     try:
         return fused(x, gamma, beta)
     finally:
-        fused_module.USE_ROW_KERNELS[0] = saved
+        launch.OVERRIDES.row_kernels = saved
 
 
 IMPLS = {

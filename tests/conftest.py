@@ -7,7 +7,7 @@ import os
 import torch
 
 # Without a GPU the Triton kernels run on CPU tensors through the interpreter, which reads this variable when the
-# kernels are defined: set it before anything imports spadenorm.ops.
+# kernels are defined: set it before anything imports spadenorm.backends.triton.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

@@ -31,6 +31,10 @@ from .class_rows import class_rows
 
 __all__ = ["modulated_norm"]
 
+# AOTAutograd before torch 2.13 (seen with 2.11) returns a zero dx through this Function under torch.compile when
+# its output is a kernel's output modified in place or a view of one; a copy of the output avoids that.
+_COPY_OUTPUT_WHEN_COMPILING = tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 13)
+
 
 def _broadcast_stats(stat: Tensor, x: Tensor, spec: NormSpec) -> Tensor:
     """Flat statistics (C for batch norms, N*G per sample) -> broadcastable to x: (1, C, 1..) or (N, C, 1..)."""
@@ -136,9 +140,7 @@ class TorchModulatedNorm(torch.autograd.Function):
         ctx.spec, ctx.from_input, ctx.sync, ctx.count = spec, from_input, sync, count
         ctx.beta_meta = None if beta is None else (beta.shape, beta.dtype)
         y = y.to(result_dtype(x, gamma, beta))
-        if torch.compiler.is_compiling() and y._base is not None:
-            # AOTAutograd of torch 2.11 drops the gradient of a custom Function whose output is a view of one of
-            # its intermediates (here of the batch-norm kernel's rows); a compiled graph fuses this copy away.
+        if _COPY_OUTPUT_WHEN_COMPILING and torch.compiler.is_compiling():
             y = y.clone()
         return y
 

@@ -37,12 +37,12 @@ def _elementwise_tile(C, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     The program id enumerates (n, channel block, position block) with positions fastest, so no grid axis is bounded
     by the batch size. Returns n, c, s, c_mask, s_mask, mask and the int64 offsets c2 [BLOCK_C, 1], s2 [1, BLOCK_S].
     """
-    pid = tl.program_id(0).to(tl.int64)
+    pid = tl.program_id(0)  # < 2**31: the grid's axis-0 limit
     blocks_s = tl.cdiv(S, BLOCK_S)
     blocks_c = tl.cdiv(C, BLOCK_C)
     s = (pid % blocks_s) * BLOCK_S + tl.arange(0, BLOCK_S)
     c = ((pid // blocks_s) % blocks_c) * BLOCK_C + tl.arange(0, BLOCK_C)
-    n = pid // (blocks_s * blocks_c)
+    n = (pid // blocks_s // blocks_c).to(tl.int64)
     c_mask = c < C
     s_mask = s < S
     mask = c_mask[:, None] & s_mask[None, :]
