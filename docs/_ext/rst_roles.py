@@ -25,7 +25,7 @@ _MATH_BLOCK = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*\n(?P<body>(?:(?P
 
 # Objects rendered by the API pages: a reference to one of them becomes a link.
 LINKABLE_PREFIXES = ("spadenorm.",)
-UNLINKABLE = ("spadenorm._", "spadenorm.ops", "spadenorm.modules", "spadenorm.distributed")
+UNLINKABLE = ("spadenorm._", "spadenorm.backends", "spadenorm.modules")
 
 
 def _math_block(match: re.Match[str]) -> str:
