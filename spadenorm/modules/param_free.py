@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _backend, _validation
-from .._core import NormName, NormSpec, RunningStats
+from .._core import BATCH_NORMS, NormName, NormSpec, RunningStats
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -103,7 +103,7 @@ class ParamFreeNorm(BatchNormBuffers):
 
     @property
     def tracks_running_stats(self) -> bool:
-        return self.norm in ("batch", "sync_batch")
+        return self.norm in BATCH_NORMS
 
     @property
     def spec(self) -> NormSpec:
