@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._core import NormSpec, RunningStats
+from ._core import Modulation, NormSpec, RunningStats
 
 BackendName = Literal["auto", "torch", "triton"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
@@ -147,24 +147,15 @@ def resolve_backend(x: Tensor) -> str:
     return "torch"
 
 
-def modulated_norm(
-    x: Tensor,
-    gamma: Tensor | None,
-    beta: Tensor | None,
-    labels: Tensor | None,
-    spec: NormSpec,
-    running: RunningStats | None,
-    training: bool,
-) -> Tensor:
-    """Run ``norm(x) * (1 + gamma) + beta`` on the backend resolved for ``x``; every argument already validated.
+def modulated_norm(x: Tensor, mod: Modulation, spec: NormSpec, running: RunningStats | None, training: bool) -> Tensor:
+    """Run ``(norm(x) * (1 + gamma) + beta) * (1 + scale) + shift`` on the backend resolved for ``x``.
 
-    gamma/beta have x's rank (sizes 1 or x's), or, when ``labels`` (N, *spatial) at x's size is given, they are
-    (K, C) class tables in the same ``1 + gamma`` convention.
+    Every argument is already checked and resolved (see :class:`~spadenorm._core.Modulation` for the shapes).
     """
     if resolve_backend(x) == "triton":
         from .backends import triton as fused
 
-        return fused.modulated_norm(x, gamma, beta, labels, spec, running, training)
+        return fused.modulated_norm(x, mod, spec, running, training)
     from .backends import torch as lean
 
-    return lean.modulated_norm(x, gamma, beta, labels, spec, running, training)
+    return lean.modulated_norm(x, mod, spec, running, training)

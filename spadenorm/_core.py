@@ -1,8 +1,11 @@
-"""What both backends share: the norm vocabulary, the resolved argument specs, dtype rules and running statistics.
+r"""What both backends share: the norm vocabulary, the resolved argument specs, dtype rules and running statistics.
 
 Arguments are checked once, at the edge (:mod:`spadenorm.functional` or a module's ``forward``), and resolved into
-the two small frozen objects below; both backends receive them through one signature,
-``modulated_norm(x, gamma, beta, labels, spec, running, training)``.
+the small frozen objects below; both backends receive them through one signature,
+``modulated_norm(x, mod, spec, running, training)``, and compute
+
+.. math::
+    y = \bigl(\hat{x} \odot (1 + \gamma) + \beta\bigr) \odot (1 + s) + t
 
 =============  =====================================  ============================
 norm           one reduction set S                     statistics per call (flat)
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
@@ -34,6 +37,25 @@ BATCH_NORMS: tuple[str, ...] = ("batch", "sync_batch")
 """Per-channel statistics over (N, spatial), with running estimates."""
 PER_SAMPLE_NORMS: tuple[str, ...] = ("instance", "group", "layer")
 """Statistics per sample: never running estimates, never synchronized."""
+
+
+class Modulation(NamedTuple):
+    """What modulates the normalized input: ``(x_hat * (1 + gamma) + beta) * (1 + scale) + shift``.
+
+    Attributes:
+        gamma: ``None``, a tensor of x's rank whose sizes are 1 or x's (full map, per (n, c), per channel), or, with
+            ``labels``, a (K, C) class table in the same ``1 + gamma`` convention.
+        beta: as ``gamma``.
+        labels: ``None``, or (N, *spatial) integer class ids at x's spatial size, in [0, K).
+        scale: ``None`` or (N, C) / (1, C): the second modulation's scale offset, per (n, c) or per channel.
+        shift: ``None`` or (N, C) / (1, C).
+    """
+
+    gamma: Tensor | None = None
+    beta: Tensor | None = None
+    labels: Tensor | None = None
+    scale: Tensor | None = None
+    shift: Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,31 @@ def check_modulation(t: object, x: Tensor, name: str) -> Tensor | None:
     return t
 
 
+def check_scale_shift(t: object, x: Tensor, name: str) -> Tensor | None:
+    """A per-(n, c) or per-channel scale/shift (or ``None``) checked against ``x`` and returned as (N, C) or (1, C).
+
+    Accepted: (C,), (N, C), (1, C), or a shape of x's rank with spatial sizes 1, such as (N, C, 1, 1).
+    """
+    if t is None:
+        return None
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if t.device != x.device:
+        raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+    n, c = x.shape[:2]
+    if t.dim() == 1 and t.shape[0] == c:
+        return t.reshape(1, c)
+    rank_ok = t.dim() == 2 or (t.dim() == x.dim() and all(size == 1 for size in t.shape[2:]))
+    if rank_ok and t.shape[0] in (1, n) and t.shape[1] == c:
+        return t.reshape(t.shape[0], c)
+    raise ValueError(
+        f"{name} must be per sample and channel or per channel, broadcastable to x's (N, C) = ({n}, {c}): shape "
+        f"(C,), (N, C), (1, C) or {(n, c) + (1,) * (x.dim() - 2)}, got {tuple(t.shape)}"
+    )
+
+
 def check_table(table: object, name: str, x: Tensor) -> Tensor:
     """A (num_classes, C) floating-point class table on x's device."""
     if not isinstance(table, Tensor):

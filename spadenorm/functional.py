@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _backend, _validation
-from ._core import NormName, NormSpec, RunningStats
+from ._core import Modulation, NormName, NormSpec, RunningStats
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -58,6 +58,8 @@ def modulated_norm(
     training: bool = True,
     process_group: ProcessGroup | None = None,
     num_batches_tracked: Tensor | None = None,
+    scale: Tensor | None = None,
+    shift: Tensor | None = None,
 ) -> Tensor:
     r"""Normalize ``x``, then modulate it: :math:`y = \hat{x} \odot (1 + \gamma) + \beta`.
 
@@ -73,6 +75,9 @@ def modulated_norm(
     * ``"group"``: per (n, group of C / ``num_groups`` channels) over (channels of the group, spatial);
     * ``"layer"``: per n over (C, spatial) (GroupNorm with one group, *not* ``F.layer_norm`` over the last dims);
     * ``"none"``: :math:`\hat{x} = x`.
+
+    A second, per-(n, c) modulation, such as a diffusion model's timestep scale and shift, runs in the same pass:
+    :math:`y = (\hat{x} \odot (1 + \gamma) + \beta) \odot (1 + s) + t`.
 
     Args:
         x: activations (N, C, \*spatial), floating point.
@@ -91,9 +96,12 @@ def modulated_norm(
         process_group: the ``torch.distributed`` group for ``"sync_batch"`` (``None``: the default group); must be
             ``None`` for the other norms.
         num_batches_tracked: 0-d integer counter incremented in place when running statistics are updated.
+        scale: ``None`` or the second modulation's scale offset s, per sample and channel (N, C) or per channel (C,)
+            (also (1, C) or x's rank with spatial sizes 1); the output is scaled by ``1 + s``.
+        shift: ``None`` or the second modulation's shift t, same shapes as ``scale``.
 
     Returns:
-        Tensor of x's shape and memory format, in the promoted dtype of x, gamma and beta.
+        Tensor of x's shape and memory format, in the promoted dtype of x, gamma, beta, scale and shift.
 
     Raises:
         TypeError, ValueError: for invalid arguments, before any computation.
@@ -113,9 +121,14 @@ def modulated_norm(
     spec, running, training = _resolve_statistics(
         x, norm, num_groups, eps, running_mean, running_var, momentum, training, process_group, num_batches_tracked
     )
-    gamma = _validation.check_modulation(gamma, x, "gamma")
-    beta = _validation.check_modulation(beta, x, "beta")
-    return _backend.modulated_norm(x, gamma, beta, None, spec, running, training)
+    mod = Modulation(
+        _validation.check_modulation(gamma, x, "gamma"),
+        _validation.check_modulation(beta, x, "beta"),
+        None,
+        _validation.check_scale_shift(scale, x, "scale"),
+        _validation.check_scale_shift(shift, x, "shift"),
+    )
+    return _backend.modulated_norm(x, mod, spec, running, training)
 
 
 def resize_labels(labels: Tensor, size: tuple[int, ...]) -> Tensor:
@@ -157,13 +170,16 @@ def class_modulated_norm(
     training: bool = True,
     process_group: ProcessGroup | None = None,
     num_batches_tracked: Tensor | None = None,
+    scale: Tensor | None = None,
+    shift: Tensor | None = None,
 ) -> Tensor:
     r"""Class-adaptive normalization (CLADE, Tan et al. 2020): :math:`y = \hat{x} \odot \gamma[l] + \beta[l]`.
 
     ``gamma[l]`` and ``beta[l]`` are the rows of (num_classes, C) tables picked per pixel by the label map ``l``,
     which is resized to x's spatial size with nearest-neighbour sampling. Unlike :func:`modulated_norm` the scale is
     ``gamma`` itself (CLADE's convention): initialise ``gamma_table`` to ones for an identity start. The statistics
-    arguments are those of :func:`modulated_norm`.
+    arguments and the second modulation (``scale``, ``shift``) are those of :func:`modulated_norm`:
+    :math:`y = (\hat{x} \odot \gamma[l] + \beta[l]) \odot (1 + s) + t`.
 
     Args:
         x: activations (N, C, \*spatial).
@@ -179,6 +195,8 @@ def class_modulated_norm(
         training: as in :func:`modulated_norm`.
         process_group: as in :func:`modulated_norm`.
         num_batches_tracked: as in :func:`modulated_norm`.
+        scale: as in :func:`modulated_norm`.
+        shift: as in :func:`modulated_norm`.
 
     Returns:
         Tensor of x's shape and memory format.
@@ -204,7 +222,9 @@ def class_modulated_norm(
         raise ValueError(
             f"beta_table must have gamma_table's shape {tuple(gamma_table.shape)}, got {tuple(beta_table.shape)}"
         )
-    return _class_modulated(x, labels, gamma_table, beta_table, spec, running, training)
+    scale = _validation.check_scale_shift(scale, x, "scale")
+    shift = _validation.check_scale_shift(shift, x, "shift")
+    return _class_modulated(x, labels, gamma_table, beta_table, scale, shift, spec, running, training)
 
 
 def _class_modulated(
@@ -212,15 +232,18 @@ def _class_modulated(
     labels: object,
     gamma_table: Tensor,
     beta_table: Tensor,
+    scale: Tensor | None,
+    shift: Tensor | None,
     spec: NormSpec,
     running: RunningStats | None,
     training: bool,
 ) -> Tensor:
-    """CLADE on checked x, tables and statistics: check and resize ``labels``, then run the backend."""
+    """CLADE on checked x, tables, second modulation and statistics: check and resize ``labels``, run the backend."""
     ids = _validation.check_label_map(labels, gamma_table.shape[0], x, "labels")
     ids = resize_labels(ids, tuple(x.shape[2:]))
     # The backends scale by 1 + gamma: CLADE's scale table is offset here, once.
-    return _backend.modulated_norm(x, gamma_table - 1, beta_table, ids, spec, running, training)
+    mod = Modulation(gamma_table - 1, beta_table, ids, scale, shift)
+    return _backend.modulated_norm(x, mod, spec, running, training)
 
 
 def adain(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
@@ -257,7 +280,7 @@ def adain(content: Tensor, style: Tensor, eps: float = 1e-5) -> Tensor:
     spec = NormSpec("instance", eps=_validation.check_eps(eps))
     gamma, beta = _style_modulation(content, style, spec)
     _validation.check_batch_size(spec, content, training=True)
-    return _backend.modulated_norm(content, gamma, beta, None, spec, None, True)
+    return _backend.modulated_norm(content, Modulation(gamma, beta), spec, None, True)
 
 
 def _style_modulation(content: Tensor, style: Tensor, spec: NormSpec) -> tuple[Tensor, Tensor]:

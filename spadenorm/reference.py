@@ -34,9 +34,28 @@ def _reduction_view(x: Tensor, norm: str, num_groups: int | None) -> tuple[Tenso
 
 
 def _as_rank(t: Tensor | None, x: Tensor) -> Tensor | None:
+    """(C,) -> (1, C, 1, ...); tensors of x's rank unchanged."""
     if t is None or t.dim() == x.dim():
         return t
     return t.reshape((1, -1) + (1,) * (x.dim() - 2))
+
+
+def _per_sample_channel(t: Tensor, x: Tensor) -> Tensor:
+    """A scale or shift of shape (C,), (N|1, C) or x's rank with spatial sizes 1 -> (N|1, C, 1, ...)."""
+    if t.dim() == x.dim():
+        return t
+    if t.dim() == 1:
+        return t.reshape((1, -1) + (1,) * (x.dim() - 2))
+    return t.reshape(t.shape[:2] + (1,) * (x.dim() - 2))
+
+
+def _second_modulation(y: Tensor, scale: Tensor | None, shift: Tensor | None, upcast: bool) -> Tensor:
+    """``y * (1 + scale) + shift``, each optional."""
+    if scale is not None:
+        y = y * (1 + _per_sample_channel(scale.double() if upcast else scale, y))
+    if shift is not None:
+        y = y + _per_sample_channel(shift.double() if upcast else shift, y)
+    return y
 
 
 def modulated_norm_reference(
@@ -50,9 +69,15 @@ def modulated_norm_reference(
     running_mean: Tensor | None = None,
     running_var: Tensor | None = None,
     training: bool = True,
+    scale: Tensor | None = None,
+    shift: Tensor | None = None,
     upcast: bool = True,
 ) -> Tensor:
-    """``normalize(x) * (1 + gamma) + beta`` by the textbook formulas; running statistics are read, never updated."""
+    """``(normalize(x) * (1 + gamma) + beta) * (1 + scale) + shift`` by the textbook formulas.
+
+    Running statistics are read, never updated; ``scale`` and ``shift`` are (C,), (N, C), (1, C) or of x's rank with
+    spatial sizes 1.
+    """
     if upcast:
         x = x.double()
         gamma, beta = (None if t is None else t.double() for t in (gamma, beta))
@@ -72,23 +97,26 @@ def modulated_norm_reference(
         var = ((view - mean) ** 2).mean(dims, keepdim=True)
         x_hat = ((view - mean) / torch.sqrt(var + eps)).reshape(x.shape)
     y = x_hat if gamma is None else x_hat * (1 + gamma)
-    return y if beta is None else y + beta
+    y = y if beta is None else y + beta
+    return _second_modulation(y, scale, shift, upcast)
 
 
 def class_modulated_norm_reference(
     x: Tensor, labels: Tensor, gamma_table: Tensor, beta_table: Tensor, *, upcast: bool = True, **norm_kwargs: Any
 ) -> Tensor:
-    """CLADE by one-hot matrix products (no embedding lookup): ``normalize(x) * gamma[l] + beta[l]``.
+    """CLADE by one-hot matrix products (no embedding lookup): ``(normalize(x) * gamma[l] + beta[l]) * (1 + scale)
+    + shift``.
 
     ``labels`` must already have x's spatial size, (N, *spatial).
     """
+    scale, shift = norm_kwargs.pop("scale", None), norm_kwargs.pop("shift", None)
     if upcast:
         gamma_table, beta_table = gamma_table.double(), beta_table.double()
     one_hot = torch.nn.functional.one_hot(labels.long(), gamma_table.shape[0]).to(gamma_table.dtype)
     gamma = torch.movedim(one_hot @ gamma_table, -1, 1)
     beta = torch.movedim(one_hot @ beta_table, -1, 1)
     x_hat = modulated_norm_reference(x, upcast=upcast, **norm_kwargs)
-    return x_hat * gamma + beta
+    return _second_modulation(x_hat * gamma + beta, scale, shift, upcast)
 
 
 def adain_reference(content: Tensor, style: Tensor, eps: float = 1e-5, *, upcast: bool = True) -> Tensor:

@@ -105,10 +105,12 @@ def check_against_reference(
         beta: as for :func:`~spadenorm.functional.modulated_norm`.
         fn: the implementation under test, called like ``modulated_norm``.
         seed: seed of the incoming gradient.
-        **norm_kwargs: ``norm``, ``num_groups``, ``eps``, ``running_mean``, ``running_var``, ``training``.
+        **norm_kwargs: ``norm``, ``num_groups``, ``eps``, ``running_mean``, ``running_var``, ``training``,
+            ``scale``, ``shift``.
 
     Raises:
-        AssertionError: naming the first quantity (``y``, ``dx``, ``dgamma``, ``dbeta``) outside the bound.
+        AssertionError: naming the first quantity (``y``, ``dx``, ``dgamma``, ``dbeta``, ``dscale``, ``dshift``)
+            outside the bound.
 
     Example:
         >>> import torch
@@ -116,7 +118,9 @@ def check_against_reference(
         >>> x = torch.randn(2, 3, 5, 5, dtype=torch.bfloat16, requires_grad=True)
         >>> check_against_reference(x, torch.randn(3, requires_grad=True), norm="group", num_groups=3)
     """
-    named = [(name, t) for name, t in (("dx", x), ("dgamma", gamma), ("dbeta", beta)) if t is not None]
+    candidates: list[tuple[str, object]] = [("dx", x), ("dgamma", gamma), ("dbeta", beta)]
+    candidates += [("dscale", norm_kwargs.get("scale")), ("dshift", norm_kwargs.get("shift"))]
+    named = [(name, t) for name, t in candidates if isinstance(t, Tensor)]
     inputs = [t for _, t in named if t.requires_grad]
     names = [name for name, t in named if t.requires_grad]
     y = fn(x, gamma, beta, **norm_kwargs)

@@ -175,23 +175,25 @@ def test_opcheck_of_the_registered_ops():
     gamma = torch.randn(2, 4, 3, 5, device=DEVICE)
     beta = torch.randn(1, 4, 1, 1, device=DEVICE)
     dy = torch.randn(2, 4, 3, 5, device=DEVICE)
-    scale, shift = torch.rand(2, 4, device=DEVICE) + 0.5, torch.randn(2, 4, device=DEVICE)
+    rstd, offset = torch.rand(2, 4, device=DEVICE) + 0.5, torch.randn(2, 4, device=DEVICE)
+    scale, shift = torch.randn(2, 4, device=DEVICE), torch.randn(1, 4, device=DEVICE)
     labels = torch.randint(0, 3, (2, 3, 5), device=DEVICE)
     tables = torch.randn(3, 4, device=DEVICE), torch.randn(3, 4, device=DEVICE)
     cases = [
         (ops.partial_stats, (x, 8)),
-        (ops.row_forward, (x, gamma, beta, None, 4, 1e-5)),
-        (ops.row_forward, (x, None, None, None, 2, 1e-5)),
-        (ops.row_forward, (x, *tables, labels, 4, 1e-5)),
-        (ops.modulate, (x, gamma, beta, None, scale, shift)),
-        (ops.modulate, (x, None, beta, None, scale[:1], shift[:1])),
-        (ops.modulate, (x, *tables, labels, scale, shift)),
-        (ops.backward_sums, (dy, x, gamma, None, scale, shift, 16)),
-        (ops.backward_dx, (dy, x, gamma, None, scale, shift, scale, shift, True, True)),
-        (ops.backward_dx, (dy, x, None, None, scale, shift, None, None, True, False)),
-        (ops.row_backward, (dy, x, gamma, None, scale, shift, 4, True, True)),
-        (ops.row_backward, (dy, x, tables[0], labels, scale, shift, 2, True, False)),
-        (ops.class_table_grads, (dy, x, labels, scale, shift, 3, 16)),
+        (ops.row_forward, (x, gamma, beta, None, None, None, 4, 1e-5)),
+        (ops.row_forward, (x, None, None, None, scale, shift, 2, 1e-5)),
+        (ops.row_forward, (x, *tables, labels, scale, None, 4, 1e-5)),
+        (ops.modulate, (x, gamma, beta, None, scale, shift, rstd, offset)),
+        (ops.modulate, (x, None, beta, None, None, None, rstd[:1], offset[:1])),
+        (ops.modulate, (x, *tables, labels, None, shift, rstd, offset)),
+        (ops.backward_sums, (dy, x, gamma, beta, None, scale, rstd, offset, 16, True)),
+        (ops.backward_sums, (dy, x, gamma, None, None, None, rstd, offset, 16, False)),
+        (ops.backward_dx, (dy, x, gamma, gamma, None, scale, rstd, offset, rstd, offset, True, True, True)),
+        (ops.backward_dx, (dy, x, None, None, None, None, rstd, offset, None, None, True, False, False)),
+        (ops.row_backward, (dy, x, gamma, gamma, None, scale, rstd, offset, 4, True, True, True, True)),
+        (ops.row_backward, (dy, x, tables[0], None, labels, None, rstd, offset, 2, True, False, False, False)),
+        (ops.class_table_grads, (dy, x, labels, scale, rstd, offset, 3, 16)),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)
@@ -287,12 +289,12 @@ def test_launch_grids_stay_within_cuda_limits_for_huge_batches(monkeypatch):
     labels = torch.zeros(n, 4, dtype=torch.long, device=DEVICE)
     span = launch.reduction_span(x)
     launch.partial_stats(x, span)
-    launch.modulate(x, x, x, None, nc, nc)
-    launch.backward_sums(x, x, x, None, nc, nc, span)
-    launch.backward_dx(x, x, x, None, nc, nc, nc, nc, True, True)
-    launch.row_forward(x, x, x, None, 2, 1e-5)
-    launch.row_backward(x, x, x, None, nc, nc, 2, True, True)
-    launch.class_table_grads(x, x, labels, nc, nc, 3, span)
+    launch.modulate(x, x, x, None, nc, nc, nc, nc)
+    launch.backward_sums(x, x, x, x, None, nc, nc, nc, span, True)
+    launch.backward_dx(x, x, x, x, None, nc, nc, nc, nc, nc, True, True, True)
+    launch.row_forward(x, x, x, None, nc, nc, 2, 1e-5)
+    launch.row_backward(x, x, x, x, None, nc, nc, nc, 2, True, True, True, True)
+    launch.class_table_grads(x, x, labels, nc, nc, nc, 3, span)
     assert len(grids) == 7
     for grid in grids:
         assert grid[0] < 2**31, grid

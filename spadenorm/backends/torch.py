@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .. import _distributed
-from .._core import NormSpec, RunningStats, compute_dtype, result_dtype
+from .._core import Modulation, NormSpec, RunningStats, compute_dtype, result_dtype
 from .class_rows import class_rows
 
 __all__ = ["modulated_norm"]
@@ -97,10 +97,17 @@ def _batch_statistics(
     return None, mean, torch.rsqrt(var + spec.eps), count
 
 
-class TorchModulatedNorm(torch.autograd.Function):
-    """Autograd function for ``(x - mean) * rstd * (1 + gamma) + beta``; see the module docstring.
+def _per_sample_channel(t: Tensor, x: Tensor) -> Tensor:
+    """An (N, C) or (1, C) scale/shift viewed with x's rank: (N|1, C, 1, ...)."""
+    return t.view(t.shape + (1,) * (x.dim() - 2))
 
-    Running statistics are updated in place inside ``forward`` (batch norms in training).
+
+class TorchModulatedNorm(torch.autograd.Function):
+    """Autograd function for ``((x - mean) * rstd * (1 + gamma) + beta) * (1 + scale) + shift``; see the module
+    docstring. Running statistics are updated in place inside ``forward`` (batch norms in training).
+
+    Saved for backward: x, gamma, the fp32 (or fp64) statistics, scale, and beta only when scale needs a gradient
+    (``d scale`` sums ``dy * z`` with ``z = x_hat * (1 + gamma) + beta``).
     """
 
     @staticmethod
@@ -109,12 +116,14 @@ class TorchModulatedNorm(torch.autograd.Function):
         x: Tensor,
         gamma: Tensor | None,
         beta: Tensor | None,
+        scale: Tensor | None,
+        shift: Tensor | None,
         spec: NormSpec,
         running: RunningStats | None,
         factor: float | Tensor,
         training: bool,
     ) -> Tensor:
-        xc = x.to(compute_dtype(x, gamma, beta))
+        xc = x.to(compute_dtype(x, gamma, beta, scale, shift))
         from_input = spec.uses_batch_statistics(training)
         sync = False
         y: Tensor | None
@@ -136,10 +145,15 @@ class TorchModulatedNorm(torch.autograd.Function):
             y.addcmul_(y, gamma)
         if beta is not None:
             y.add_(beta)
-        ctx.save_for_backward(x, gamma, mean, rstd)
+        if scale is not None:
+            y.addcmul_(y, _per_sample_channel(scale, x))
+        if shift is not None:
+            y.add_(_per_sample_channel(shift, x))
+        keep_beta = beta if ctx.needs_input_grad[3] else None
+        ctx.save_for_backward(x, gamma, keep_beta, scale, mean, rstd)
         ctx.spec, ctx.from_input, ctx.sync, ctx.count = spec, from_input, sync, count
-        ctx.beta_meta = None if beta is None else (beta.shape, beta.dtype)
-        y = y.to(result_dtype(x, gamma, beta))
+        ctx.meta = [None if t is None else (t.shape, t.dtype) for t in (beta, shift)]
+        y = y.to(result_dtype(x, gamma, beta, scale, shift))
         if _COPY_OUTPUT_WHEN_COMPILING and torch.compiler.is_compiling():
             y = y.clone()
         return y
@@ -147,22 +161,33 @@ class TorchModulatedNorm(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
-        x, gamma, mean, rstd = ctx.saved_tensors
-        need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
-        dx = dgamma = dbeta = None
+        x, gamma, beta, scale, mean, rstd = ctx.saved_tensors
+        need_x, need_gamma, need_beta, need_scale, need_shift = ctx.needs_input_grad[:5]
+        (beta_meta, shift_meta), spec = ctx.meta, ctx.spec
+        dx = dgamma = dbeta = dscale = dshift = None
+        dyc = dy.to(mean.dtype)
+        dz = dyc if scale is None else dyc * (1 + _per_sample_channel(scale.to(mean.dtype), x))  # dL / d(modulated)
+        if need_shift:
+            dshift = dy.sum_to_size(shift_meta[0][:2] + (1,) * (x.dim() - 2)).reshape(shift_meta[0])
+            dshift = dshift.to(shift_meta[1])
         if need_beta:
-            shape, dtype = ctx.beta_meta
-            dbeta = dy.sum_to_size(shape).to(dtype)
-        if need_x or need_gamma:
-            xc, dyc = x.to(mean.dtype), dy.to(mean.dtype)
-            x_hat = _normalize(xc, mean, rstd, ctx.spec) if need_gamma or ctx.sync else None
+            dbeta = dz.sum_to_size(beta_meta[0]).to(beta_meta[1])
+        if need_x or need_gamma or need_scale:
+            xc = x.to(mean.dtype)
+            x_hat = _normalize(xc, mean, rstd, spec) if need_gamma or need_scale or ctx.sync else None
             if need_x:
-                g = dyc if gamma is None else torch.addcmul(dyc, dyc, gamma)
+                g = dz if gamma is None else torch.addcmul(dz, dz, gamma)
                 dx = _input_grad(ctx, g, xc, x_hat, mean, rstd).to(x.dtype)
+            if need_scale:
+                assert x_hat is not None  # computed above whenever scale needs a gradient
+                z = x_hat if gamma is None else torch.addcmul(x_hat, x_hat, gamma)
+                z = z if beta is None else z.add_(beta)
+                per_nc = z.mul_(dyc).sum_to_size(scale.shape + (1,) * (x.dim() - 2))
+                dscale = per_nc.reshape(scale.shape).to(scale.dtype)
             if need_gamma:
                 assert x_hat is not None  # computed above whenever gamma needs a gradient
-                dgamma = x_hat.mul_(dyc).sum_to_size(gamma.shape).to(gamma.dtype)
-        return dx, dgamma, dbeta, None, None, None, None
+                dgamma = x_hat.mul_(dz).sum_to_size(gamma.shape).to(gamma.dtype)
+        return dx, dgamma, dbeta, dscale, dshift, None, None, None, None
 
 
 def _input_grad(ctx: Any, g: Tensor, x: Tensor, x_hat: Tensor | None, mean: Tensor, rstd: Tensor) -> Tensor:
@@ -196,21 +221,16 @@ def _input_grad(ctx: Any, g: Tensor, x: Tensor, x_hat: Tensor | None, mean: Tens
     return dx.addcmul_(x_hat, rstd_b * mean_gx, value=-1.0)
 
 
-def modulated_norm(
-    x: Tensor,
-    gamma: Tensor | None,
-    beta: Tensor | None,
-    labels: Tensor | None,
-    spec: NormSpec,
-    running: RunningStats | None,
-    training: bool,
-) -> Tensor:
+def modulated_norm(x: Tensor, mod: Modulation, spec: NormSpec, running: RunningStats | None, training: bool) -> Tensor:
     """The op on resolved arguments (see :func:`spadenorm._backend.modulated_norm`)."""
+    gamma, beta, labels, scale, shift = mod
     if labels is not None:  # (K, C) tables -> per-pixel (N, *spatial, C) rows, viewed channels-first
         gamma = None if gamma is None else class_rows(gamma, labels).movedim(-1, 1)
         beta = None if beta is None else class_rows(beta, labels).movedim(-1, 1)
     if spec.norm == "none":
         out = x if gamma is None else torch.addcmul(x, x, gamma)
-        return out if beta is None else out + beta
+        out = out if beta is None else out + beta
+        out = out if scale is None else torch.addcmul(out, out, _per_sample_channel(scale, x))
+        return out if shift is None else out + _per_sample_channel(shift, x)
     factor = running.count_batch() if running is not None and training else 0.0
-    return TorchModulatedNorm.apply(x, gamma, beta, spec, running, factor, training)
+    return TorchModulatedNorm.apply(x, gamma, beta, scale, shift, spec, running, factor, training)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _backend, _validation
-from .._core import NormSpec
+from .._core import Modulation, NormSpec
 from ..functional import _style_modulation
 
 
@@ -81,7 +81,7 @@ class AdaIN(nn.Module):
         else:
             _validation.check_batch_size(spec, x, training=True)
             gamma, beta = _style_modulation(x, style, spec)
-        return _backend.modulated_norm(x, gamma, beta, None, spec, None, True)
+        return _backend.modulated_norm(x, Modulation(gamma, beta), spec, None, True)
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, style_dim={self.style_dim}, eps={self.eps}"

@@ -70,11 +70,16 @@ class CLADE(nn.Module):
         nn.init.zeros_(self.beta_table)
         self.param_free_norm.reset_running_stats()
 
-    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        """Normalize x (N, C, \\*spatial) and modulate it with the table rows of integer ``labels`` (N, \\*spatial')."""
+    def forward(self, x: Tensor, labels: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
+        """Normalize x (N, C, \\*spatial), modulate it with the table rows of integer ``labels`` (N, \\*spatial'),
+        then by ``1 + scale`` and ``shift`` (per (n, c) or per channel, optional)."""
         norm = self.param_free_norm
         x = norm.check_input(x)
-        return _class_modulated(x, labels, self.gamma_table, self.beta_table, norm.spec, norm.running, self.training)
+        scale = _validation.check_scale_shift(scale, x, "scale")
+        shift = _validation.check_scale_shift(shift, x, "shift")
+        return _class_modulated(
+            x, labels, self.gamma_table, self.beta_table, scale, shift, norm.spec, norm.running, self.training
+        )
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_classes={self.num_classes}"

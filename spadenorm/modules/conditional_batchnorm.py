@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _backend, _validation
-from .._core import NormSpec
+from .._core import Modulation, NormSpec
 from .param_free import BatchNormBuffers
 
 
@@ -105,7 +105,7 @@ class ConditionalBatchNorm2d(BatchNormBuffers):
         training = self.training or not self.track_running_stats
         _validation.check_batch_size(spec, x, training)
         gamma, beta = self._modulation(y, x.shape[0]).unflatten(1, (2, self.num_features, 1, 1)).unbind(1)
-        return _backend.modulated_norm(x, gamma, beta, None, spec, self._running_stats(self.momentum), training)
+        return _backend.modulated_norm(x, Modulation(gamma, beta), spec, self._running_stats(self.momentum), training)
 
     def extra_repr(self) -> str:
         cond = f"num_classes={self.num_classes}" if self.num_classes is not None else f"cond_dim={self.cond_dim}"

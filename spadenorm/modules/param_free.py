@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import _backend, _validation
-from .._core import BATCH_NORMS, NormName, NormSpec, RunningStats
+from .._core import BATCH_NORMS, Modulation, NormName, NormSpec, RunningStats
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -127,12 +127,22 @@ class ParamFreeNorm(BatchNormBuffers):
         _validation.check_batch_size(self.spec, checked, self.training)
         return checked
 
-    def modulate(self, x: Tensor, gamma: Tensor | None, beta: Tensor | None) -> Tensor:
-        """``norm(x) * (1 + gamma) + beta`` for x passed through :meth:`check_input` and gamma/beta of x's rank.
+    def modulate(
+        self,
+        x: Tensor,
+        gamma: Tensor | None,
+        beta: Tensor | None,
+        scale: Tensor | None = None,
+        shift: Tensor | None = None,
+    ) -> Tensor:
+        """``(norm(x) * (1 + gamma) + beta) * (1 + scale) + shift`` for checked arguments.
 
-        The statistics follow this layer's ``norm`` and mode (running statistics in eval mode for batch norms).
+        x has passed :meth:`check_input`; gamma/beta have x's rank (sizes 1 or x's); scale/shift are (N, C) or
+        (1, C) as :func:`spadenorm._validation.check_scale_shift` returns them. The statistics follow this layer's
+        ``norm`` and mode (running statistics in eval mode for batch norms).
         """
-        return _backend.modulated_norm(x, gamma, beta, None, self.spec, self.running, self.training)
+        mod = Modulation(gamma, beta, None, scale, shift)
+        return _backend.modulated_norm(x, mod, self.spec, self.running, self.training)
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalize x (N, C, \\*spatial); batch norms use running statistics in eval mode."""

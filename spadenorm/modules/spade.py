@@ -127,11 +127,14 @@ class SPADE(nn.Module):
             segmap = F.interpolate(segmap, size=size, mode=self.interpolation)
         return segmap
 
-    def forward(self, x: Tensor, segmap: Tensor) -> Tensor:
-        """Normalize x (N, C, H, W) and modulate it with gamma and beta predicted from ``segmap`` (see the class)."""
+    def forward(self, x: Tensor, segmap: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
+        """Normalize x (N, C, H, W), modulate it with gamma and beta predicted from ``segmap`` (see the class), then
+        by ``1 + scale`` and ``shift`` (per (n, c) or per channel, optional, as a diffusion model's timestep)."""
         x = self.param_free_norm.check_input(x, ranks=(4,))
+        scale = _validation.check_scale_shift(scale, x, "scale")
+        shift = _validation.check_scale_shift(shift, x, "shift")
         actv = self.mlp_shared(self.prepare_segmap(segmap, x))
-        return self.param_free_norm.modulate(x, self.mlp_gamma(actv), self.mlp_beta(actv))
+        return self.param_free_norm.modulate(x, self.mlp_gamma(actv), self.mlp_beta(actv), scale, shift)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, label_nc={self.label_nc}, interpolation={self.interpolation!r}"

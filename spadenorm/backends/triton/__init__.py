@@ -10,21 +10,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..._core import NormSpec, RunningStats
+from ..._core import Modulation, NormSpec, RunningStats
 from .autograd import TritonModulatedNorm
 
 __all__ = ["modulated_norm"]
 
 
-def modulated_norm(
-    x: Tensor,
-    gamma: Tensor | None,
-    beta: Tensor | None,
-    labels: Tensor | None,
-    spec: NormSpec,
-    running: RunningStats | None,
-    training: bool,
-) -> Tensor:
+def modulated_norm(x: Tensor, mod: Modulation, spec: NormSpec, running: RunningStats | None, training: bool) -> Tensor:
     """The op on resolved arguments (see :func:`spadenorm._backend.modulated_norm`)."""
     factor = running.count_batch() if running is not None and training else 0.0
-    return TritonModulatedNorm.apply(x, gamma, beta, labels, spec, running, factor, training)
+    return TritonModulatedNorm.apply(x, *mod, spec, running, factor, training)

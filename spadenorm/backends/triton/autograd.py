@@ -1,16 +1,20 @@
 """Autograd for the fused op: the statistics step, one forward launch, and the backward, with sync-batch's
 collectives run here, in Python, between registered ops in both directions.
 
-Forward. :func:`statistics` returns, for every norm, either a :class:`RowPlan` (per-sample statistics that the
-row-persistent kernel computes in the same launch as the output) or :class:`Affine` values, fp32 ``scale = rstd``
-and ``shift = -mean * rstd`` per (n, c) or per channel: from the partial-statistics kernel merged per reduction set
-in float64 (all-gathered across processes for sync-batch, running statistics updated), from the running statistics
-(eval-mode batch norms), or the identity (``"none"``). Then exactly one kernel writes y.
+Notation: ``x_hat = x * rstd + offset`` (``offset = -mean * rstd``), ``z = x_hat * (1 + gamma) + beta``,
+``y = z * (1 + scale) + shift``, ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)``.
 
-Backward. The row plan launches one kernel for dx, the spatial dgamma map and the per-(n, c) sums of dy and
-dy * x_hat. Otherwise the sums kernel runs first; for statistics of x its sums of g and g * x_hat are pooled per
-reduction set (and all-reduced for sync-batch) into the dx coefficients; then the dx kernel. CLADE's table gradients
-have a kernel of their own. Saved for backward: x, gamma, labels and the O(N*C) scale and shift.
+Forward. :func:`statistics` returns, for every norm, either a :class:`RowPlan` (per-sample statistics that the
+row-persistent kernel computes in the same launch as the output) or :class:`Affine` values, fp32 ``rstd`` and
+``offset`` per (n, c) or per channel: from the partial-statistics kernel merged per reduction set in float64
+(all-gathered across processes for sync-batch, running statistics updated), from the running statistics (eval-mode
+batch norms), or the identity (``"none"``). Then exactly one kernel writes y, the second modulation included.
+
+Backward. The row plan launches one kernel for dx, the spatial dgamma/dbeta maps and the per-(n, c) sums of dz,
+dz * x_hat, dy and dy * z. Otherwise the sums kernel runs first; for statistics of x its sums of g and g * x_hat are
+pooled per reduction set (and all-reduced for sync-batch) into the dx coefficients; then the dx kernel. CLADE's table
+gradients have a kernel of their own. Saved for backward: x, gamma, labels, scale, the O(N*C) statistics, and beta
+only when scale needs a gradient (``d scale = sum dy * z``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ class RowPlan(NamedTuple):
     groups: int
 
 
+class Affine(NamedTuple):
+    """fp32 ``rstd`` and ``offset = -mean * rstd``, (N, C) per sample or (1, C) per channel."""
+
+    rstd: Tensor
+    offset: Tensor
+
+
 def _grad_kind(t: Tensor | None, labels: Tensor | None) -> str:
     """How the gradient of gamma or beta is formed: ``"table"`` (own kernel), ``"map"`` (elementwise), ``"vector"``
     (from the per-(n, c) sums) or ``"none"``."""
@@ -40,13 +51,6 @@ def _grad_kind(t: Tensor | None, labels: Tensor | None) -> str:
     if labels is not None:
         return "table"
     return "map" if is_spatial(t) else "vector"
-
-
-class Affine(NamedTuple):
-    """fp32 ``scale = rstd`` and ``shift = -mean * rstd``, (N, C) per sample or (1, C) per channel."""
-
-    scale: Tensor
-    shift: Tensor
 
 
 def _merge_partials(mean: Tensor, m2: Tensor, span: int, spatial: int, sets: int, batch: bool) -> tuple[Tensor, ...]:
@@ -76,15 +80,15 @@ def _affine(mean: Tensor, var: Tensor, eps: float) -> tuple[Tensor, Tensor]:
 def statistics(
     x: Tensor, spec: NormSpec, running: RunningStats | None, factor: float | Tensor, training: bool
 ) -> RowPlan | Affine:
-    """The statistics step of the forward: a plan for the row kernel, or fp32 scale and shift values."""
+    """The statistics step of the forward: a plan for the row kernel, or fp32 rstd and offset values."""
     n, c = x.shape[:2]
     if spec.norm == "none":
         ones = x.new_ones((1, c), dtype=torch.float32)
         return Affine(ones, torch.zeros_like(ones))
     if not spec.uses_batch_statistics(training):
         assert running is not None  # eval-mode batch norms have running statistics (checked at the edge)
-        scale, shift = _affine(running.mean.float(), running.var.float(), spec.eps)
-        return Affine(scale[None], shift[None])
+        rstd, offset = _affine(running.mean.float(), running.var.float(), spec.eps)
+        return Affine(rstd[None], offset[None])
     groups = c if spec.is_batch else spec.groups_per_sample(c)
     if not spec.is_batch and launch.use_row_kernels(x, groups):
         return RowPlan(groups)
@@ -94,8 +98,8 @@ def statistics(
     mean, var = _merge_partials(part_mean, part_m2, span, spatial, groups if spec.is_batch else n * groups,
                                 spec.is_batch)  # fmt: skip
     if not spec.is_batch:
-        scale, shift = _affine(mean, var, spec.eps)
-        per_set = torch.stack([scale, shift]).float().reshape(2, n, groups, 1)
+        rstd, offset = _affine(mean, var, spec.eps)
+        per_set = torch.stack([rstd, offset]).float().reshape(2, n, groups, 1)
         per_channel = per_set.expand(2, n, groups, c // groups).reshape(2, n, c)
         return Affine(per_channel[0].contiguous(), per_channel[1].contiguous())
     count = n * spatial
@@ -103,8 +107,8 @@ def statistics(
         mean, var, count = _distributed.sync_mean_var(mean, var, count, spec.process_group)
     if running is not None:
         running.update(mean, var, count, factor)
-    scale, shift = _affine(mean, var, spec.eps)
-    return Affine(scale.float()[None], shift.float()[None])
+    rstd, offset = _affine(mean, var, spec.eps)
+    return Affine(rstd.float()[None], offset.float()[None])
 
 
 class TritonModulatedNorm(torch.autograd.Function):
@@ -117,6 +121,8 @@ class TritonModulatedNorm(torch.autograd.Function):
         gamma: Tensor | None,
         beta: Tensor | None,
         labels: Tensor | None,
+        scale: Tensor | None,
+        shift: Tensor | None,
         spec: NormSpec,
         running: RunningStats | None,
         factor: float | Tensor,
@@ -124,66 +130,54 @@ class TritonModulatedNorm(torch.autograd.Function):
     ) -> Tensor:
         stats = statistics(x, spec, running, factor, training)
         if isinstance(stats, RowPlan):
-            y, scale, shift = ops.row_forward(x, gamma, beta, labels, stats.groups, spec.eps)
+            y, rstd, offset = ops.row_forward(x, gamma, beta, labels, scale, shift, stats.groups, spec.eps)
             ctx.row_groups = stats.groups
         else:
-            scale, shift = stats
-            y = ops.modulate(x, gamma, beta, labels, scale, shift)
+            rstd, offset = stats
+            y = ops.modulate(x, gamma, beta, labels, scale, shift, rstd, offset)
             ctx.row_groups = None
-        ctx.save_for_backward(x, gamma, labels, scale, shift)
+        keep_beta = beta if ctx.needs_input_grad[4] else None  # d scale sums dy * z, and z needs beta
+        ctx.save_for_backward(x, gamma, keep_beta, labels, scale, rstd, offset)
         ctx.spec, ctx.from_input = spec, spec.uses_batch_statistics(training)
         ctx.gamma_kind, ctx.beta_kind = _grad_kind(gamma, labels), _grad_kind(beta, labels)
-        ctx.beta_meta = None if beta is None else (beta.shape, beta.dtype)
+        ctx.meta = [None if t is None else (t.shape, t.dtype) for t in (beta, shift)]
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
-        x, gamma, labels, scale, shift = ctx.saved_tensors
-        need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
+        x, gamma, beta, labels, scale, rstd, offset = ctx.saved_tensors
+        need_x, need_gamma, need_beta, _, need_scale, need_shift = ctx.needs_input_grad[:6]
+        beta_meta, shift_meta = ctx.meta
         gamma_map = need_gamma and ctx.gamma_kind == "map"
+        beta_map = need_beta and ctx.beta_kind == "map" and scale is not None  # without a scale, dbeta is dy
         if ctx.row_groups is not None:
-            dx, dgamma_map, sums = ops.row_backward(dy, x, gamma, labels, scale, shift, ctx.row_groups, need_x,
-                                                    gamma_map)  # fmt: skip
+            dx, dgamma_map, dbeta_map, sums = ops.row_backward(
+                dy, x, gamma, beta, labels, scale, rstd, offset, ctx.row_groups, need_x, gamma_map, beta_map,
+                need_scale,
+            )  # fmt: skip
+            per_nc = {"dz": sums[0], "dz_x_hat": sums[1], "dy": sums[2], "dy_z": sums[3]}
         else:
-            need_sums = (need_gamma and ctx.gamma_kind == "vector") or (need_beta and ctx.beta_kind == "vector")
-            dx, dgamma_map, sums = _two_phase_backward(ctx, dy, x, gamma, labels, scale, shift, need_x, gamma_map,
-                                                       need_sums)  # fmt: skip
+            dx, dgamma_map, dbeta_map, per_nc = _two_phase_backward(
+                ctx, dy, x, gamma, beta, labels, scale, rstd, offset, need_x, gamma_map, beta_map, need_scale,
+                need_shift,
+            )  # fmt: skip
         table_grads = None
         if labels is not None and (need_gamma or need_beta):
             span = launch.reduction_span(x)
-            table_grads = ops.class_table_grads(dy, x, labels, scale, shift, gamma.shape[0], span)
-        dgamma = dbeta = None
+            table_grads = ops.class_table_grads(dy, x, labels, scale, rstd, offset, gamma.shape[0], span)
+        dgamma = dbeta = dscale = dshift = None
         if need_gamma:
-            dgamma = _modulation_grad(ctx.gamma_kind, 0, table_grads, dgamma_map, sums, gamma.shape, gamma.dtype)
+            dgamma = _modulation_grad(ctx.gamma_kind, 0, table_grads, dgamma_map, per_nc, gamma.shape, gamma.dtype)
         if need_beta:
-            shape, dtype = ctx.beta_meta
-            dbeta = _modulation_grad(ctx.beta_kind, 1, table_grads, dy, sums, shape, dtype)
-        return dx if need_x else None, dgamma, dbeta, None, None, None, None, None
-
-
-def _modulation_grad(
-    kind: str,
-    index: int,
-    table_grads: Tensor | None,
-    full_map: Tensor,
-    sums: Tensor | None,
-    shape: torch.Size,
-    dtype: torch.dtype,
-) -> Tensor:
-    """The gradient of gamma (``index`` 0: from dy * x_hat) or beta (1: from dy) in its own shape and dtype.
-
-    ``full_map`` is dy * x_hat (gamma) or dy itself (beta); ``sums`` (2+, N, C) holds their per-(n, c) sums in
-    the order (dy, dy * x_hat).
-    """
-    if kind == "table":
-        assert table_grads is not None
-        return table_grads[index].to(dtype)
-    if kind == "map":
-        return full_map.sum_to_size(shape).to(dtype)
-    assert sums is not None
-    per_nc = sums[1 - index]
-    return per_nc.reshape(per_nc.shape + (1,) * (len(shape) - 2)).sum_to_size(shape).to(dtype)
+            shape, dtype = beta_meta
+            full = dbeta_map if beta_map else dy
+            dbeta = _modulation_grad(ctx.beta_kind, 1, table_grads, full, per_nc, shape, dtype)
+        if need_scale:
+            dscale = _per_sample_channel_grad(per_nc["dy_z"], scale.shape, scale.dtype)
+        if need_shift:
+            dshift = _per_sample_channel_grad(per_nc["dy"], *shift_meta)
+        return dx if need_x else None, dgamma, dbeta, None, dscale, dshift, None, None, None, None
 
 
 def _two_phase_backward(
@@ -191,33 +185,41 @@ def _two_phase_backward(
     dy: Tensor,
     x: Tensor,
     gamma: Tensor | None,
+    beta: Tensor | None,
     labels: Tensor | None,
-    scale: Tensor,
-    shift: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
     need_x: bool,
     gamma_map: bool,
-    need_sums: bool,
-) -> tuple[Tensor, Tensor, Tensor | None]:
+    beta_map: bool,
+    need_scale: bool,
+    need_shift: bool,
+) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
     """Sums kernel, the dx coefficients pooled per set (all-reduced for sync-batch), then the dx kernel."""
     spec: NormSpec = ctx.spec
     projected = need_x and ctx.from_input  # dx needs mean_S(g) and mean_S(g * x_hat)
-    sums = None
-    if need_sums or projected:
-        sums = ops.backward_sums(dy, x, gamma, labels, scale, shift, launch.reduction_span(x))
+    vector_grads = "vector" in (ctx.gamma_kind, ctx.beta_kind) and any(ctx.needs_input_grad[1:3])
+    per_nc: dict[str, Tensor] = {}
     coef_x = coef_0 = None
-    if projected:
-        assert sums is not None
-        pooled = _pool_to_sets(sums[2:], spec)  # sum g, sum g * x_hat over each set, per (n, c)
-        count = torch.full_like(pooled[:1], float(spec.set_size(x)))
-        pooled = torch.cat([pooled, count])
-        if spec.norm == "sync_batch" and _distributed.is_sync_active(spec.process_group):
-            (pooled,) = _distributed.all_reduce_sum([pooled], spec.process_group)
-        mean_g, mean_gx = pooled[0] / pooled[2], pooled[1] / pooled[2]
-        coef_x, coef_0 = (-scale * mean_gx).contiguous(), (-scale * mean_g).contiguous()
-    dx, dgamma_map = x.new_empty(0), x.new_empty(0)
-    if need_x or gamma_map:
-        dx, dgamma_map = ops.backward_dx(dy, x, gamma, labels, scale, shift, coef_x, coef_0, need_x, gamma_map)
-    return dx, dgamma_map, sums
+    if projected or vector_grads or need_scale or need_shift:
+        span = launch.reduction_span(x)
+        sums = ops.backward_sums(dy, x, gamma, beta, labels, scale, rstd, offset, span, need_scale)
+        per_nc = {"dz": sums[0], "dz_x_hat": sums[1], "dy": sums[4], "dy_z": sums[5]}
+        if projected:
+            pooled = _pool_to_sets(sums[2:4], spec)  # sum g, sum g * x_hat over each set, per (n, c)
+            count = torch.full_like(pooled[:1], float(spec.set_size(x)))
+            pooled = torch.cat([pooled, count])
+            if spec.norm == "sync_batch" and _distributed.is_sync_active(spec.process_group):
+                (pooled,) = _distributed.all_reduce_sum([pooled], spec.process_group)
+            mean_g, mean_gx = pooled[0] / pooled[2], pooled[1] / pooled[2]
+            coef_x, coef_0 = (-rstd * mean_gx).contiguous(), (-rstd * mean_g).contiguous()
+    dx = dgamma_map = dbeta_map = x.new_empty(0)
+    if need_x or gamma_map or beta_map:
+        dx, dgamma_map, dbeta_map = ops.backward_dx(
+            dy, x, gamma, beta, labels, scale, rstd, offset, coef_x, coef_0, need_x, gamma_map, beta_map
+        )
+    return dx, dgamma_map, dbeta_map, per_nc
 
 
 def _pool_to_sets(sums: Tensor, spec: NormSpec) -> Tensor:
@@ -228,3 +230,30 @@ def _pool_to_sets(sums: Tensor, spec: NormSpec) -> Tensor:
     groups = spec.groups_per_sample(c)
     per_group = sums.reshape(k, n, groups, c // groups).sum(-1, keepdim=True)
     return per_group.expand(k, n, groups, c // groups).reshape(k, n, c)
+
+
+def _modulation_grad(
+    kind: str,
+    index: int,
+    table_grads: Tensor | None,
+    full_map: Tensor,
+    per_nc: dict[str, Tensor],
+    shape: torch.Size,
+    dtype: torch.dtype,
+) -> Tensor:
+    """The gradient of gamma (``index`` 0: from dz * x_hat) or beta (1: from dz) in its own shape and dtype.
+
+    ``full_map`` is dz * x_hat (gamma) or dz (beta) as a full map; ``per_nc`` holds their per-(n, c) sums.
+    """
+    if kind == "table":
+        assert table_grads is not None
+        return table_grads[index].to(dtype)
+    if kind == "map":
+        return full_map.sum_to_size(shape).to(dtype)
+    sums = per_nc["dz_x_hat" if index == 0 else "dz"]
+    return sums.reshape(sums.shape + (1,) * (len(shape) - 2)).sum_to_size(shape).to(dtype)
+
+
+def _per_sample_channel_grad(sums: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    """(N, C) per-(n, c) sums -> the gradient of an (N, C) or (1, C) scale or shift."""
+    return sums.sum_to_size(shape).to(dtype)

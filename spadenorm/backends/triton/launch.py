@@ -108,6 +108,11 @@ def _row_stride(stat: Tensor) -> int:
     return 0 if stat.shape[0] == 1 else stat.stride(0)
 
 
+def _per_sample_channel(t: Tensor | None) -> tuple[int, int]:
+    """(row stride, column stride) of an (N, C) or (1, C) scale/shift; zeros when absent."""
+    return (0, 0) if t is None else (_row_stride(t), t.stride(1))
+
+
 def partial_stats(x: Tensor, span: int) -> tuple[Tensor, Tensor]:
     """fp32 (N, C, P) mean and M2 of x over the P spans of ``span`` positions of S."""
     x = as_flattenable(x, x)
@@ -123,135 +128,204 @@ def partial_stats(x: Tensor, span: int) -> tuple[Tensor, Tensor]:
 
 
 def row_forward(
-    x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None, groups: int, eps: float
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    shift: Tensor | None,
+    groups: int,
+    eps: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(y, scale, shift)``: per-sample statistics and the modulated output in one launch; fp32 (N, C) scale/shift."""
+    """``(y, rstd, offset)``: per-sample statistics and the modulated output in one launch; fp32 (N, C) statistics."""
     x = as_flattenable(x, x)
     xs = ncs_strides(x)
     rows = _row_tiles(x, xs, groups)
     n, c = x.shape[:2]
-    y = output_like(x, result_dtype(x, gamma, beta))
-    scale = x.new_empty((n, c), dtype=torch.float32)
-    shift = torch.empty_like(scale)
+    y = output_like(x, result_dtype(x, gamma, beta, scale, shift))
+    rstd = x.new_empty((n, c), dtype=torch.float32)
+    offset = torch.empty_like(rstd)
     gamma, gs, gk = _modulation(gamma, x, labels)
     beta, bs, bk = _modulation(beta, x, labels)
     _row_fwd_kernel[(n, rows.grid_c)](
-        x, y, scale, shift, gamma, beta, labels, c, spatial_size(x), rows.channels_per_program, eps,
-        *xs, *ncs_strides(y), *gs, *bs, *_label_strides(labels),
-        PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk, BLOCK_C=rows.block_c, BLOCK_S=rows.block_s,
+        x, y, rstd, offset, gamma, beta, labels, scale, shift, c, spatial_size(x), rows.channels_per_program, eps,
+        *xs, *ncs_strides(y), *gs, *bs, *_label_strides(labels), *_per_sample_channel(scale),
+        *_per_sample_channel(shift), PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None,
+        HAS_SHIFT=shift is not None, BLOCK_C=rows.block_c, BLOCK_S=rows.block_s,
     )  # fmt: skip
-    return y, scale, shift
+    return y, rstd, offset
 
 
 def modulate(
-    x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None, scale: Tensor, shift: Tensor
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    shift: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
 ) -> Tensor:
-    """``y = (x * scale + shift) * (1 + gamma) + beta`` with fp32 (N, C) or (1, C) scale and shift."""
+    """``y = ((x * rstd + offset) * (1 + gamma) + beta) * (1 + scale) + shift``; fp32 (N, C) or (1, C) statistics."""
     x = as_flattenable(x, x)
     xs = ncs_strides(x)
     tiles = choose_tiles(x, xs, interpreter=triton_interpreter())
-    y = output_like(x, result_dtype(x, gamma, beta))
+    y = output_like(x, result_dtype(x, gamma, beta, scale, shift))
     gamma, gs, gk = _modulation(gamma, x, labels)
     beta, bs, bk = _modulation(beta, x, labels)
     _modulate_fwd_kernel[elementwise_grid(x, tiles)](
-        x, y, scale, shift, gamma, beta, labels, x.shape[1], spatial_size(x),
-        *xs, *ncs_strides(y), _row_stride(scale), *gs, *bs, *_label_strides(labels),
-        GAMMA=gk, BETA=bk, BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
+        x, y, rstd, offset, gamma, beta, labels, scale, shift, x.shape[1], spatial_size(x),
+        *xs, *ncs_strides(y), _row_stride(rstd), *gs, *bs, *_label_strides(labels), *_per_sample_channel(scale),
+        *_per_sample_channel(shift), GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None,
+        BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
     )  # fmt: skip
     return y
 
 
 def backward_sums(
-    dy: Tensor, x: Tensor, gamma: Tensor | None, labels: Tensor | None, scale: Tensor, shift: Tensor, span: int
+    dy: Tensor,
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
+    span: int,
+    need_z: bool,
 ) -> Tensor:
-    """fp32 (4, N, C): per-(n, c) sums of dy, dy * x_hat, g and g * x_hat, g = dy * (1 + gamma)."""
+    """fp32 (6, N, C): per-(n, c) sums of dz, dz * x_hat, g, g * x_hat, dy and (``need_z``) dy * z.
+
+    ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)``, ``z = x_hat * (1 + gamma) + beta``; beta is read only for
+    ``need_z`` (the scale's gradient), and the last sum is 0 without it.
+    """
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
     tiles = choose_tiles(x, xs, interpreter=triton_interpreter())
     grid = reduction_grid(x, tiles, span)
-    sums = x.new_empty((4, x.shape[0], x.shape[1], grid[2]), dtype=torch.float32)
+    sums = x.new_empty((6, x.shape[0], x.shape[1], grid[2]), dtype=torch.float32)
     gamma, gs, gk = _modulation(gamma, x, labels)
+    beta, bs, bk = _modulation(beta if need_z else None, x, labels)
     _backward_sums_kernel[grid](
-        dy, x, scale, shift, gamma, labels, sums, x.shape[0], x.shape[1], spatial_size(x), grid[2], span,
-        *ncs_strides(dy), *xs, _row_stride(scale), *gs, *_label_strides(labels),
-        GAMMA=gk, BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
+        dy, x, rstd, offset, gamma, beta, labels, scale, sums, x.shape[0], x.shape[1], spatial_size(x), grid[2], span,
+        *ncs_strides(dy), *xs, _row_stride(rstd), *gs, *bs, *_label_strides(labels), *_per_sample_channel(scale),
+        GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None, NEED_Z=need_z,
+        BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
     )  # fmt: skip
     return sums.sum(-1)
 
 
-def grad_outputs_like(x: Tensor, gamma: Tensor | None, write_dx: bool, write_dgamma: bool) -> tuple[Tensor, Tensor]:
-    """dx and the spatial dgamma map (x's layout), each empty (numel 0) when not written."""
+def grad_outputs_like(
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    write_dx: bool,
+    write_dgamma: bool,
+    write_dbeta: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """dx and the spatial dgamma and dbeta maps (x's layout), each empty (numel 0) when not written."""
     dx = output_like(x, x.dtype) if write_dx else x.new_empty(0)
     dgamma = output_like(x, gamma.dtype) if write_dgamma and gamma is not None else x.new_empty(0)
-    return dx, dgamma
+    dbeta = output_like(x, beta.dtype) if write_dbeta and beta is not None else x.new_empty(0)
+    return dx, dgamma, dbeta
+
+
+def _out_strides(xs: Strides, *outputs: Tensor) -> tuple[int, int, int]:
+    """Strides shared by the written gradient maps (all allocated like x), or x's when none is written."""
+    written = [t for t in outputs if t.numel()]
+    n, c, s = ncs_strides(written[0]) if written else xs
+    return n, c, s
 
 
 def backward_dx(
     dy: Tensor,
     x: Tensor,
     gamma: Tensor | None,
+    beta: Tensor | None,
     labels: Tensor | None,
-    scale: Tensor,
-    shift: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
     coef_x: Tensor | None,
     coef_0: Tensor | None,
     write_dx: bool,
     write_dgamma: bool,
-) -> tuple[Tensor, Tensor]:
-    """``(dx, dgamma_map)``: ``dx = g * scale + x_hat * coef_x + coef_0`` (coefficients absent for running
-    statistics) and ``dy * x_hat`` for a spatial gamma; each empty when not asked for."""
+    write_dbeta: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dgamma_map, dbeta_map)``: ``dx = g * rstd + x_hat * coef_x + coef_0`` (coefficients absent for running
+    statistics), ``dz * x_hat`` for a spatial gamma and ``dz`` for a spatial beta; each empty when not asked for.
+
+    beta is read for its dtype only (the map is dz).
+    """
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
     tiles = choose_tiles(x, xs, interpreter=triton_interpreter())
-    dx, dgamma = grad_outputs_like(x, gamma, write_dx, write_dgamma)
-    out_strides = ncs_strides(dx if write_dx else dgamma) if write_dx or write_dgamma else xs
+    dx, dgamma, dbeta = grad_outputs_like(x, gamma, beta, write_dx, write_dgamma, write_dbeta)
     gamma, gs, gk = _modulation(gamma, x, labels)
     _backward_dx_kernel[elementwise_grid(x, tiles)](
-        dy, x, scale, shift, coef_x, coef_0, gamma, labels, dx if write_dx else None,
-        dgamma if write_dgamma else None, x.shape[1], spatial_size(x), *ncs_strides(dy), *xs, *out_strides,
-        _row_stride(scale), 0 if coef_x is None else _row_stride(coef_x), *gs, *_label_strides(labels),
-        GAMMA=gk, FROM_INPUT=coef_x is not None, WRITE_DX=write_dx, WRITE_DGAMMA=write_dgamma,
-        BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
+        dy, x, rstd, offset, coef_x, coef_0, gamma, labels, scale, dx if write_dx else None,
+        dgamma if dgamma.numel() else None, dbeta if dbeta.numel() else None, x.shape[1], spatial_size(x),
+        *ncs_strides(dy), *xs, *_out_strides(xs, dx, dgamma, dbeta), _row_stride(rstd),
+        0 if coef_x is None else _row_stride(coef_x), *gs, *_label_strides(labels), *_per_sample_channel(scale),
+        GAMMA=gk, FROM_INPUT=coef_x is not None, HAS_SCALE=scale is not None, WRITE_DX=write_dx,
+        WRITE_DGAMMA=bool(dgamma.numel()), WRITE_DBETA=bool(dbeta.numel()), BLOCK_C=tiles.block_c,
+        BLOCK_S=tiles.block_s,
     )  # fmt: skip
-    return dx, dgamma
+    return dx, dgamma, dbeta
 
 
 def row_backward(
     dy: Tensor,
     x: Tensor,
     gamma: Tensor | None,
+    beta: Tensor | None,
     labels: Tensor | None,
-    scale: Tensor,
-    shift: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
     groups: int,
     write_dx: bool,
     write_dgamma: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(dx, dgamma_map, sums)`` of per-sample statistics in one launch; sums: fp32 (2, N, C) of dy, dy * x_hat."""
+    write_dbeta: bool,
+    need_z: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(dx, dgamma_map, dbeta_map, sums)`` of per-sample statistics in one launch.
+
+    sums: fp32 (4, N, C) of dz, dz * x_hat, dy and (``need_z``, reading beta) dy * z per (n, c).
+    """
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
     rows = _row_tiles(x, xs, groups)
     n, c = x.shape[:2]
-    dx, dgamma = grad_outputs_like(x, gamma, write_dx, write_dgamma)
-    sums = x.new_empty((2, n, c), dtype=torch.float32)
-    out_strides = ncs_strides(dx if write_dx else dgamma) if write_dx or write_dgamma else xs
+    dx, dgamma, dbeta = grad_outputs_like(x, gamma, beta, write_dx, write_dgamma, write_dbeta)
+    sums = x.new_empty((4, n, c), dtype=torch.float32)
     gamma, gs, gk = _modulation(gamma, x, labels)
+    beta_read, bs, bk = _modulation(beta if need_z else None, x, labels)
     _row_bwd_kernel[(n, rows.grid_c)](
-        dy, x, scale, shift, gamma, labels, dx if write_dx else None, dgamma if write_dgamma else None, sums,
-        n, c, spatial_size(x), rows.channels_per_program, *ncs_strides(dy), *xs, *out_strides, *gs,
-        *_label_strides(labels), PER_CHANNEL=groups == c, GAMMA=gk, WRITE_DX=write_dx, WRITE_DGAMMA=write_dgamma,
-        BLOCK_C=rows.block_c, BLOCK_S=rows.block_s,
+        dy, x, rstd, offset, gamma, beta_read, labels, scale, dx if write_dx else None,
+        dgamma if dgamma.numel() else None, dbeta if dbeta.numel() else None, sums, n, c, spatial_size(x),
+        rows.channels_per_program, *ncs_strides(dy), *xs, *_out_strides(xs, dx, dgamma, dbeta), *gs, *bs,
+        *_label_strides(labels), *_per_sample_channel(scale), PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk,
+        HAS_SCALE=scale is not None, NEED_Z=need_z, WRITE_DX=write_dx, WRITE_DGAMMA=bool(dgamma.numel()),
+        WRITE_DBETA=bool(dbeta.numel()), BLOCK_C=rows.block_c, BLOCK_S=rows.block_s,
     )  # fmt: skip
-    return dx, dgamma, sums
+    return dx, dgamma, dbeta, sums
 
 
 def class_table_grads(
-    dy: Tensor, x: Tensor, labels: Tensor, scale: Tensor, shift: Tensor, num_classes: int, span: int
+    dy: Tensor,
+    x: Tensor,
+    labels: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
+    num_classes: int,
+    span: int,
 ) -> Tensor:
-    """fp32 (2, K, C): per-class sums of dy * x_hat (the gamma table's gradient) and of dy (the beta table's)."""
+    """fp32 (2, K, C): per-class sums of dz * x_hat (the gamma table's gradient) and of dz (the beta table's)."""
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
@@ -264,9 +338,9 @@ def class_table_grads(
     parts = cdiv(spatial_size(x), span)
     partial = x.new_empty((2, n, parts, c, block_k), dtype=torch.float32)
     _class_table_grad_kernel[(n, cdiv(c, block_c), parts)](
-        dy, x, scale, shift, labels, partial, n, c, spatial_size(x), parts, span,
-        *ncs_strides(dy), *xs, _row_stride(scale), *_label_strides(labels),
-        BLOCK_C=block_c, BLOCK_S=block_s, BLOCK_K=block_k,
+        dy, x, rstd, offset, labels, scale, partial, n, c, spatial_size(x), parts, span,
+        *ncs_strides(dy), *xs, _row_stride(rstd), *_label_strides(labels), *_per_sample_channel(scale),
+        HAS_SCALE=scale is not None, BLOCK_C=block_c, BLOCK_S=block_s, BLOCK_K=block_k,
     )  # fmt: skip
     return partial.sum((1, 2))[..., :num_classes].transpose(1, 2).contiguous()
 

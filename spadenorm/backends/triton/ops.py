@@ -4,6 +4,9 @@ Registered ops are opaque to ``torch.compile`` (which would otherwise trace into
 interpreter) and pass ``torch.library.opcheck``. Every argument is read; absent tensors are ``None``; outputs never
 alias inputs; a fake allocates exactly what its op returns, with the same strides. Each op launches on x's GPU.
 Autograd lives one layer up, in :mod:`.autograd`, which also runs the collectives of sync-batch between ops.
+
+Names: ``rstd`` and ``offset`` are the fp32 statistics (``x_hat = x * rstd + offset``); ``scale`` and ``shift`` the
+second, per-(n, c) modulation of ``z = x_hat * (1 + gamma) + beta`` into ``y = z * (1 + scale) + shift``.
 """
 
 from __future__ import annotations
@@ -32,51 +35,98 @@ def _(x: Tensor, span: int) -> tuple[Tensor, Tensor]:
 
 @torch.library.custom_op("spadenorm::row_forward", mutates_args=())
 def row_forward(
-    x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None, groups: int, eps: float
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    shift: Tensor | None,
+    groups: int,
+    eps: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(y, scale, shift)``: ``groups`` statistics per sample and the modulated output in one launch."""
+    """``(y, rstd, offset)``: ``groups`` statistics per sample and the modulated output in one launch."""
     with device_guard(x):
-        return launch.row_forward(x, gamma, beta, labels, groups, eps)
+        return launch.row_forward(x, gamma, beta, labels, scale, shift, groups, eps)
 
 
 @row_forward.register_fake
 def _(
-    x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None, groups: int, eps: float
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    shift: Tensor | None,
+    groups: int,
+    eps: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    scale = x.new_empty(x.shape[:2], dtype=torch.float32)
-    return output_like(x, result_dtype(x, gamma, beta)), scale, torch.empty_like(scale)
+    rstd = x.new_empty(x.shape[:2], dtype=torch.float32)
+    return output_like(x, result_dtype(x, gamma, beta, scale, shift)), rstd, torch.empty_like(rstd)
 
 
 @torch.library.custom_op("spadenorm::modulate", mutates_args=())
 def modulate(
-    x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None, scale: Tensor, shift: Tensor
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    shift: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
 ) -> Tensor:
-    """``y = (x * scale + shift) * (1 + gamma) + beta`` with fp32 per-(n, c) or per-channel scale and shift."""
+    """``y = ((x * rstd + offset) * (1 + gamma) + beta) * (1 + scale) + shift`` with per-(n, c) or per-channel
+    statistics."""
     with device_guard(x):
-        return launch.modulate(x, gamma, beta, labels, scale, shift)
+        return launch.modulate(x, gamma, beta, labels, scale, shift, rstd, offset)
 
 
 @modulate.register_fake
 def _(
-    x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None, scale: Tensor, shift: Tensor
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    shift: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
 ) -> Tensor:
-    return output_like(x, result_dtype(x, gamma, beta))
+    return output_like(x, result_dtype(x, gamma, beta, scale, shift))
 
 
 @torch.library.custom_op("spadenorm::backward_sums", mutates_args=())
 def backward_sums(
-    dy: Tensor, x: Tensor, gamma: Tensor | None, labels: Tensor | None, scale: Tensor, shift: Tensor, span: int
+    dy: Tensor,
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
+    span: int,
+    need_z: bool,
 ) -> Tensor:
-    """fp32 (4, N, C): per-(n, c) sums of dy, dy * x_hat, g and g * x_hat, over spans of ``span`` positions."""
+    """fp32 (6, N, C): per-(n, c) sums of dz, dz * x_hat, g, g * x_hat, dy and (``need_z``) dy * z."""
     with device_guard(x):
-        return launch.backward_sums(dy, x, gamma, labels, scale, shift, span)
+        return launch.backward_sums(dy, x, gamma, beta, labels, scale, rstd, offset, span, need_z)
 
 
 @backward_sums.register_fake
 def _(
-    dy: Tensor, x: Tensor, gamma: Tensor | None, labels: Tensor | None, scale: Tensor, shift: Tensor, span: int
+    dy: Tensor,
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
+    span: int,
+    need_z: bool,
 ) -> Tensor:
-    return x.new_empty((4, x.shape[0], x.shape[1]), dtype=torch.float32)
+    return x.new_empty((6, x.shape[0], x.shape[1]), dtype=torch.float32)
 
 
 @torch.library.custom_op("spadenorm::backward_dx", mutates_args=())
@@ -84,17 +134,22 @@ def backward_dx(
     dy: Tensor,
     x: Tensor,
     gamma: Tensor | None,
+    beta: Tensor | None,
     labels: Tensor | None,
-    scale: Tensor,
-    shift: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
     coef_x: Tensor | None,
     coef_0: Tensor | None,
     write_dx: bool,
     write_dgamma: bool,
-) -> tuple[Tensor, Tensor]:
-    """``(dx, dgamma_map)`` from the statistics and, for statistics of x, the projection coefficients."""
+    write_dbeta: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(dx, dgamma_map, dbeta_map)`` from the statistics and, for statistics of x, the projection coefficients."""
     with device_guard(x):
-        return launch.backward_dx(dy, x, gamma, labels, scale, shift, coef_x, coef_0, write_dx, write_dgamma)
+        return launch.backward_dx(
+            dy, x, gamma, beta, labels, scale, rstd, offset, coef_x, coef_0, write_dx, write_dgamma, write_dbeta
+        )
 
 
 @backward_dx.register_fake
@@ -102,15 +157,18 @@ def _(
     dy: Tensor,
     x: Tensor,
     gamma: Tensor | None,
+    beta: Tensor | None,
     labels: Tensor | None,
-    scale: Tensor,
-    shift: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
     coef_x: Tensor | None,
     coef_0: Tensor | None,
     write_dx: bool,
     write_dgamma: bool,
-) -> tuple[Tensor, Tensor]:
-    return grad_outputs_like(x, gamma, write_dx, write_dgamma)
+    write_dbeta: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    return grad_outputs_like(x, gamma, beta, write_dx, write_dgamma, write_dbeta)
 
 
 @torch.library.custom_op("spadenorm::row_backward", mutates_args=())
@@ -118,16 +176,22 @@ def row_backward(
     dy: Tensor,
     x: Tensor,
     gamma: Tensor | None,
+    beta: Tensor | None,
     labels: Tensor | None,
-    scale: Tensor,
-    shift: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
     groups: int,
     write_dx: bool,
     write_dgamma: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(dx, dgamma_map, sums)`` of ``groups`` per-sample statistics in one launch."""
+    write_dbeta: bool,
+    need_z: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(dx, dgamma_map, dbeta_map, sums)`` of ``groups`` per-sample statistics in one launch."""
     with device_guard(x):
-        return launch.row_backward(dy, x, gamma, labels, scale, shift, groups, write_dx, write_dgamma)
+        return launch.row_backward(
+            dy, x, gamma, beta, labels, scale, rstd, offset, groups, write_dx, write_dgamma, write_dbeta, need_z
+        )
 
 
 @row_backward.register_fake
@@ -135,26 +199,46 @@ def _(
     dy: Tensor,
     x: Tensor,
     gamma: Tensor | None,
+    beta: Tensor | None,
     labels: Tensor | None,
-    scale: Tensor,
-    shift: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
     groups: int,
     write_dx: bool,
     write_dgamma: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    dx, dgamma = grad_outputs_like(x, gamma, write_dx, write_dgamma)
-    return dx, dgamma, x.new_empty((2, x.shape[0], x.shape[1]), dtype=torch.float32)
+    write_dbeta: bool,
+    need_z: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    dx, dgamma, dbeta = grad_outputs_like(x, gamma, beta, write_dx, write_dgamma, write_dbeta)
+    return dx, dgamma, dbeta, x.new_empty((4, x.shape[0], x.shape[1]), dtype=torch.float32)
 
 
 @torch.library.custom_op("spadenorm::class_table_grads", mutates_args=())
 def class_table_grads(
-    dy: Tensor, x: Tensor, labels: Tensor, scale: Tensor, shift: Tensor, num_classes: int, span: int
+    dy: Tensor,
+    x: Tensor,
+    labels: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
+    num_classes: int,
+    span: int,
 ) -> Tensor:
     """fp32 (2, K, C): the gradients of CLADE's (K, C) gamma and beta tables."""
     with device_guard(x):
-        return launch.class_table_grads(dy, x, labels, scale, shift, num_classes, span)
+        return launch.class_table_grads(dy, x, labels, scale, rstd, offset, num_classes, span)
 
 
 @class_table_grads.register_fake
-def _(dy: Tensor, x: Tensor, labels: Tensor, scale: Tensor, shift: Tensor, num_classes: int, span: int) -> Tensor:
+def _(
+    dy: Tensor,
+    x: Tensor,
+    labels: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
+    num_classes: int,
+    span: int,
+) -> Tensor:
     return x.new_empty((2, num_classes, x.shape[1]), dtype=torch.float32)

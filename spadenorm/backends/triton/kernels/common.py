@@ -1,12 +1,14 @@
 """``@triton.jit`` helpers shared by the kernels: tile indices, modulation and label loads, the output and
 input-gradient tile bodies, and the tile loops of the statistics and gradient sums (Chan-merged, centred).
 
-With ``x_hat = x * scale + shift`` (``scale = rstd``, ``shift = -mean * rstd``, fp32 per (n, c)) and
-``g = dy * (1 + gamma)``:
+With ``x_hat = x * rstd + offset`` (``offset = -mean * rstd``, fp32 per (n, c)), the modulated map
+``z = x_hat * (1 + gamma) + beta`` and the output ``y = z * (1 + scale) + shift`` (scale, shift per (n, c)):
 
-* forward tile: ``y = x_hat * (1 + gamma) + beta``;
-* input-gradient tile: ``dx = g * scale + x_hat * coef_x + coef_0`` (``coef_x = -rstd * mean_S(g * x_hat)``,
-  ``coef_0 = -rstd * mean_S(g)`` when the statistics come from x) and ``dgamma = dy * x_hat`` for a spatial gamma.
+* forward tile: ``y``;
+* with ``dz = dy * (1 + scale)`` and ``g = dz * (1 + gamma)``, input-gradient tile:
+  ``dx = g * rstd + x_hat * coef_x + coef_0`` (``coef_x = -rstd * mean_S(g * x_hat)``, ``coef_0 = -rstd *
+  mean_S(g)`` when the statistics come from x), ``dgamma = dz * x_hat`` for a spatial gamma and ``dbeta = dz`` for a
+  spatial beta under a scale (without one, dbeta is dy itself).
 """
 
 from __future__ import annotations
@@ -91,46 +93,71 @@ def _modulation(
 
 
 @triton.jit
-def _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA: tl.constexpr,
-                 BLOCK_S: tl.constexpr):  # fmt: skip
-    """g = dy * (1 + gamma) on a tile."""
-    if GAMMA == NONE:
-        return dy
+def _per_channel(ptr, n, c, c_mask, sn, sc, BLOCK_C: tl.constexpr, PRESENT: tl.constexpr):
+    """[BLOCK_C, 1] fp32 values of a per-(n, c) tensor at n * sn + c * sc (zeros when absent)."""
+    if PRESENT:
+        return tl.load(ptr + n * sn + c * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
     else:
-        labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE)
-        return dy + dy * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        return tl.zeros([BLOCK_C, 1], dtype=tl.float32)
 
 
 @triton.jit
-def _output_tile(x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, scale, shift,
+def _scaled_grad(dz, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA: tl.constexpr,
+                 BLOCK_S: tl.constexpr):  # fmt: skip
+    """g = dz * (1 + gamma) on a tile."""
+    if GAMMA == NONE:
+        return dz
+    else:
+        labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE)
+        return dz + dz * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+
+
+@triton.jit
+def _output_tile(x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, shift,
                  sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls,
-                 GAMMA: tl.constexpr, BETA: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
-    """Store ``y = (x * scale + shift) * (1 + gamma) + beta`` for one tile (scale, shift: [BLOCK_C, 1] fp32)."""
+                 GAMMA: tl.constexpr, BETA: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
+                 BLOCK_S: tl.constexpr):  # fmt: skip
+    """Store ``y = ((x * rstd + offset) * (1 + gamma) + beta) * (1 + scale) + shift`` for one tile.
+
+    rstd, offset, scale, shift: [BLOCK_C, 1] fp32.
+    """
     x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-    y = x * scale + shift
+    y = x * rstd + offset
     labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE or BETA == TABLE)
     if GAMMA != NONE:
         y = y + y * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
     if BETA != NONE:
         y = y + _modulation(b_ptr, n, c2, s2, labels, mask, sbn, sbc, sbs, BETA)
+    if HAS_SCALE:
+        y = y + y * scale
+    if HAS_SHIFT:
+        y = y + shift
     tl.store(y_ptr + n * syn + c2 * syc + s2 * sys_, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _input_grad_tile(dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, n, c2, s, s2, s_mask, mask, scale, shift,
-                     coef_x, coef_0, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln, sls,
-                     GAMMA: tl.constexpr, FROM_INPUT: tl.constexpr, WRITE_DX: tl.constexpr,
-                     WRITE_DGAMMA: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
-    """Store dx and/or the spatial dgamma map for one tile (scale, shift, coef_x, coef_0: [BLOCK_C, 1] fp32)."""
-    dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+def _input_grad_tile(dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd,
+                     offset, coef_x, coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln,
+                     sls, GAMMA: tl.constexpr, FROM_INPUT: tl.constexpr, HAS_SCALE: tl.constexpr,
+                     WRITE_DX: tl.constexpr, WRITE_DGAMMA: tl.constexpr, WRITE_DBETA: tl.constexpr,
+                     BLOCK_S: tl.constexpr):  # fmt: skip
+    """Store dx, the spatial dgamma map and/or the spatial dbeta map for one tile.
+
+    rstd, offset, coef_x, coef_0, scale: [BLOCK_C, 1] fp32.
+    """
+    dz = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+    if HAS_SCALE:
+        dz = dz + dz * scale
     x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-    x_hat = x * scale + shift
+    x_hat = x * rstd + offset
     out = n * son + c2 * soc + s2 * sos
     if WRITE_DGAMMA:
-        tl.store(dg_ptr + out, (dy * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
+        tl.store(dg_ptr + out, (dz * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
+    if WRITE_DBETA:
+        tl.store(db_ptr + out, dz.to(db_ptr.dtype.element_ty), mask=mask)
     if WRITE_DX:
-        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
-        dx = g * scale
+        g = _scaled_grad(dz, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
+        dx = g * rstd
         if FROM_INPUT:
             dx = dx + x_hat * coef_x + coef_0
         tl.store(dx_ptr + out, dx.to(dx_ptr.dtype.element_ty), mask=mask)
@@ -165,13 +192,21 @@ def _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C: tl.conste
 
 
 @triton.jit
-def _grad_sums(dy_ptr, x_ptr, g_ptr, lab_ptr, n, c2, c_mask, scale, shift, start, end, sdn, sdc, sds, sxn, sxc, sxs,
-               sgn, sgc, sgs, sln, sls, GAMMA: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
-    """Per-channel sums over [start, end) of dy, dy * x_hat, g and g * x_hat (x_hat = x * scale + shift)."""
-    sum_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
-    sum_dyx = tl.zeros([BLOCK_C], dtype=tl.float32)
+def _grad_sums(dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, start, end, sdn, sdc, sds,
+               sxn, sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA: tl.constexpr, BETA: tl.constexpr,
+               HAS_SCALE: tl.constexpr, NEED_Z: tl.constexpr, BLOCK_C: tl.constexpr,
+               BLOCK_S: tl.constexpr):  # fmt: skip
+    """Per-channel sums over [start, end) of dz, dz * x_hat, g, g * x_hat, dy and (NEED_Z) dy * z.
+
+    ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)``, ``z = x_hat * (1 + gamma) + beta``; the last sum is 0
+    without NEED_Z (beta is read only then).
+    """
+    sum_dz = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_dzx = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
+    sum_dyz = tl.zeros([BLOCK_C], dtype=tl.float32)
     for s0 in tl.range(start, end, BLOCK_S, num_stages=3):  # software-pipelined loads
         s = s0 + tl.arange(0, BLOCK_S)
         s_mask = s < end
@@ -179,10 +214,24 @@ def _grad_sums(dy_ptr, x_ptr, g_ptr, lab_ptr, n, c2, c_mask, scale, shift, start
         s2 = s.to(tl.int64)[None, :]
         dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
         x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-        x_hat = x * scale + shift
-        g = _scaled_grad(dy, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
-        sum_dy += tl.sum(dy, axis=1)
-        sum_dyx += tl.sum(dy * x_hat, axis=1)
+        x_hat = x * rstd + offset
+        dz = dy
+        if HAS_SCALE:
+            dz = dy + dy * scale
+        labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE or (NEED_Z and BETA == TABLE))
+        g = dz
+        z = x_hat
+        if GAMMA != NONE:
+            gamma = _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+            g = dz + dz * gamma
+            z = x_hat + x_hat * gamma
+        sum_dz += tl.sum(dz, axis=1)
+        sum_dzx += tl.sum(dz * x_hat, axis=1)
         sum_g += tl.sum(g, axis=1)
         sum_gx += tl.sum(g * x_hat, axis=1)
-    return sum_dy, sum_dyx, sum_g, sum_gx
+        sum_dy += tl.sum(dy, axis=1)
+        if NEED_Z:
+            if BETA != NONE:
+                z = z + _modulation(b_ptr, n, c2, s2, labels, mask, sbn, sbc, sbs, BETA)
+            sum_dyz += tl.sum(dy * z, axis=1)
+    return sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz
