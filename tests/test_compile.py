@@ -35,6 +35,11 @@ def _cases():
         ("spade-batch-onehot", SPADE(8, 5, norm="batch", hidden_channels=16), (x, torch.rand(2, 5, 3, 3))),
         ("spade-sync_batch", SPADE(8, 5, norm="sync_batch", hidden_channels=16), (x, labels)),
         ("spade-group", SPADE(8, 5, norm="group", num_groups=4, hidden_channels=16), (x, labels)),
+        (  # the timestep modulation of a diffusion block; scale needs a gradient (beta is kept for backward)
+            "spade-group-scale-shift",
+            SPADE(8, 5, norm="group", num_groups=4, hidden_channels=16),
+            (x, labels, torch.randn(2, 8, requires_grad=True), torch.randn(2, 8)),
+        ),
         ("clade", CLADE(8, 5), (x, labels)),
         ("param-free-batch", ParamFreeNorm(8, "batch", momentum=None), (x,)),
         ("cbn-classes", ConditionalBatchNorm2d(8, num_classes=3), (x, torch.tensor([0, 2]))),

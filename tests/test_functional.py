@@ -16,12 +16,14 @@ from spadenorm.testing import check_against_reference
 
 NORMS = ["instance", "batch", "sync_batch", "group", "layer", "none"]
 MODULATIONS = ["none", "spatial", "per_sample_channel", "per_channel", "channel_vector", "row_broadcast"]
+SECOND_MODULATIONS = ["none", "none", "per_sample_channel_2d", "channel_vector", "per_sample_channel"]
 
 
 def modulation(kind: str, shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor | None:
     n, c, *spatial = shape
     ones = [1] * len(spatial)
     shapes = {
+        "per_sample_channel_2d": (n, c),  # the form of a diffusion model's timestep scale/shift
         "spatial": shape,
         "per_sample_channel": (n, c, *ones),
         "per_channel": (1, c, *ones),
@@ -46,6 +48,8 @@ def cases(draw, norms=NORMS, dtypes=DTYPES):
     groups = None
     if norm == "group":
         groups = draw(st.sampled_from([g for g in range(1, c + 1) if c % g == 0]))
+        if n * c // groups * math.prod(spatial) == 1:  # F.group_norm refuses this size in training
+            spatial[-1] += 1
     return {
         "shape": (n, c, *spatial),
         "norm": norm,
@@ -54,6 +58,8 @@ def cases(draw, norms=NORMS, dtypes=DTYPES):
         "channels_last": rank == 4 and draw(st.booleans()),
         "gamma": draw(st.sampled_from(MODULATIONS)),
         "beta": draw(st.sampled_from(MODULATIONS)),
+        "scale": draw(st.sampled_from(SECOND_MODULATIONS)),
+        "shift": draw(st.sampled_from(SECOND_MODULATIONS)),
         "seed": draw(st.integers(0, 2**16)),
         "offset": draw(st.sampled_from([0.0, 3.0, -50.0])),  # large means stress the centred variance
     }
@@ -67,6 +73,12 @@ def make_inputs(case):
     gamma = modulation(case["gamma"], case["shape"], case["dtype"], gen)
     beta = modulation(case["beta"], case["shape"], case["dtype"], gen)
     return x, gamma, beta
+
+
+def second_modulation(case):
+    """scale and shift of the case (or None), in the case's dtype, drawn after x, gamma and beta."""
+    gen = torch.Generator().manual_seed(case["seed"] + 7)
+    return tuple(modulation(case[k], case["shape"], case["dtype"], gen) for k in ("scale", "shift"))
 
 
 def kwargs(case):
@@ -86,20 +98,31 @@ def torch_norm(x: torch.Tensor, norm: str, num_groups: int | None) -> torch.Tens
     return x
 
 
-def explicit_modulation(x_hat, gamma, beta):
+def explicit_modulation(x_hat, gamma, beta, scale=None, shift=None):
     c_shape = (1, -1) + (1,) * (x_hat.dim() - 2)
+
+    def as_rank(t):
+        if t.dim() == 1:
+            return t.reshape(c_shape)
+        return t.reshape(t.shape[:2] + (1,) * (x_hat.dim() - 2)) if t.dim() == 2 else t
+
     if gamma is not None:
-        x_hat = x_hat * (1 + (gamma.reshape(c_shape) if gamma.dim() == 1 else gamma))
+        x_hat = x_hat * (1 + as_rank(gamma))
     if beta is not None:
-        x_hat = x_hat + (beta.reshape(c_shape) if beta.dim() == 1 else beta)
+        x_hat = x_hat + as_rank(beta)
+    if scale is not None:
+        x_hat = x_hat * (1 + as_rank(scale))
+    if shift is not None:
+        x_hat = x_hat + as_rank(shift)
     return x_hat
 
 
 @given(cases(dtypes=[torch.float32, torch.float64]))
 def test_forward_matches_torch_norms(case):
     x, gamma, beta = make_inputs(case)
-    y = modulated_norm(x, gamma, beta, **kwargs(case))
-    expected = explicit_modulation(torch_norm(x, case["norm"], case["num_groups"]), gamma, beta)
+    scale, shift = second_modulation(case)
+    y = modulated_norm(x, gamma, beta, scale=scale, shift=shift, **kwargs(case))
+    expected = explicit_modulation(torch_norm(x, case["norm"], case["num_groups"]), gamma, beta, scale, shift)
     tol = TORCH_TOL[case["dtype"]]
     scale = 1 + abs(case["offset"]) * (case["norm"] == "none")
     torch.testing.assert_close(y, expected, atol=tol["atol"] * scale, rtol=tol["rtol"])
@@ -108,10 +131,11 @@ def test_forward_matches_torch_norms(case):
 @given(cases())
 def test_forward_and_gradients_within_reference_bound(case):
     x, gamma, beta = make_inputs(case)
-    for t in (x, gamma, beta):
+    scale, shift = second_modulation(case)
+    for t in (x, gamma, beta, scale, shift):
         if t is not None:
             t.requires_grad_(True)
-    check_against_reference(x, gamma, beta, seed=case["seed"] + 1, **kwargs(case))
+    check_against_reference(x, gamma, beta, seed=case["seed"] + 1, scale=scale, shift=shift, **kwargs(case))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -28,3 +28,28 @@ def test_per_channel_modulation_saves_only_x_and_statistics():
     gamma = torch.randn(4, 8, 1, 1, requires_grad=True)
     ours = saved_tensor_bytes(lambda x, g: modulated_norm(x, g, g, norm="batch"), x, gamma)
     assert ours <= x.numel() * 4 + gamma.numel() * 4 + 2 * 8 * 4
+
+
+def test_second_modulation_keeps_beta_only_when_scale_needs_a_gradient():
+    """The timestep scale/shift adds no activation-sized saved tensor, except beta when d scale is needed
+    (d scale = sum dy * (x_hat * (1 + gamma) + beta)); the eager formula keeps four activations."""
+    n, c, h, w = 2, 16, 32, 32
+    x, gamma, beta = (torch.randn(n, c, h, w, requires_grad=True) for _ in range(3))
+    shift = torch.randn(n, c, requires_grad=True)
+    activation = x.numel() * x.element_size()
+    small = 4 * n * c * 4  # statistics, scale
+
+    def ours(scale):
+        return saved_tensor_bytes(
+            lambda x, g, b: modulated_norm(x, g, b, norm="group", num_groups=4, scale=scale, shift=shift),
+            x, gamma, beta,
+        )  # fmt: skip
+
+    def eager(x, g, b):
+        s = scale_grad[:, :, None, None]
+        return (F.group_norm(x, 4) * (1 + g) + b) * (1 + s) + shift[:, :, None, None]
+
+    scale_grad = torch.randn(n, c, requires_grad=True)
+    assert ours(torch.randn(n, c)) <= 2 * activation + small
+    assert ours(scale_grad) <= 3 * activation + small
+    assert saved_tensor_bytes(eager, x, gamma, beta) >= 4 * activation

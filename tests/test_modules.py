@@ -132,3 +132,22 @@ def test_reset_parameters_restores_identity():
     assert torch.equal(layer.gamma_table, torch.ones(3, 4))
     assert torch.equal(layer.param_free_norm.running_mean, torch.zeros(4))
     assert int(layer.param_free_norm.num_batches_tracked) == 0
+
+
+def test_spade_and_clade_take_the_timestep_scale_and_shift():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    scale, shift = torch.randn(2, 8, dtype=torch.float64), torch.randn(2, 8, dtype=torch.float64)
+    spade = SPADE(8, 3, norm="group", num_groups=4, hidden_channels=8).double()
+    seg = torch.rand(2, 3, 6, 6, dtype=torch.float64)
+    actv = spade.mlp_shared(seg)
+    gamma, beta = spade.mlp_gamma(actv), spade.mlp_beta(actv)
+    expected = (F.group_norm(x, 4) * (1 + gamma) + beta) * (1 + scale[..., None, None]) + shift[..., None, None]
+    torch.testing.assert_close(spade(x, seg, scale=scale, shift=shift), expected)
+    clade = CLADE(8, 3).double()
+    with torch.no_grad():
+        clade.gamma_table.normal_()
+    labels = torch.randint(0, 3, (2, 6, 6))
+    table_gamma = clade.gamma_table[labels].movedim(-1, 1)
+    expected = (F.instance_norm(x) * table_gamma) * (1 + scale[..., None, None]) + shift[..., None, None]
+    torch.testing.assert_close(clade(x, labels, scale, shift), expected)

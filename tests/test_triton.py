@@ -106,6 +106,41 @@ def test_rows_longer_than_a_tile_and_split_across_programs(
         assert span == max_span
 
 
+@pytest.mark.parametrize("row_kernels", [True, False], ids=["row_kernels", "two_phase"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(("norm", "groups"), NORMS, ids=[n for n, _ in NORMS])
+def test_second_modulation_in_the_same_launch(norm, groups, dtype, row_kernels, monkeypatch):
+    """(norm(x) * (1 + gamma) + beta) * (1 + scale) + shift with per-(n, c) scale and per-channel shift."""
+    monkeypatch.setattr(launch.OVERRIDES, "row_kernels", row_kernels)
+    gen = torch.Generator().manual_seed(4)
+    shape = (3, 6, 5, 7)
+    x = (torch.randn(shape, generator=gen) * 2 + 1).to(DEVICE, dtype).requires_grad_(True)
+    gamma, beta = (torch.randn(shape, generator=gen).to(DEVICE, dtype).requires_grad_(True) for _ in range(2))
+    scale = torch.randn(3, 6, generator=gen).to(DEVICE, dtype).requires_grad_(True)
+    shift = torch.randn(6, generator=gen).to(DEVICE, dtype).requires_grad_(True)
+    _check(x, gamma, beta, norm=norm, num_groups=groups, scale=scale, shift=shift)
+
+
+@pytest.mark.parametrize("row_kernels", [True, False], ids=["row_kernels", "two_phase"])
+def test_second_modulation_with_class_tables_and_vectors(row_kernels, monkeypatch):
+    monkeypatch.setattr(launch.OVERRIDES, "row_kernels", row_kernels)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 20, 6, 9, generator=gen).to(DEVICE).requires_grad_(True)
+    labels = torch.randint(0, 7, (2, 6, 9), generator=gen).to(DEVICE)
+    tables = [torch.randn(7, 20, generator=gen).to(DEVICE).requires_grad_(True) for _ in range(2)]
+    scale, shift = (torch.randn(2, 20, generator=gen).to(DEVICE).requires_grad_(True) for _ in range(2))
+    y = class_modulated_norm(x, labels, *tables, scale=scale, shift=shift)
+    dy = torch.randn(y.shape, generator=gen).to(DEVICE)
+    grads = torch.autograd.grad(y, (x, *tables, scale, shift), dy)
+    ref = class_modulated_norm_reference(x, labels, *tables, scale=scale, shift=shift)
+    ref_grads = torch.autograd.grad(ref, (x, *tables, scale, shift), dy.double())
+    torch.testing.assert_close(y.double(), ref, atol=1e-5, rtol=1e-5)
+    for name, g, r in zip(("dx", "dgamma", "dbeta", "dscale", "dshift"), grads, ref_grads, strict=True):
+        torch.testing.assert_close(g.double(), r.double(), atol=1e-4, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    vectors = (torch.randn(2, 20, 1, 1, generator=gen).to(DEVICE).requires_grad_(True) for _ in range(2))
+    _check(x, *vectors, norm="instance", scale=scale, shift=None)
+
+
 @pytest.mark.parametrize("rank", [3, 5])
 def test_other_ranks(rank):
     shape = (2, 3, *(4, 5, 3)[: rank - 2])

@@ -201,3 +201,30 @@ def test_process_group_only_with_sync_batch():
         TypeError, match=r"process_group must be a torch\.distributed\.ProcessGroup or None, got object"
     ):
         modulated_norm(X, process_group=group)
+
+
+@pytest.mark.parametrize(
+    ("scale", "error", "pattern"),
+    [
+        (
+            torch.randn(2, 4, 5, 5),
+            ValueError,
+            r"scale must be per sample and channel or per channel.* got \(2, 4, 5, 5\)",
+        ),
+        (torch.randn(3, 4), ValueError, r"scale must be per sample and channel .* \(N, C\) = \(2, 4\).* got \(3, 4\)"),
+        (torch.randn(5), ValueError, r"scale must be .* got \(5,\)"),
+        (
+            torch.ones(2, 4, dtype=torch.long),
+            TypeError,
+            r"scale must be a floating-point tensor, got dtype torch\.int64",
+        ),
+        ([1.0], TypeError, r"scale must be a torch\.Tensor or None, got list"),
+    ],
+)
+def test_scale_and_shift_must_be_per_sample_channel(scale, error, pattern):
+    with pytest.raises(error, match=pattern):
+        modulated_norm(X, scale=scale)
+    with pytest.raises(error, match=pattern.replace("scale", "shift")):
+        modulated_norm(X, shift=scale)
+    with pytest.raises(error, match=pattern):
+        SPADE(4, 3)(X, torch.zeros(2, 5, 5, dtype=torch.long), scale=scale)
