@@ -6,13 +6,14 @@
 from . import functional
 from ._backend import BackendUnavailableError, get_backend, set_backend, use_backend
 from ._version import __version__
-from .modules import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d, ParamFreeNorm
+from .modules import CLADE, SPADE, AdaIN, ConditionalBatchNorm, ConditionalBatchNorm2d, ParamFreeNorm
 
 __all__ = [
     "CLADE",
     "SPADE",
     "AdaIN",
     "BackendUnavailableError",
+    "ConditionalBatchNorm",
     "ConditionalBatchNorm2d",
     "ParamFreeNorm",
     "__version__",

@@ -149,6 +149,16 @@ def test_output_dtype_shape_and_memory_format(norm, dtype):
     assert y.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("norm", NORMS)
+def test_channels_last_3d_volumes_keep_their_layout(norm):
+    x = torch.randn(2, 4, 3, 4, 5).to(memory_format=torch.channels_last_3d)
+    gamma = torch.randn(2, 4, 3, 4, 5)
+    y = modulated_norm(x, gamma, gamma, norm=norm, num_groups=2 if norm == "group" else None)
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    expected = modulated_norm(x.contiguous(), gamma, gamma, norm=norm, num_groups=2 if norm == "group" else None)
+    torch.testing.assert_close(y, expected)
+
+
 def test_mixed_dtypes_follow_type_promotion():
     """Under autocast a conv can hand bf16 gamma/beta to an fp32 x: the result is fp32, as the original formula."""
     x = torch.randn(2, 3, 4, 4)

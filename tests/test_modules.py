@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import spadenorm
 from spadenorm import CLADE, SPADE, AdaIN, ConditionalBatchNorm2d, ParamFreeNorm
 from spadenorm.functional import resize_labels
 from spadenorm.reference import OriginalSPADE, class_modulated_norm_reference, modulated_norm_reference
@@ -151,3 +152,90 @@ def test_spade_and_clade_take_the_timestep_scale_and_shift():
     table_gamma = clade.gamma_table[labels].movedim(-1, 1)
     expected = (F.instance_norm(x) * table_gamma) * (1 + scale[..., None, None]) + shift[..., None, None]
     torch.testing.assert_close(clade(x, labels, scale, shift), expected)
+
+
+@pytest.mark.parametrize("spatial_dims", [1, 2, 3])
+def test_spade_in_every_spatial_rank_matches_the_reference(spatial_dims):
+    torch.manual_seed(0)
+    sizes = (6, 5, 4)[:spatial_dims]
+    layer = SPADE(4, 3, spatial_dims=spatial_dims, hidden_channels=8).double()
+    x = torch.randn(2, 4, *sizes, dtype=torch.float64)
+    labels = torch.randint(0, 3, (2, *(2 * s for s in sizes)))  # resized to x with nearest
+    one_hot = F.one_hot(resize_labels(labels, sizes), 3).movedim(-1, 1).double()
+    actv = layer.mlp_shared(one_hot)
+    expected = modulated_norm_reference(x, layer.mlp_gamma(actv), layer.mlp_beta(actv))
+    torch.testing.assert_close(layer(x, labels), expected)
+    torch.testing.assert_close(layer(x, labels[:, None]), expected)
+
+
+def test_soft_segmaps_are_resized_with_the_chosen_interpolation():
+    """brainSPADE-style partial-volume maps (probabilities summing to 1) through trilinear resizing."""
+    torch.manual_seed(0)
+    layer = SPADE(4, 3, spatial_dims=3, hidden_channels=8, interpolation="trilinear").double()
+    x = torch.randn(1, 4, 4, 6, 6, dtype=torch.float64)
+    soft = torch.softmax(torch.randn(1, 3, 2, 3, 3, dtype=torch.float64), dim=1)
+    resized = F.interpolate(soft, size=(4, 6, 6), mode="trilinear")
+    actv = layer.mlp_shared(resized)
+    expected = modulated_norm_reference(x, layer.mlp_gamma(actv), layer.mlp_beta(actv))
+    torch.testing.assert_close(layer(x, soft), expected)
+    with pytest.raises(TypeError, match=r"a one-hot or soft segmap must be floating point, got torch\.uint8"):
+        layer(x, (soft > 0.5).to(torch.uint8))
+
+
+def test_spade_variants_no_hidden_layer_leaky_relu_and_norm_affine():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    seg = torch.rand(2, 3, 6, 6, dtype=torch.float64)
+    direct = SPADE(8, 3, hidden_channels=0).double()  # vid2vid's num_filters: 0
+    assert direct.mlp_shared is None
+    assert direct.mlp_gamma.in_channels == 3
+    expected = modulated_norm_reference(x, direct.mlp_gamma(seg), direct.mlp_beta(seg))
+    torch.testing.assert_close(direct(x, seg), expected)
+
+    leaky = SPADE(8, 3, hidden_channels=16, activation="leaky_relu").double()
+    actv = F.leaky_relu(leaky.mlp_shared[0](seg), 0.01)
+    expected = modulated_norm_reference(x, leaky.mlp_gamma(actv), leaky.mlp_beta(actv))
+    torch.testing.assert_close(leaky(x, seg), expected)
+
+    # MONAI's SPADE latent diffusion: GroupNorm(32 groups, eps 1e-6, affine) inside, then the modulation.
+    affine = SPADE(64, 3, hidden_channels=16, norm="group", num_groups=32, eps=1e-6, norm_affine=True).double()
+    assert {"param_free_norm.weight", "param_free_norm.bias"} <= set(affine.state_dict())
+    with torch.no_grad():
+        affine.param_free_norm.weight.normal_()
+        affine.param_free_norm.bias.normal_()
+    x = torch.randn(2, 64, 6, 6, dtype=torch.float64, requires_grad=True)
+    actv = affine.mlp_shared(seg)
+    inner = F.group_norm(x, 32, affine.param_free_norm.weight, affine.param_free_norm.bias, eps=1e-6)
+    expected = inner * (1 + affine.mlp_gamma(actv)) + affine.mlp_beta(actv)
+    y = affine(x, seg)
+    torch.testing.assert_close(y, expected)
+    grads = torch.autograd.grad(y.square().sum(), (x, affine.param_free_norm.weight, affine.param_free_norm.bias))
+    ref = torch.autograd.grad(expected.square().sum(), (x, affine.param_free_norm.weight, affine.param_free_norm.bias))
+    for g, r in zip(grads, ref, strict=True):
+        torch.testing.assert_close(g, r)
+
+
+def test_default_spade_still_loads_original_keys_and_norm_affine_param_free_norm_alone():
+    assert set(SPADE(4, 3).state_dict()) == {
+        "mlp_shared.0.weight", "mlp_shared.0.bias", "mlp_gamma.weight", "mlp_gamma.bias", "mlp_beta.weight",
+        "mlp_beta.bias",
+    }  # fmt: skip
+    norm = ParamFreeNorm(6, "group", num_groups=3, affine=True).double()
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 6, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(norm(x), F.group_norm(x, 3, norm.weight, norm.bias))
+    assert "affine=True" in repr(norm)
+
+
+@pytest.mark.parametrize("rank", [3, 4, 5])
+def test_conditional_batchnorm_in_every_rank_tracks_like_torch(rank):
+    torch.manual_seed(0)
+    ours = spadenorm.ConditionalBatchNorm(4, num_classes=3)
+    theirs = {3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}[rank](4, affine=False)
+    y = torch.tensor([0, 2, 1])
+    for _ in range(2):
+        x = 1 + 2 * torch.randn(3, 4, *(5, 4, 3)[: rank - 2])
+        torch.testing.assert_close(ours(x, y), theirs(x))
+    torch.testing.assert_close(ours.running_var, theirs.running_var)

@@ -148,6 +148,21 @@ def test_other_ranks(rank):
     _check(x, gamma, None, norm="instance")
 
 
+@pytest.mark.parametrize("row_kernels", [True, False], ids=["row_kernels", "two_phase"])
+@pytest.mark.parametrize(("norm", "groups"), [("instance", None), ("batch", None), ("group", 2)])
+def test_volumes_in_channels_last_3d(norm, groups, row_kernels, monkeypatch):
+    """3-D volumes keep the channels_last_3d layout through the kernels, forward and backward."""
+    monkeypatch.setattr(launch.OVERRIDES, "row_kernels", row_kernels)
+    gen = torch.Generator().manual_seed(6)
+    shape = (2, 4, 3, 4, 5)
+    x = torch.randn(shape, generator=gen).to(DEVICE).to(memory_format=torch.channels_last_3d).requires_grad_(True)
+    gamma = torch.randn(shape, generator=gen).to(DEVICE).requires_grad_(True)
+    beta = torch.randn(4, generator=gen).to(DEVICE).requires_grad_(True)
+    y = modulated_norm(x, gamma, beta, norm=norm, num_groups=groups)
+    assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    check_against_reference(x, gamma, beta, norm=norm, num_groups=groups)
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("norm", ["instance", "batch"])
 def test_class_tables_gathered_in_the_kernel(norm, channels_last):

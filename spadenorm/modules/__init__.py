@@ -2,8 +2,8 @@
 
 from .adain import AdaIN
 from .clade import CLADE
-from .conditional_batchnorm import ConditionalBatchNorm2d
+from .conditional_batchnorm import ConditionalBatchNorm, ConditionalBatchNorm2d
 from .param_free import ParamFreeNorm
 from .spade import SPADE
 
-__all__ = ["CLADE", "SPADE", "AdaIN", "ConditionalBatchNorm2d", "ParamFreeNorm"]
+__all__ = ["CLADE", "SPADE", "AdaIN", "ConditionalBatchNorm", "ConditionalBatchNorm2d", "ParamFreeNorm"]

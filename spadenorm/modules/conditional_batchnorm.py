@@ -1,4 +1,4 @@
-"""Conditional batch normalization (de Vries et al. 2017; Miyato and Koyama 2018)."""
+"""Conditional batch normalization (de Vries et al. 2017; Miyato and Koyama 2018), for 1 to 3 spatial dimensions."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from .._core import Modulation, NormSpec
 from .param_free import BatchNormBuffers
 
 
-class ConditionalBatchNorm2d(BatchNormBuffers):
+class ConditionalBatchNorm(BatchNormBuffers):
     r"""Batch norm whose scale and shift come from a condition: :math:`y = \hat{x} (1 + \gamma(y)) + \beta(y)`.
 
     With ``num_classes``, gamma and beta are rows of an embedding indexed by class ids (N,); with ``cond_dim``, a
     linear projection of condition vectors (N, cond_dim). Both start at zero, so a fresh layer is plain batch norm.
-    Buffers and the train/eval behaviour follow ``torch.nn.BatchNorm2d(affine=False)``.
+    Buffers and the train/eval behaviour follow ``torch.nn.BatchNorm1d/2d/3d(affine=False)``; x is (N, C, \*spatial)
+    with 1 to 3 spatial dimensions (:class:`ConditionalBatchNorm2d` takes (N, C, H, W) only).
 
     Args:
         num_features: C.
@@ -27,11 +28,13 @@ class ConditionalBatchNorm2d(BatchNormBuffers):
 
     Example:
         >>> import torch
-        >>> from spadenorm import ConditionalBatchNorm2d
-        >>> layer = ConditionalBatchNorm2d(16, num_classes=10)
-        >>> layer(torch.randn(4, 16, 8, 8), torch.tensor([0, 3, 3, 9])).shape
-        torch.Size([4, 16, 8, 8])
+        >>> from spadenorm import ConditionalBatchNorm
+        >>> layer = ConditionalBatchNorm(16, num_classes=10)
+        >>> layer(torch.randn(4, 16, 8, 8, 8), torch.tensor([0, 3, 3, 9])).shape
+        torch.Size([4, 16, 8, 8, 8])
     """
+
+    _ranks: tuple[int, ...] = (3, 4, 5)
 
     def __init__(
         self,
@@ -96,15 +99,16 @@ class ConditionalBatchNorm2d(BatchNormBuffers):
         return self.projection(y)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """Batch-normalize x (N, C, H, W) and modulate it with the rows for ``y``: class ids (N,) or vectors
+        """Batch-normalize x (N, C, \\*spatial) and modulate it with the rows for ``y``: class ids (N,) or vectors
         (N, cond_dim)."""
-        _validation.check_input(x, ranks=(4,))
+        _validation.check_input(x, ranks=self._ranks)
         _validation.check_channels(x, self.num_features)
         # As torch.nn.BatchNorm2d: batch statistics in training or without running stats, else the running ones.
         spec = NormSpec("batch", eps=self.eps)
         training = self.training or not self.track_running_stats
         _validation.check_batch_size(spec, x, training)
-        gamma, beta = self._modulation(y, x.shape[0]).unflatten(1, (2, self.num_features, 1, 1)).unbind(1)
+        spatial = (1,) * (x.dim() - 2)
+        gamma, beta = self._modulation(y, x.shape[0]).unflatten(1, (2, self.num_features, *spatial)).unbind(1)
         return _backend.modulated_norm(x, Modulation(gamma, beta), spec, self._running_stats(self.momentum), training)
 
     def extra_repr(self) -> str:
@@ -113,3 +117,17 @@ class ConditionalBatchNorm2d(BatchNormBuffers):
             f"{self.num_features}, {cond}, eps={self.eps}, momentum={self.momentum}, "
             f"track_running_stats={self.track_running_stats}"
         )
+
+
+class ConditionalBatchNorm2d(ConditionalBatchNorm):
+    r""":class:`ConditionalBatchNorm` for (N, C, H, W) input only, as ``torch.nn.BatchNorm2d``.
+
+    Example:
+        >>> import torch
+        >>> from spadenorm import ConditionalBatchNorm2d
+        >>> layer = ConditionalBatchNorm2d(16, num_classes=10)
+        >>> layer(torch.randn(4, 16, 8, 8), torch.tensor([0, 3, 3, 9])).shape
+        torch.Size([4, 16, 8, 8])
+    """
+
+    _ranks = (4,)

@@ -49,12 +49,18 @@ class BatchNormBuffers(nn.Module):
 
 
 class ParamFreeNorm(BatchNormBuffers):
-    """Normalization without affine parameters: ``(x - mean) / sqrt(var + eps)`` with ``norm``'s statistics.
+    r"""The inner normalization of a conditional layer: :math:`\hat{x} = (x - \mu) / \sqrt{\sigma^2 + \epsilon}`
+    with ``norm``'s statistics, without affine parameters unless ``affine=True``.
 
     For ``norm="batch"`` and ``"sync_batch"`` it holds ``running_mean``, ``running_var`` and ``num_batches_tracked``
     under torch's names, so it loads the state of a ``torch.nn.BatchNorm2d(affine=False)``; the other norms hold no
     state, like ``torch.nn.InstanceNorm2d(affine=False)``. Conditional layers keep one as ``param_free_norm`` and call
     :meth:`modulate`, which fuses normalization and modulation.
+
+    With ``affine=True`` it keeps a per-channel ``weight`` w (ones) and ``bias`` b (zeros), as torch's norms do, and
+    the modulation applies to :math:`\hat{x} w + b`: :math:`(\hat{x} w + b)(1 + \gamma) + \beta`, computed as
+    :math:`\hat{x}(1 + \gamma') + \beta'` with :math:`\gamma' = w(1 + \gamma) - 1` and
+    :math:`\beta' = b(1 + \gamma) + \beta` (the inner norm of MONAI's SPADE latent diffusion models).
 
     Args:
         num_features: C, the number of channels.
@@ -62,8 +68,9 @@ class ParamFreeNorm(BatchNormBuffers):
         eps: added to the variance, >= 0.
         momentum: running-statistics factor, ``None`` for a cumulative average.
         num_groups: groups for ``norm="group"``.
-        device: device of the running statistics (batch norms).
-        dtype: dtype of the running statistics (batch norms).
+        affine: keep a learnable per-channel weight and bias applied to the normalized input.
+        device: device of the running statistics (batch norms) and of the affine parameters.
+        dtype: dtype of the running statistics (batch norms) and of the affine parameters.
 
     Attributes:
         process_group: the ``torch.distributed`` group that ``"sync_batch"`` reduces over (``None``: the default).
@@ -88,11 +95,13 @@ class ParamFreeNorm(BatchNormBuffers):
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         num_groups: int | None = None,
+        affine: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.num_features = _validation.check_positive_int(num_features, "num_features")
+        self.affine = _validation.check_bool(affine, "affine")
         spec = _validation.norm_spec(norm, num_groups, eps, num_features, None)
         self.norm: NormName = spec.norm
         self.num_groups = spec.num_groups
@@ -100,6 +109,11 @@ class ParamFreeNorm(BatchNormBuffers):
         self.momentum = _validation.check_momentum(momentum)
         self.process_group: ProcessGroup | None = None
         self._register_running_stats(num_features if spec.is_batch else None, device, dtype)
+        self.weight: nn.Parameter | None = None
+        self.bias: nn.Parameter | None = None
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features, device=device, dtype=dtype))
+            self.bias = nn.Parameter(torch.zeros(num_features, device=device, dtype=dtype))
 
     @property
     def tracks_running_stats(self) -> bool:
@@ -117,7 +131,21 @@ class ParamFreeNorm(BatchNormBuffers):
         return self._running_stats(self.momentum) if self.tracks_running_stats else None
 
     def reset_parameters(self) -> None:
+        """Running statistics reset; affine weight 1 and bias 0."""
         self.reset_running_stats()
+        if self.weight is not None and self.bias is not None:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def _with_affine(self, x: Tensor, gamma: Tensor | None, beta: Tensor | None) -> tuple[Tensor, Tensor]:
+        """gamma and beta with the affine folded in: ``w (1 + gamma) - 1`` and ``b (1 + gamma) + beta``."""
+        assert self.weight is not None
+        assert self.bias is not None
+        shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+        w, b = self.weight.view(shape), self.bias.view(shape)
+        gamma_eff = w - 1 if gamma is None else torch.addcmul(w - 1, gamma, w)
+        beta_eff = b if gamma is None else torch.addcmul(b, gamma, b)
+        return gamma_eff, beta_eff if beta is None else beta_eff + beta
 
     def check_input(self, x: object, ranks: tuple[int, ...] = (3, 4, 5)) -> Tensor:
         """Check activations for this layer: a floating-point tensor of one of ``ranks`` with ``num_features``
@@ -141,6 +169,8 @@ class ParamFreeNorm(BatchNormBuffers):
         (1, C) as :func:`spadenorm._validation.check_scale_shift` returns them. The statistics follow this layer's
         ``norm`` and mode (running statistics in eval mode for batch norms).
         """
+        if self.affine:
+            gamma, beta = self._with_affine(x, gamma, beta)
         mod = Modulation(gamma, beta, None, scale, shift)
         return _backend.modulated_norm(x, mod, self.spec, self.running, self.training)
 
@@ -154,4 +184,6 @@ class ParamFreeNorm(BatchNormBuffers):
             parts.append(f"num_groups={self.num_groups}")
         if self.tracks_running_stats:
             parts.append(f"momentum={self.momentum}")
+        if self.affine:
+            parts.append("affine=True")
         return ", ".join(parts)

@@ -1,12 +1,14 @@
-"""SPADE: spatially-adaptive normalization (Park et al., CVPR 2019)."""
+"""SPADE: spatially-adaptive normalization (Park et al., CVPR 2019), for 1, 2 or 3 spatial dimensions."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvNd
 
 from .. import _validation
 from .._core import NormName
@@ -14,36 +16,59 @@ from ..functional import resize_labels
 from ..migration import parse_spade_config
 from .param_free import ParamFreeNorm
 
-INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+Activation = Literal["relu", "leaky_relu"]
+ACTIVATIONS = ("relu", "leaky_relu")
+# F.interpolate modes for a float segmap, and the spatial dimensions each supports.
+INTERPOLATIONS: dict[str, tuple[int, ...]] = {
+    "nearest": (1, 2, 3),
+    "nearest-exact": (1, 2, 3),
+    "area": (1, 2, 3),
+    "linear": (1,),
+    "bilinear": (2,),
+    "bicubic": (2,),
+    "trilinear": (3,),
+}
+_CONVS: dict[int, Callable[..., _ConvNd]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 class SPADE(nn.Module):
     r"""Spatially-adaptive normalization: :math:`y = \mathrm{norm}(x) \odot (1 + \gamma(m)) + \beta(m)`.
 
-    :math:`\gamma(m), \beta(m)` are (N, C, H, W) maps predicted from the segmentation map m, resized to x's size, by
-    a shared ``kernel_size`` conv with ReLU into ``hidden_channels`` channels, then one conv each for gamma and
-    beta. Submodule and buffer names follow the original layer (``param_free_norm``, ``mlp_shared.0``,
-    ``mlp_gamma``, ``mlp_beta``), so its state dicts load with ``strict=True``.
+    :math:`\gamma(m), \beta(m)` are maps of x's size predicted from the segmentation map m, resized to x's size: a
+    shared ``kernel_size`` conv with ReLU into ``hidden_channels`` channels, then one conv each for gamma and beta
+    (with ``hidden_channels=0`` the gamma and beta convs read m directly). Submodule and buffer names follow the
+    original layer (``param_free_norm``, ``mlp_shared.0``, ``mlp_gamma``, ``mlp_beta``), so its state dicts load with
+    ``strict=True``. An optional second modulation, a diffusion model's timestep scale and shift per (n, c), runs in
+    the same pass: :math:`y = (\mathrm{norm}(x) \odot (1 + \gamma) + \beta) \odot (1 + s) + t`.
 
     Args:
         num_features: C, channels of x.
         label_nc: channels of the segmentation map (classes, plus any extra channels such as an instance edge map).
+        spatial_dims: 1, 2 or 3: the rank of x's spatial part and of the convolutions (2, images, by default).
         norm: statistics of the parameter-free norm: ``"instance"``, ``"batch"``, ``"sync_batch"`` (synchronized
             across processes when ``torch.distributed`` is initialized and the module is training; set
             ``layer.param_free_norm.process_group`` to reduce over a group other than the default), ``"group"``,
             ``"layer"`` or ``"none"``.
-        hidden_channels: width of the shared embedding (128 in the paper).
-        kernel_size: odd kernel size of the three convs (padding ``kernel_size // 2``).
+        hidden_channels: width of the shared embedding (128 in the paper); 0 for none.
+        kernel_size: odd kernel size of the convs (padding ``kernel_size // 2``).
+        activation: of the shared embedding: ``"relu"`` (the paper) or ``"leaky_relu"`` (slope 0.01, as MONAI).
+        norm_affine: give the inner norm a learnable per-channel weight and bias (``param_free_norm.weight`` and
+            ``.bias``), applied before the modulation, as MONAI's SPADE latent diffusion models do.
         eps: variance epsilon of the norm.
         momentum: running-statistics momentum for batch norms (``None``: cumulative average).
         num_groups: groups for ``norm="group"``.
-        interpolation: ``F.interpolate`` mode used to resize a float segmap (``"nearest"`` as in the paper).
+        interpolation: ``F.interpolate`` mode used to resize a float (soft) segmap, and an integer one whenever it
+            is not ``"nearest"`` (ids are one-hot encoded first): ``"nearest"`` (the paper), ``"nearest-exact"``,
+            ``"area"``, or the linear mode of the rank (``"linear"``, ``"bilinear"``/``"bicubic"``, ``"trilinear"``).
+        device: device of the parameters and buffers.
+        dtype: dtype of the parameters and buffers.
 
     Shape:
-        - x: (N, C, H, W) (the convolutions are 2-D)
-        - segmap: float (N, label_nc, h, w) (one-hot or soft), or integer class ids (N, h, w) / (N, 1, h, w) with
-          ids in [0, label_nc), one-hot encoded inside
-        - output: (N, C, H, W) in x's memory format
+        - x: (N, C, \*spatial) with ``spatial_dims`` spatial dimensions, e.g. (N, C, H, W)
+        - segmap: float (N, label_nc, \*spatial') (one-hot, soft or probabilistic), or integer class ids
+          (N, \*spatial') / (N, 1, \*spatial') with ids in [0, label_nc), one-hot encoded inside
+        - scale, shift (optional): (N, C), (C,), (1, C) or (N, C, 1, ...)
+        - output: x's shape, in x's memory format
 
     Example:
         >>> import torch
@@ -53,6 +78,9 @@ class SPADE(nn.Module):
         >>> labels = torch.randint(0, 10, (2, 256, 256))
         >>> layer(x, labels).shape
         torch.Size([2, 64, 32, 32])
+        >>> volume = SPADE(8, label_nc=4, spatial_dims=3, hidden_channels=16)
+        >>> volume(torch.randn(1, 8, 6, 8, 8), torch.rand(1, 4, 12, 16, 16)).shape
+        torch.Size([1, 8, 6, 8, 8])
     """
 
     def __init__(
@@ -60,9 +88,12 @@ class SPADE(nn.Module):
         num_features: int,
         label_nc: int,
         *,
+        spatial_dims: int = 2,
         norm: NormName = "instance",
         hidden_channels: int = 128,
         kernel_size: int = 3,
+        activation: Activation = "relu",
+        norm_affine: bool = False,
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         num_groups: int | None = None,
@@ -72,25 +103,41 @@ class SPADE(nn.Module):
     ) -> None:
         super().__init__()
         _validation.check_positive_int(label_nc, "label_nc")
-        _validation.check_positive_int(hidden_channels, "hidden_channels")
+        if _validation.check_positive_int(spatial_dims, "spatial_dims") > 3:
+            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
+        if isinstance(hidden_channels, bool) or not isinstance(hidden_channels, int):
+            raise TypeError(f"hidden_channels must be an int, got {type(hidden_channels).__name__}")
+        if hidden_channels < 0:
+            raise ValueError(f"hidden_channels must be >= 0 (0: no shared layer), got {hidden_channels}")
         if _validation.check_positive_int(kernel_size, "kernel_size") % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd int (the output keeps x's size), got {kernel_size}")
-        if not isinstance(interpolation, str):
-            raise TypeError(f"interpolation must be a str, one of {INTERPOLATIONS}, got {type(interpolation).__name__}")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        _validation.check_choice(activation, "activation", ACTIVATIONS)
+        _validation.check_bool(norm_affine, "norm_affine")
+        _validation.check_choice(interpolation, "interpolation", tuple(INTERPOLATIONS))
+        if spatial_dims not in INTERPOLATIONS[interpolation]:
+            dims = " or ".join(map(str, INTERPOLATIONS[interpolation]))
+            raise ValueError(
+                f"interpolation {interpolation!r} resizes maps of {dims} spatial dimension(s), got spatial_dims="
+                f"{spatial_dims}"
+            )
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.label_nc = label_nc
+        self.spatial_dims = spatial_dims
         self.interpolation = interpolation
         self.param_free_norm = ParamFreeNorm(
-            num_features, norm, eps=eps, momentum=momentum, num_groups=num_groups, **factory
+            num_features, norm, eps=eps, momentum=momentum, num_groups=num_groups, affine=norm_affine, **factory
         )
-        padding = kernel_size // 2
-        self.mlp_shared = nn.Sequential(
-            nn.Conv2d(label_nc, hidden_channels, kernel_size, padding=padding, **factory), nn.ReLU()
-        )
-        self.mlp_gamma = nn.Conv2d(hidden_channels, num_features, kernel_size, padding=padding, **factory)
-        self.mlp_beta = nn.Conv2d(hidden_channels, num_features, kernel_size, padding=padding, **factory)
+        conv, padding = _CONVS[spatial_dims], kernel_size // 2
+        self.mlp_shared: nn.Sequential | None = None
+        embedded = label_nc
+        if hidden_channels:
+            act = nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.01)
+            self.mlp_shared = nn.Sequential(
+                conv(label_nc, hidden_channels, kernel_size, padding=padding, **factory), act
+            )
+            embedded = hidden_channels
+        self.mlp_gamma: _ConvNd = conv(embedded, num_features, kernel_size, padding=padding, **factory)
+        self.mlp_beta: _ConvNd = conv(embedded, num_features, kernel_size, padding=padding, **factory)
 
     @classmethod
     def from_config(cls, config: str, num_features: int, label_nc: int, **kwargs: Any) -> SPADE:
@@ -108,33 +155,48 @@ class SPADE(nn.Module):
         return self.param_free_norm.num_features
 
     def prepare_segmap(self, segmap: Tensor, x: Tensor) -> Tensor:
-        """Validate ``segmap`` against x and return it as a float (N, label_nc, H, W) map at x's size."""
+        """Validate ``segmap`` against x and return it as a float (N, label_nc, \\*spatial) map at x's size."""
         dtype = self.mlp_gamma.weight.dtype
         size = tuple(x.shape[2:])
         if not isinstance(segmap, Tensor):
             raise TypeError(f"segmap must be a torch.Tensor, got {type(segmap).__name__}")
+        soft_rank = x.dim()
         if not segmap.is_floating_point():
+            if segmap.dim() == soft_rank and segmap.shape[1] == self.label_nc and self.label_nc > 1:
+                raise TypeError(
+                    f"segmap of shape {tuple(segmap.shape)} holds one map per class: a one-hot or soft segmap must "
+                    f"be floating point, got {segmap.dtype} (integer segmaps hold class ids, (N, *spatial))"
+                )
             labels = _validation.check_label_map(segmap, self.label_nc, x, "segmap")
             if self.interpolation == "nearest":
                 return F.one_hot(resize_labels(labels, size), self.label_nc).movedim(-1, 1).to(dtype)
             segmap = F.one_hot(labels, self.label_nc).movedim(-1, 1).to(dtype)
-        if segmap.dim() != 4 or segmap.shape[0] != x.shape[0] or segmap.shape[1] != self.label_nc:
+        if segmap.dim() != soft_rank or segmap.shape[0] != x.shape[0] or segmap.shape[1] != self.label_nc:
+            spatial = ", ".join(["d", "h", "w"][-self.spatial_dims :])
             raise ValueError(
-                f"segmap must have shape ({x.shape[0]}, {self.label_nc}, h, w) (x's batch, label_nc channels), "
-                f"got {tuple(segmap.shape)}"
+                f"segmap must have shape ({x.shape[0]}, {self.label_nc}, {spatial}) (x's batch, label_nc channels, "
+                f"x's spatial rank {self.spatial_dims}), got {tuple(segmap.shape)}"
             )
+        if segmap.device != x.device:
+            raise ValueError(f"segmap must be on x's device {x.device}, got {segmap.device}")
         if tuple(segmap.shape[2:]) != size:
             segmap = F.interpolate(segmap, size=size, mode=self.interpolation)
         return segmap
 
     def forward(self, x: Tensor, segmap: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
-        """Normalize x (N, C, H, W), modulate it with gamma and beta predicted from ``segmap`` (see the class), then
-        by ``1 + scale`` and ``shift`` (per (n, c) or per channel, optional, as a diffusion model's timestep)."""
-        x = self.param_free_norm.check_input(x, ranks=(4,))
+        """Normalize x (N, C, \\*spatial), modulate it with gamma and beta predicted from ``segmap`` (see the class),
+        then by ``1 + scale`` and ``shift`` (per (n, c) or per channel, optional, as a diffusion model's timestep)."""
+        x = self.param_free_norm.check_input(x, ranks=(self.spatial_dims + 2,))
         scale = _validation.check_scale_shift(scale, x, "scale")
         shift = _validation.check_scale_shift(shift, x, "shift")
-        actv = self.mlp_shared(self.prepare_segmap(segmap, x))
+        actv = self.prepare_segmap(segmap, x)
+        if self.mlp_shared is not None:
+            actv = self.mlp_shared(actv)
         return self.param_free_norm.modulate(x, self.mlp_gamma(actv), self.mlp_beta(actv), scale, shift)
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, label_nc={self.label_nc}, interpolation={self.interpolation!r}"
+        parts = [f"{self.num_features}", f"label_nc={self.label_nc}"]
+        if self.spatial_dims != 2:
+            parts.append(f"spatial_dims={self.spatial_dims}")
+        parts.append(f"interpolation={self.interpolation!r}")
+        return ", ".join(parts)

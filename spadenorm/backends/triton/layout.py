@@ -77,6 +77,8 @@ def as_flattenable(t: Tensor, like: Tensor) -> Tensor:
         return t
     if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
         return t.contiguous(memory_format=torch.channels_last)
+    if like.dim() == 5 and like.is_contiguous(memory_format=torch.channels_last_3d):
+        return t.contiguous(memory_format=torch.channels_last_3d)
     return t.contiguous()
 
 
