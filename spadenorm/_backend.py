@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._core import Modulation, NormSpec, RunningStats
+from ._core import Modulation, NormSpec, RunningStats, normalized_dtype_under_autocast
 
 BackendName = Literal["auto", "torch", "triton"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
@@ -150,8 +150,11 @@ def resolve_backend(x: Tensor) -> str:
 def modulated_norm(x: Tensor, mod: Modulation, spec: NormSpec, running: RunningStats | None, training: bool) -> Tensor:
     """Run ``(norm(x) * (1 + gamma) + beta) * (1 + scale) + shift`` on the backend resolved for ``x``.
 
-    Every argument is already checked and resolved (see :class:`~spadenorm._core.Modulation` for the shapes).
+    Every argument is already checked and resolved (see :class:`~spadenorm._core.Modulation` for the shapes). In an
+    autocast region the result has the dtype the original formulation would have (torch's own norm, promoted with
+    the modulation): x is taken in float32 where torch's norm of the same kind would be.
     """
+    x = x.to(normalized_dtype_under_autocast(x, spec))
     if resolve_backend(x) == "triton":
         from .backends import triton as fused
 

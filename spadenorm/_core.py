@@ -152,6 +152,19 @@ def result_dtype(*tensors: Tensor | None) -> torch.dtype:
     return out
 
 
+def normalized_dtype_under_autocast(x: Tensor, spec: NormSpec) -> torch.dtype:
+    """The dtype torch's own norm of this kind returns for x in the current autocast region.
+
+    Under CUDA autocast, ``group_norm`` and ``layer_norm`` run in float32 (they are on autocast's float32 list), so
+    the original formulation ``norm(x) * (1 + gamma) + beta`` yields float32; instance and batch norm, and every norm
+    under CPU autocast, keep x's dtype.
+    """
+    low = x.dtype in (torch.float16, torch.bfloat16)
+    if low and spec.norm in ("group", "layer") and x.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+        return torch.float32
+    return x.dtype
+
+
 def is_spatial(t: Tensor) -> bool:
     """Whether a modulation tensor varies over the spatial dimensions (its gradient is then a full map)."""
     return any(size != 1 for size in t.shape[2:])

@@ -11,7 +11,9 @@ from harness import DTYPES, TORCH_TOL
 from hypothesis import given
 from hypothesis import strategies as st
 
+import spadenorm
 from spadenorm.functional import modulated_norm
+from spadenorm.reference import modulated_norm_reference
 from spadenorm.testing import check_against_reference
 
 NORMS = ["instance", "batch", "sync_batch", "group", "layer", "none"]
@@ -204,3 +206,48 @@ def test_non_contiguous_input_and_gradient():
     modulated_norm(x, gamma, norm="group", num_groups=3).backward(dy)
     modulated_norm(x_dense, gamma, norm="group", num_groups=3).backward(dy.contiguous())
     torch.testing.assert_close(x.grad, x_dense.grad)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(("norm", "groups"), [("instance", None), ("group", 2), ("batch", None), ("layer", None)])
+def test_large_low_precision_activations_keep_finite_exact_statistics(norm, groups, dtype, backend):
+    """|x| around 300: x**2 overflows fp16 (max 65504); statistics are accumulated in fp32, centred."""
+    if backend == "triton":
+        pytest.importorskip("triton")
+    gen = torch.Generator().manual_seed(0)
+    x = (300 + torch.randn(2, 4, 6, 7, generator=gen, dtype=torch.float64)).to(dtype).requires_grad_(True)
+    gamma = torch.randn(2, 4, 6, 7, generator=gen, dtype=torch.float64).to(dtype).requires_grad_(True)
+    with spadenorm.use_backend(backend):
+        y = modulated_norm(x, gamma, None, norm=norm, num_groups=groups)
+        (dx,) = torch.autograd.grad(y.float().square().sum(), x)
+    ref = modulated_norm_reference(x, gamma, None, norm=norm, num_groups=groups)  # float64, exact inputs
+    (dx_ref,) = torch.autograd.grad(ref.square().sum(), x)
+    assert torch.isfinite(y).all()
+    assert torch.isfinite(dx).all()
+    tol = {torch.float16: 2e-2, torch.bfloat16: 1e-1}[dtype]
+    torch.testing.assert_close(y.double(), ref, atol=tol, rtol=tol)
+    torch.testing.assert_close(dx.double(), dx_ref.double(), atol=tol * 10, rtol=tol)
+
+
+def test_autocast_output_dtype_follows_torchs_own_norms(monkeypatch):
+    """CPU autocast keeps x's dtype, as torch's norms do; under CUDA autocast, group and layer statistics come out in
+    float32 (autocast's float32 list), so the result is float32 like the original formulation's."""
+    x = torch.randn(2, 4, 5, 5, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for norm in ("instance", "group", "batch", "layer"):
+            groups = 2 if norm == "group" else None
+            assert modulated_norm(x, norm=norm, num_groups=groups).dtype == F.group_norm(x, 2).dtype == torch.bfloat16
+    from spadenorm._core import NormSpec, normalized_dtype_under_autocast
+
+    class OnGpu:
+        dtype = torch.float16
+        device = torch.device("cuda")
+
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device_type=None: device_type == "cuda")
+    assert normalized_dtype_under_autocast(OnGpu(), NormSpec("group", 2)) == torch.float32
+    assert normalized_dtype_under_autocast(OnGpu(), NormSpec("layer")) == torch.float32
+    assert normalized_dtype_under_autocast(OnGpu(), NormSpec("instance")) == torch.float16
+    assert normalized_dtype_under_autocast(OnGpu(), NormSpec("batch")) == torch.float16
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device_type=None: False)
+    assert normalized_dtype_under_autocast(OnGpu(), NormSpec("group", 2)) == torch.float16
