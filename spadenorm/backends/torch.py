@@ -1,20 +1,23 @@
 """The memory-lean PyTorch implementation of normalize-and-modulate (backend ``"torch"``).
 
-``y = (x - mean) * rstd * (1 + gamma) + beta`` over the reduction sets of :mod:`spadenorm._core`. The autograd
-function saves only ``x``, ``gamma`` (when given) and the flat ``mean`` and ``rstd``; x-hat is recomputed in backward.
-With ``g = dy * (1 + gamma)`` and ``mean_S`` the mean over a reduction set S:
+``y = ((x - mean) * rstd * (1 + gamma) + beta) * (1 + scale) + shift`` over the reduction sets of
+:mod:`spadenorm._core`. The autograd function saves only ``x``, ``gamma`` (when given), ``scale`` and the flat
+``mean`` and ``rstd`` (and ``beta`` when scale needs a gradient); x-hat is recomputed in backward. With
+``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)`` and ``mean_S`` the mean over a reduction set S:
 
 * ``dx = rstd * (g - mean_S(g) - x_hat * mean_S(g * x_hat))`` for statistics of x,
   ``dx = rstd * g`` for running (constant) statistics;
-* ``dgamma = dy * x_hat`` and ``dbeta = dy``, summed over the dimensions where gamma/beta broadcast.
+* ``dgamma = dz * x_hat`` and ``dbeta = dz``, summed over the dimensions where gamma/beta broadcast;
+* ``dscale = sum dy * (x_hat * (1 + gamma) + beta)`` and ``dshift = sum dy`` over space (and over N for per-channel
+  tensors), formed from sums, not from that map.
 
-Every statistic is computed by torch's batch-norm kernel, which takes a centred variance: for the per-sample norms on
-a (1, N*G, -1) view of x (the trick ``F.instance_norm`` itself uses), so x-hat comes out of the same call.
-``native_group_norm`` is not used: on CPU it computes E[x^2] - E[x]^2 and loses digits when |mean| >> std. The
-``dx`` formula runs as torch's fused batch-norm backward on the same views. For ``sync_batch`` the statistics are
-merged across processes and the two per-channel sums of the ``dx`` formula are all-reduced.
-Low-precision inputs are computed in fp32 and the result is rounded once. CLADE's class tables are gathered into
-per-pixel maps first (:mod:`.class_rows`).
+Statistics are centred everywhere, so inputs with |mean| >> std keep their digits. Batch statistics come from torch's
+batch-norm kernel, per-sample statistics of a contiguous x from its group-norm kernel (G groups per sample: C for
+instance, 1 for layer), both of which also return x-hat and have fused backward kernels for ``dx``. Other layouts
+take two passes over (N*G, -1) rows and the explicit ``dx`` formula, which keeps x's layout; torch's channels_last
+group norm is avoided because it computes E[x^2] - E[x]^2. For ``sync_batch`` the statistics are merged across
+processes and the two per-channel sums of the ``dx`` formula are all-reduced. Low-precision inputs are computed in
+fp32 and the result is rounded once. CLADE's class tables are gathered into per-pixel maps first (:mod:`.class_rows`).
 """
 
 from __future__ import annotations
@@ -77,6 +80,53 @@ def _normalize(x: Tensor, mean: Tensor, rstd: Tensor, spec: NormSpec) -> Tensor:
     return torch.addcmul(shift, x, _broadcast_stats(rstd, x, spec))
 
 
+def _per_sample_statistics(x: Tensor, spec: NormSpec) -> tuple[Tensor | None, Tensor, Tensor]:
+    """Per-sample statistics: (x_hat or None, flat mean, flat rstd), N*G of each.
+
+    A contiguous x goes through torch's group-norm kernel (G groups per sample: C for instance, 1 for layer), which
+    computes centred moments (Welford with cascade sums) and x_hat in one call. Other layouts are copied to
+    (N*G, M) rows and take two passes, the mean by cascade summation, then the biased variance of the centred row;
+    x_hat is then left to :func:`_normalize`, which keeps x's layout. (Torch's channels_last group norm computes
+    E[x^2] - E[x]^2 and loses digits when |mean| >> std, so it is not used.)
+    """
+    n, c = x.shape[:2]
+    groups = spec.groups_per_sample(c)
+    if x.is_contiguous():
+        x_hat, mean, rstd = torch.native_group_norm(x, None, None, n, c, spec.set_size(x) // (c // groups), groups,
+                                                    spec.eps)  # fmt: skip
+        return x_hat, mean.reshape(-1), rstd.reshape(-1)
+    rows = _per_sample_rows(x, spec)[0]
+    mean = rows.mean(-1)
+    centred = rows - mean[:, None]
+    var = torch.linalg.vector_norm(centred, dim=-1).square_().div_(rows.shape[-1])
+    return None, mean, torch.rsqrt(var + spec.eps)
+
+
+class _ProductSums:
+    """Sums of elementwise products over space or over reduction sets, through one reused scratch buffer.
+
+    On CPU every activation-sized temporary costs a fresh allocation; the products whose sums backward needs
+    (``dy * x_hat * gamma`` and ``dy * beta``) share one buffer instead.
+    """
+
+    def __init__(self) -> None:
+        self._buffer: Tensor | None = None
+
+    def _product(self, a: Tensor, b: Tensor) -> Tensor:
+        if self._buffer is None or self._buffer.shape != a.shape or self._buffer.dtype != a.dtype:
+            self._buffer = torch.empty_like(a, memory_format=torch.contiguous_format)
+        return torch.mul(a, b, out=self._buffer)
+
+    def over_space(self, a: Tensor, b: Tensor) -> Tensor:
+        """(N, C) sums over the spatial positions of ``a * b``: a full map a, b a full map or per-(n, c) or
+        per-channel (then no product is formed)."""
+        spatial = tuple(range(2, a.dim()))
+        b = b.to(a.dtype)
+        if any(size != 1 for size in b.shape[2:]):
+            return self._product(a, b).sum(spatial)
+        return a.sum(spatial) * b.reshape(b.shape[0], b.shape[1])
+
+
 def _batch_statistics(
     x: Tensor, spec: NormSpec, running: RunningStats | None, factor: float | Tensor, sync: bool
 ) -> tuple[Tensor | None, Tensor, Tensor, int]:
@@ -128,10 +178,8 @@ class TorchModulatedNorm(torch.autograd.Function):
         sync = False
         y: Tensor | None
         if not spec.is_batch:
-            rows = _per_sample_rows(xc, spec)
-            y, mean, rstd = torch.native_batch_norm(rows, None, None, None, None, True, 0.0, spec.eps)
-            y = y.view(x.shape) if xc.is_contiguous() else None  # else rows was a copy, in another layout
-            count = rows.shape[-1]
+            y, mean, rstd = _per_sample_statistics(xc, spec)
+            count = spec.set_size(x)
         elif from_input:
             sync = spec.norm == "sync_batch" and _distributed.is_sync_active(spec.process_group)
             y, mean, rstd, count = _batch_statistics(xc, spec, running, factor, sync)
@@ -145,9 +193,11 @@ class TorchModulatedNorm(torch.autograd.Function):
             y.addcmul_(y, gamma)
         if beta is not None:
             y.add_(beta)
-        if scale is not None:
+        if scale is not None and shift is not None:  # y * (1 + scale) + shift in one pass
+            torch.addcmul(_per_sample_channel(shift, x), y, 1 + _per_sample_channel(scale, x), out=y)
+        elif scale is not None:
             y.addcmul_(y, _per_sample_channel(scale, x))
-        if shift is not None:
+        elif shift is not None:
             y.add_(_per_sample_channel(shift, x))
         keep_beta = beta if ctx.needs_input_grad[3] else None
         ctx.save_for_backward(x, gamma, keep_beta, scale, mean, rstd)
@@ -166,49 +216,57 @@ class TorchModulatedNorm(torch.autograd.Function):
         (beta_meta, shift_meta), spec = ctx.meta, ctx.spec
         dx = dgamma = dbeta = dscale = dshift = None
         dyc = dy.to(mean.dtype)
-        dz = dyc if scale is None else dyc * (1 + _per_sample_channel(scale.to(mean.dtype), x))  # dL / d(modulated)
+        a = None if scale is None else 1 + _per_sample_channel(scale.to(mean.dtype), x)
+        dz = dyc if a is None else dyc * a  # dL / d(x_hat * (1 + gamma) + beta)
         if need_shift:
             dshift = dy.sum_to_size(shift_meta[0][:2] + (1,) * (x.dim() - 2)).reshape(shift_meta[0])
             dshift = dshift.to(shift_meta[1])
         if need_beta:
             dbeta = dz.sum_to_size(beta_meta[0]).to(beta_meta[1])
-        if need_x or need_gamma or need_scale:
-            xc = x.to(mean.dtype)
-            x_hat = _normalize(xc, mean, rstd, spec) if need_gamma or need_scale or ctx.sync else None
-            if need_x:
-                g = dz if gamma is None else torch.addcmul(dz, dz, gamma)
-                dx = _input_grad(ctx, g, xc, x_hat, mean, rstd).to(x.dtype)
-            if need_scale:
-                assert x_hat is not None  # computed above whenever scale needs a gradient
-                z = x_hat if gamma is None else torch.addcmul(x_hat, x_hat, gamma)
-                z = z if beta is None else z.add_(beta)
-                per_nc = z.mul_(dyc).sum_to_size(scale.shape + (1,) * (x.dim() - 2))
-                dscale = per_nc.reshape(scale.shape).to(scale.dtype)
-            if need_gamma:
-                assert x_hat is not None  # computed above whenever gamma needs a gradient
-                dgamma = x_hat.mul_(dz).sum_to_size(gamma.shape).to(gamma.dtype)
+        if not (need_x or need_gamma or need_scale):
+            return dx, dgamma, dbeta, dscale, dshift, None, None, None, None
+        xc = x.to(mean.dtype)
+        x_hat = _normalize(xc, mean, rstd, spec) if need_gamma or need_scale or ctx.sync else None
+        dy_x_hat, sums = None, _ProductSums()
+        if need_scale:  # sum over space of dy * (x_hat * (1 + gamma) + beta), without forming that map
+            assert x_hat is not None
+            dy_x_hat = x_hat * dyc
+            per_nc = dy_x_hat.sum(tuple(range(2, x.dim())))
+            if gamma is not None:
+                per_nc = per_nc + sums.over_space(dy_x_hat, gamma)
+            if beta is not None:
+                per_nc = per_nc + sums.over_space(dyc, beta)
+            dscale = per_nc.sum_to_size(scale.shape).to(scale.dtype)
+        if need_x:
+            g = dz if gamma is None else torch.addcmul(dz, dz, gamma)
+            dx = _input_grad(ctx, g, xc, x_hat, mean, rstd).to(x.dtype)
+        if need_gamma:
+            assert x_hat is not None
+            dgamma_map = x_hat.mul_(dz) if dy_x_hat is None else (dy_x_hat if a is None else dy_x_hat.mul_(a))
+            dgamma = dgamma_map.sum_to_size(gamma.shape).to(gamma.dtype)
         return dx, dgamma, dbeta, dscale, dshift, None, None, None, None
 
 
 def _input_grad(ctx: Any, g: Tensor, x: Tensor, x_hat: Tensor | None, mean: Tensor, rstd: Tensor) -> Tensor:
-    """dx from g = dy * (1 + gamma): fused native kernel where the layout allows, else the explicit formula."""
+    """dx from g = dz * (1 + gamma): torch's fused batch-norm or group-norm backward where the layout allows, else
+    the explicit formula (sync-batch, other layouts)."""
     spec: NormSpec = ctx.spec
     rstd_b = _broadcast_stats(rstd, x, spec)
     if not ctx.from_input:
         return g * rstd_b
-    if not ctx.sync:
-        grad_input_only = [True, False, False]
-        if spec.is_batch:
-            return torch.ops.aten.native_batch_norm_backward(
-                g, x, None, None, None, mean, rstd, True, 0.0, grad_input_only
-            )[0]
-        if g.is_contiguous() and x.is_contiguous():
-            g_rows, x_rows = _per_sample_rows(g, spec), _per_sample_rows(x, spec)
-            return torch.ops.aten.native_batch_norm_backward(
-                g_rows, x_rows, None, None, None, mean, rstd, True, 0.0, grad_input_only
-            )[0].view(x.shape)
+    if not ctx.sync and spec.is_batch:
+        return torch.ops.aten.native_batch_norm_backward(
+            g, x, None, None, None, mean, rstd, True, 0.0, [True, False, False]
+        )[0]
     if x_hat is None:
         x_hat = _normalize(x, mean, rstd, spec)
+    if not spec.is_batch and g.is_contiguous() and x.is_contiguous():
+        n, c = x.shape[:2]
+        groups = spec.groups_per_sample(c)
+        stats = mean.view(n, groups), rstd.view(n, groups)
+        return torch.ops.aten.native_group_norm_backward(
+            g, x, *stats, None, n, c, ctx.count // (c // groups), groups, [True, False, False]
+        )[0]
     sum_g = _sum_over_sets(g, spec)
     sum_gx = _sum_over_sets(g * x_hat, spec)
     if ctx.sync:
