@@ -25,3 +25,20 @@ CITYSCAPES_512 = [
     ("up_2", 256, 128, 256),
     ("up_3", 128, 256, 512),
 ]
+
+# Today's conditional models, forward+backward of their normalization (CPU and GPU suites):
+# SDM's block: GroupNorm(32) statistics, spatial gamma/beta, the timestep scale/shift per (n, c);
+# a brainSPADE / MONAI-style volume: instance statistics in 3-D, batch 1.
+CONDITIONAL_MODELS = {
+    "diffusion": {"shape": (2, 256, 64, 64), "norm": "group", "num_groups": 32, "second": True},
+    "volume": {"shape": (1, 64, 32, 64, 64), "norm": "instance", "num_groups": None, "second": False},
+}
+
+
+def conditional_original(x, gamma, beta, scale, shift, norm, num_groups):
+    """The eager formula: ``(norm(x) * (1 + gamma) + beta) * (1 + scale) + shift`` (scale/shift per (n, c))."""
+    import torch.nn.functional as F
+
+    normalized = F.group_norm(x, num_groups) if norm == "group" else F.instance_norm(x)
+    y = normalized * (1 + gamma) + beta
+    return y if scale is None else y * (1 + scale[:, :, None, None]) + shift[:, :, None, None]

@@ -17,34 +17,26 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from spadenorm.functional import modulated_norm
 from spadenorm.testing import saved_tensor_bytes
 
-CASES = {
-    "diffusion": {"shape": (2, 256, 64, 64), "norm": "group", "num_groups": 32, "second": True},
-    "volume": {"shape": (1, 64, 32, 64, 64), "norm": "instance", "num_groups": None, "second": False},
-}
+from .shapes import CONDITIONAL_MODELS, conditional_original
 
 
 def original(x, gamma, beta, scale, shift, norm, num_groups):
-    normalized = F.group_norm(x, num_groups) if norm == "group" else F.instance_norm(x)
-    y = normalized * (1 + gamma) + beta
-    if scale is None:
-        return y
-    return y * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+    return conditional_original(x, gamma, beta, scale, shift, norm, num_groups)
 
 
 def spadenorm(x, gamma, beta, scale, shift, norm, num_groups):
     return modulated_norm(x, gamma, beta, norm=norm, num_groups=num_groups, scale=scale, shift=shift)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(CONDITIONAL_MODELS))
 @pytest.mark.parametrize("impl", [original, spadenorm], ids=["original", "spadenorm"])
 def test_forward_backward(benchmark, impl, case):
     torch.manual_seed(0)
-    config = CASES[case]
+    config = CONDITIONAL_MODELS[case]
     shape = config["shape"]
     x, gamma, beta = (torch.randn(shape, requires_grad=True) for _ in range(3))
     scale = shift = None

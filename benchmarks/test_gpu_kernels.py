@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import spadenorm
 from spadenorm.functional import class_modulated_norm, modulated_norm
 
-from .shapes import ADE20K_256, CITYSCAPES_512
+from .shapes import ADE20K_256, CITYSCAPES_512, CONDITIONAL_MODELS, conditional_original
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 BATCH = 8
@@ -186,23 +186,9 @@ def test_class_table_forward_against_spatial(benchmark, impl, dtype_name):
     _finish(benchmark, 4 * size)
 
 
-CONDITIONAL_MODEL_CASES = {
-    # SDM's block: GroupNorm(32) statistics, spatial gamma/beta, the timestep scale/shift per (n, c).
-    "diffusion": {"shape": (2, 256, 64, 64), "norm": "group", "num_groups": 32, "second": True},
-    # A brainSPADE / MONAI-style volume: instance statistics in 3-D, batch 1.
-    "volume": {"shape": (1, 64, 32, 64, 64), "norm": "instance", "num_groups": None, "second": False},
-}
-
-
-def _conditional_original(x, gamma, beta, scale, shift, norm, num_groups):
-    normalized = F.group_norm(x, num_groups) if norm == "group" else F.instance_norm(x)
-    y = normalized * (1 + gamma) + beta
-    return y if scale is None else y * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
-
-
 @functools.cache
 def _compiled_conditional_original():
-    return torch.compile(_conditional_original, dynamic=False)
+    return torch.compile(conditional_original, dynamic=False)
 
 
 def _conditional_fused(x, gamma, beta, scale, shift, norm, num_groups):
@@ -211,12 +197,12 @@ def _conditional_fused(x, gamma, beta, scale, shift, norm, num_groups):
 
 
 @pytest.mark.parametrize("dtype_name", ["fp16", "bf16"])
-@pytest.mark.parametrize("case", list(CONDITIONAL_MODEL_CASES))
+@pytest.mark.parametrize("case", list(CONDITIONAL_MODELS))
 @pytest.mark.parametrize("impl", ["eager", "compiled", "spadenorm"])
 def test_conditional_model_forward_backward(benchmark, impl, case, dtype_name):
-    """Forward+backward of today's conditional models' normalization (see CONDITIONAL_MODEL_CASES)."""
+    """Forward+backward of today's conditional models' normalization (see ``shapes.CONDITIONAL_MODELS``)."""
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
-    config = CONDITIONAL_MODEL_CASES[case]
+    config = CONDITIONAL_MODELS[case]
     shape = config["shape"]
     gen = torch.Generator(device="cuda").manual_seed(0)
     x, gamma, beta, dy = (torch.randn(shape, device="cuda", dtype=dtype, generator=gen) for _ in range(4))
@@ -224,7 +210,7 @@ def test_conditional_model_forward_backward(benchmark, impl, case, dtype_name):
     if config["second"]:
         scale, shift = (torch.randn(shape[:2], device="cuda", dtype=dtype, generator=gen) for _ in range(2))
     inputs = [t.requires_grad_(True) for t in (x, gamma, beta, scale, shift) if t is not None]
-    fn = {"eager": _conditional_original, "compiled": _compiled_conditional_original(), "spadenorm": _conditional_fused}
+    fn = {"eager": conditional_original, "compiled": _compiled_conditional_original(), "spadenorm": _conditional_fused}
     fn = fn[impl]
 
     def step():

@@ -183,6 +183,17 @@ def check_batch_size(spec: NormSpec, x: Tensor, training: bool) -> None:
         raise ValueError(f"Expected more than 1 spatial element when training, got input size {x.size()}")
 
 
+def _check_float_tensor_beside(t: object, x: Tensor, name: str) -> Tensor:
+    """``t`` is a floating-point tensor on x's device."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if t.device != x.device:
+        raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+    return t
+
+
 def check_modulation(t: object, x: Tensor, name: str) -> Tensor | None:
     """A gamma/beta tensor (or ``None``) checked against ``x`` and returned with ``x``'s rank (a view).
 
@@ -191,12 +202,7 @@ def check_modulation(t: object, x: Tensor, name: str) -> Tensor | None:
     """
     if t is None:
         return None
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-    if t.device != x.device:
-        raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+    t = _check_float_tensor_beside(t, x, name)
     if t.shape == x.shape:
         return t
     c = x.shape[1]
@@ -221,12 +227,7 @@ def check_scale_shift(t: object, x: Tensor, name: str) -> Tensor | None:
     """
     if t is None:
         return None
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-    if t.device != x.device:
-        raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+    t = _check_float_tensor_beside(t, x, name)
     n, c = x.shape[:2]
     if t.dim() == 1 and t.shape[0] == c:
         return t.reshape(1, c)
