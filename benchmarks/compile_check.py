@@ -6,7 +6,8 @@ GPU, and every kernel launch is replaced by Triton's own ``warmup``: each varian
 on that GPU would specialize it (argument dtypes, 16-byte divisibility, constexpr tile sizes and kinds) and compiled
 down to a cubin by the ``ptxas`` that ships with Triton, but nothing runs. The cases cover every statistics path
 (row-persistent and two-phase), every modulation kind (spatial, per (n, c), per channel, absent, class tables),
-fp32/bf16/fp16, NCHW and channels_last, at the SPADE generator's layer shapes and at small odd shapes.
+with and without the second modulation (scale and shift), fp32/bf16, NCHW and channels_last, at SPADE generator
+layer shapes and at small odd shapes.
 
 For each kernel it reports the number of distinct variants and the largest register count, spill size (``ptxas
 -v``) and shared memory among them, lists every variant that spills, and exits with status 1 when a variant fails to
@@ -153,7 +154,8 @@ def _modulations(x: torch.Tensor) -> dict[str, torch.Tensor | None]:
 
 
 def launch_every_path(x: torch.Tensor) -> None:
-    """Call every launcher the way the autograd layer does, for each modulation kind and statistics path."""
+    """Call every launcher the way the autograd layer does, for each modulation kind, statistics path and second
+    modulation (none, or a per-(n, c) scale and shift)."""
     n, c = x.shape[:2]
     span = launch.reduction_span(x)
     per_sample = x.new_empty((n, c), dtype=torch.float32)
@@ -161,24 +163,30 @@ def launch_every_path(x: torch.Tensor) -> None:
     dy = torch.empty_like(x)
     launch.partial_stats(x, span)
     groups = [c] + ([32] if c % 32 == 0 and c > 32 else [])
-    for kind, t in _modulations(x).items():
-        for stats in (per_sample, per_channel):
-            launch.modulate(x, t, t, None, stats, stats)
-            launch.backward_sums(dy, x, t, None, stats, stats, span)
-            for coef in (stats, None):
-                launch.backward_dx(dy, x, t, None, stats, stats, coef, coef, True, kind == "spatial")
-        for g in groups:
-            if row_tiles(x, ncs_strides(x), g) is not None:
-                launch.row_forward(x, t, t, None, g, 1e-5)
-                launch.row_backward(dy, x, t, None, per_sample, per_sample, g, True, kind == "spatial")
-    for classes in (19, 151):
-        labels = torch.zeros((n, *x.shape[2:]), dtype=torch.long)
-        table = x.new_empty((classes, c))
-        launch.modulate(x, table, table, labels, per_sample, per_sample)
-        launch.backward_dx(dy, x, table, labels, per_sample, per_sample, per_sample, per_sample, True, False)
-        launch.row_forward(x, table, table, labels, c, 1e-5)
-        launch.row_backward(dy, x, table, labels, per_sample, per_sample, c, True, False)
-        launch.class_table_grads(dy, x, labels, per_sample, per_sample, classes, span)
+    for second in (None, x.new_empty((n, c))):
+        for kind, t in _modulations(x).items():
+            spatial = kind == "spatial"
+            for stats in (per_sample, per_channel):
+                launch.modulate(x, t, t, None, second, second, stats, stats)
+                launch.backward_sums(dy, x, t, t, None, second, stats, stats, span, second is not None)
+                for coef in (stats, None):
+                    launch.backward_dx(dy, x, t, t, None, second, stats, stats, coef, coef, True, spatial,
+                                       spatial and second is not None)  # fmt: skip
+            for g in groups:
+                if row_tiles(x, ncs_strides(x), g) is not None:
+                    launch.row_forward(x, t, t, None, second, second, g, 1e-5)
+                    launch.row_backward(dy, x, t, t, None, second, per_sample, per_sample, g, True, spatial,
+                                        spatial and second is not None, second is not None)  # fmt: skip
+        for classes in (19, 151):
+            labels = torch.zeros((n, *x.shape[2:]), dtype=torch.long)
+            table = x.new_empty((classes, c))
+            launch.modulate(x, table, table, labels, second, second, per_sample, per_sample)
+            launch.backward_dx(dy, x, table, table, labels, second, per_sample, per_sample, per_sample, per_sample,
+                               True, False, False)  # fmt: skip
+            launch.row_forward(x, table, table, labels, second, second, c, 1e-5)
+            launch.row_backward(dy, x, table, table, labels, second, per_sample, per_sample, c, True, False, False,
+                                second is not None)  # fmt: skip
+            launch.class_table_grads(dy, x, labels, second, per_sample, per_sample, classes, span)
 
 
 def main() -> int:
