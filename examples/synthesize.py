@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-import torch
+import script_setup  # the repository's spadenorm, from a plain clone too
 
 if __name__ == "__main__":
-    torch.set_flush_denormal(True)  # before the first parallel op, so OpenMP threads inherit it (see train_spade.py)
-
-try:
-    import spadenorm  # noqa: F401
-except ImportError:  # a clone without `pip install -e .`: use the repository's copy
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    script_setup.flush_denormals()
 
 from spade_gan.data.presets import PRESETS
 from spade_gan.inference import synthesize_folder

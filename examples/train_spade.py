@@ -18,23 +18,16 @@ itself is :func:`spade_gan.run.train`; this script parses the command line and r
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import torch
+import script_setup  # the repository's spadenorm, from a plain clone too
 
 if __name__ == "__main__":
-    # Flush denormal floats to zero. The 0.02-gain init and GAN training produce denormals that slow CPU convs down
-    # up to 10x. This must run before the first parallel op: OpenMP worker threads inherit the FP mode only when they
-    # are created.
-    torch.set_flush_denormal(True)
+    script_setup.flush_denormals()
 
-try:
-    import spadenorm  # noqa: F401
-except ImportError:  # a clone without `pip install -e .`: use the repository's copy
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from spade_gan.config import config_from_args
+from spade_gan.config import ConfigError, config_from_args
 from spade_gan.data.errors import DatasetLayoutError, LabelRangeError
+from spade_gan.dependencies import MissingPackageError
+from spade_gan.fidelity import WeightsError
 from spade_gan.run import train
 from spade_gan.train_checkpoints import CheckpointError
 
@@ -44,7 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(argv)
     try:
         train(cfg)
-    except (CheckpointError, DatasetLayoutError, LabelRangeError, FileNotFoundError) as exc:
+    except (
+        CheckpointError,
+        ConfigError,
+        DatasetLayoutError,
+        LabelRangeError,
+        WeightsError,
+        FileNotFoundError,
+        MissingPackageError,
+    ) as exc:
         print(f"train_spade.py: error: {exc}", file=sys.stderr)
         return 2
     return 0

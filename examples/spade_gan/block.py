@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spadenorm import SPADE
+from spadenorm import CLADE, SPADE
 from spadenorm.functional import NormName
 
 from .layers import LEAKY_SLOPE, check_positive_int, maybe_spectral
+
+Modulation = Literal["spade", "clade"]
+MODULATIONS: tuple[Modulation, ...] = ("spade", "clade")
 
 
 class SPADEResnetBlock(nn.Module):
@@ -24,8 +29,10 @@ class SPADEResnetBlock(nn.Module):
 
     with leaky ReLU slope 0.2, ``conv_0``: fin -> fmiddle, ``conv_1``: fmiddle -> fout (3x3, bias), ``conv_s``:
     fin -> fout (1x1, no bias, no activation before it), ``fmiddle = min(fin, fout)``, and every ``norm_*`` a
-    :class:`spadenorm.SPADE` conditioned on the segmentation map m. Submodule names and, with ``spectral=True``,
-    the spectral-norm keys (``weight_orig``, ``weight_u``, ``weight_v``) follow the original implementation.
+    :class:`spadenorm.SPADE` conditioned on the segmentation map m (with ``modulation="clade"`` a
+    :class:`spadenorm.CLADE`, whose per-class tables replace SPADE's convolutions). Submodule names and, with
+    ``spectral=True``, the spectral-norm keys (``weight_orig``, ``weight_u``, ``weight_v``) follow the original
+    implementation.
 
     Args:
         fin: input channels.
@@ -34,10 +41,13 @@ class SPADEResnetBlock(nn.Module):
         norm: parameter-free norm inside the SPADE layers (``"sync_batch"`` in the original).
         kernel_size: kernel size of the SPADE layers' convs (the block's own convs are always 3x3 and 1x1).
         spectral: spectral normalization on ``conv_0``, ``conv_1`` and ``conv_s``.
+        hidden_channels: width of the SPADE layers' shared convolution (128 in the original).
+        modulation: ``"spade"`` (convolutions of the map) or ``"clade"`` (a table row per class).
 
     Shape:
         - x: (N, fin, H, W)
-        - seg: (N, label_nc, h, w), resized to (H, W) inside each SPADE layer
+        - seg: (N, label_nc, h, w) with ``"spade"``, integer class ids (N, h, w) in [0, label_nc) with
+          ``"clade"``; resized to (H, W) inside each layer
         - output: (N, fout, H, W)
 
     Example:
@@ -56,8 +66,12 @@ class SPADEResnetBlock(nn.Module):
         norm: NormName = "sync_batch",
         kernel_size: int = 3,
         spectral: bool = True,
+        hidden_channels: int = 128,
+        modulation: Modulation = "spade",
     ) -> None:
         super().__init__()
+        if modulation not in MODULATIONS:
+            raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
         check_positive_int(fin, "fin")
         check_positive_int(fout, "fout")
         self.fin, self.fout = fin, fout
@@ -65,11 +79,17 @@ class SPADEResnetBlock(nn.Module):
         fmiddle = min(fin, fout)
         self.conv_0 = maybe_spectral(nn.Conv2d(fin, fmiddle, 3, padding=1), spectral)
         self.conv_1 = maybe_spectral(nn.Conv2d(fmiddle, fout, 3, padding=1), spectral)
-        self.norm_0 = SPADE(fin, label_nc, norm=norm, kernel_size=kernel_size)
-        self.norm_1 = SPADE(fmiddle, label_nc, norm=norm, kernel_size=kernel_size)
+
+        def modulated_norm(channels: int) -> nn.Module:
+            if modulation == "clade":
+                return CLADE(channels, label_nc, norm=norm)
+            return SPADE(channels, label_nc, norm=norm, kernel_size=kernel_size, hidden_channels=hidden_channels)
+
+        self.norm_0 = modulated_norm(fin)
+        self.norm_1 = modulated_norm(fmiddle)
         if self.learned_shortcut:
             self.conv_s = maybe_spectral(nn.Conv2d(fin, fout, 1, bias=False), spectral)
-            self.norm_s = SPADE(fin, label_nc, norm=norm, kernel_size=kernel_size)
+            self.norm_s = modulated_norm(fin)
 
     def shortcut(self, x: Tensor, seg: Tensor) -> Tensor:
         return self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from spadenorm.functional import NormName
 
-from .block import SPADEResnetBlock
+from .block import MODULATIONS, Modulation, SPADEResnetBlock
 from .layers import LEAKY_SLOPE, check_positive_int, init_weights
 
 Upsampling = Literal["normal", "more", "most"]
@@ -44,6 +44,10 @@ class SPADEGenerator(nn.Module):
         norm: parameter-free norm of the SPADE layers (``"sync_batch"`` in the original).
         kernel_size: kernel size of the SPADE layers' convs.
         spectral: spectral normalization on the residual blocks' convs.
+        spade_hidden: width of every SPADE layer's shared convolution (128 in the original, whatever ``ngf``).
+        modulation: ``"spade"``, or ``"clade"`` for class-adaptive layers (Tan et al. 2021): every block gets the
+            class ids (the argmax of the semantic map) and looks its scale and shift up in per-class tables. The
+            semantic map must then be a pure one-hot map (no instance-edge channel).
 
     Shape:
         - seg: float (N, label_nc, h, w) (one-hot plus any extra channels), or integer class ids (N, h, w) /
@@ -71,14 +75,19 @@ class SPADEGenerator(nn.Module):
         norm: NormName = "sync_batch",
         kernel_size: int = 3,
         spectral: bool = True,
+        spade_hidden: int = 128,
+        modulation: Modulation = "spade",
     ) -> None:
         super().__init__()
+        if modulation not in MODULATIONS:
+            raise ValueError(f"modulation must be one of {MODULATIONS}, got {modulation!r}")
         check_positive_int(label_nc, "label_nc")
         check_positive_int(ngf, "ngf")
         check_positive_int(z_dim, "z_dim")
         self.label_nc = label_nc
         self.use_vae = use_vae
         self.z_dim = z_dim
+        self.modulation = modulation
         self.num_upsampling_layers = num_upsampling_layers
         self.sh, self.sw = starting_map_size(crop_size, aspect_ratio, num_upsampling_layers)
         self.num_up = NUM_UPSAMPLINGS[num_upsampling_layers]
@@ -89,7 +98,16 @@ class SPADEGenerator(nn.Module):
             self.fc = nn.Conv2d(label_nc, 16 * nf, 3, padding=1)
 
         def block(fin: int, fout: int) -> SPADEResnetBlock:
-            return SPADEResnetBlock(fin, fout, label_nc, norm=norm, kernel_size=kernel_size, spectral=spectral)
+            return SPADEResnetBlock(
+                fin,
+                fout,
+                label_nc,
+                norm=norm,
+                kernel_size=kernel_size,
+                spectral=spectral,
+                hidden_channels=spade_hidden,
+                modulation=modulation,
+            )
 
         self.head_0 = block(16 * nf, 16 * nf)
         self.G_middle_0 = block(16 * nf, 16 * nf)
@@ -111,37 +129,8 @@ class SPADEGenerator(nn.Module):
         return self.sh * 2**self.num_up, self.sw * 2**self.num_up
 
     def semantic_map(self, seg: Tensor) -> Tensor:
-        """Validate ``seg`` and return it as a float (N, label_nc, h, w) map (integer ids are one-hot encoded).
-
-        For integer ids this is the single place per batch where labels are checked on the host: one
-        :func:`torch.aminmax` read, so one device-to-host synchronisation per batch, at the generator's edge. The
-        SPADE layers inside get the one-hot map; the library's layers check integer labels without a host sync on
-        CUDA.
-
-        Raises:
-            TypeError: ``seg`` is not a tensor.
-            ValueError: a wrong shape, or class ids outside ``[0, label_nc)`` (the message gives the actual range).
-        """
-        if not isinstance(seg, Tensor):
-            raise TypeError(f"seg must be a torch.Tensor, got {type(seg).__name__}")
-        if seg.is_floating_point():
-            if seg.dim() != 4 or seg.shape[1] != self.label_nc:
-                raise ValueError(
-                    f"seg must have shape (N, label_nc={self.label_nc}, h, w) (one-hot classes plus any dontcare and "
-                    f"instance-edge channels), got {tuple(seg.shape)}"
-                )
-            return seg
-        ids = seg.squeeze(1) if seg.dim() == 4 and seg.shape[1] == 1 else seg
-        if ids.dim() != 3:
-            raise ValueError(
-                f"integer seg must hold class ids of shape (N, h, w) or (N, 1, h, w), got {tuple(seg.shape)}"
-            )
-        ids = ids.long()
-        if ids.numel():
-            low, high = torch.stack(torch.aminmax(ids)).tolist()  # the one host read of the batch
-            if low < 0 or high >= self.label_nc:
-                raise ValueError(f"seg class ids must lie in [0, label_nc={self.label_nc}), got ids in [{low}, {high}]")
-        return F.one_hot(ids, self.label_nc).movedim(-1, 1).to(self.conv_img.weight.dtype)
+        """``seg`` validated and as a float (N, label_nc, h, w) map: see :func:`semantic_map`."""
+        return semantic_map(seg, self.label_nc, self.conv_img.weight.dtype)
 
     def initial_map(self, seg: Tensor, z: Tensor | None) -> Tensor:
         """The (N, 16 nf, sh, sw) map the first block starts from: ``fc`` of z (VAE) or of the downsampled mask."""
@@ -158,24 +147,59 @@ class SPADEGenerator(nn.Module):
 
     def forward(self, seg: Tensor, z: Tensor | None = None) -> Tensor:
         seg = self.semantic_map(seg)
-        x = self.head_0(self.initial_map(seg, z), seg)
-        x = self.G_middle_0(_up(x), seg)
+        cond = seg.argmax(1) if self.modulation == "clade" else seg  # what every block is conditioned on
+        x = self.head_0(self.initial_map(seg, z), cond)
+        x = self.G_middle_0(_up(x), cond)
         if self.num_upsampling_layers in ("more", "most"):
             x = _up(x)
-        x = self.G_middle_1(x, seg)
+        x = self.G_middle_1(x, cond)
         blocks = [self.up_0, self.up_1, self.up_2, self.up_3]
         if self.num_upsampling_layers == "most":
             blocks.append(self.up_4)
         for block in blocks:
-            x = block(_up(x), seg)
+            x = block(_up(x), cond)
         return torch.tanh(self.conv_img(F.leaky_relu(x, LEAKY_SLOPE)))
 
     def extra_repr(self) -> str:
         start = f"z_dim={self.z_dim}" if self.use_vae else "mask"
         return (
-            f"label_nc={self.label_nc}, num_upsampling_layers={self.num_upsampling_layers!r}, "
+            f"label_nc={self.label_nc}, modulation={self.modulation!r}, "
+            f"num_upsampling_layers={self.num_upsampling_layers!r}, "
             f"start={start} at {self.sh}x{self.sw}, output_size={self.output_size}"
         )
+
+
+def semantic_map(seg: Tensor, label_nc: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Validate a generator's semantic input and return it as a float (N, label_nc, h, w) map.
+
+    Float input must already be (N, label_nc, h, w) (one-hot classes plus any dontcare and instance-edge channels)
+    and is returned as is; integer class ids (N, h, w) or (N, 1, h, w) are one-hot encoded as ``dtype``. For integer
+    ids this is the single place per batch where labels are checked on the host: one :func:`torch.aminmax` read, so
+    one device-to-host synchronisation per batch, at the generator's edge (the library's layers check integer labels
+    without a host sync on CUDA).
+
+    Raises:
+        TypeError: ``seg`` is not a tensor.
+        ValueError: a wrong shape, or class ids outside ``[0, label_nc)`` (the message gives the actual range).
+    """
+    if not isinstance(seg, Tensor):
+        raise TypeError(f"seg must be a torch.Tensor, got {type(seg).__name__}")
+    if seg.is_floating_point():
+        if seg.dim() != 4 or seg.shape[1] != label_nc:
+            raise ValueError(
+                f"seg must have shape (N, label_nc={label_nc}, h, w) (one-hot classes plus any dontcare and "
+                f"instance-edge channels), got {tuple(seg.shape)}"
+            )
+        return seg
+    ids = seg.squeeze(1) if seg.dim() == 4 and seg.shape[1] == 1 else seg
+    if ids.dim() != 3:
+        raise ValueError(f"integer seg must hold class ids of shape (N, h, w) or (N, 1, h, w), got {tuple(seg.shape)}")
+    ids = ids.long()
+    if ids.numel():
+        low, high = torch.stack(torch.aminmax(ids)).tolist()  # the one host read of the batch
+        if low < 0 or high >= label_nc:
+            raise ValueError(f"seg class ids must lie in [0, label_nc={label_nc}), got ids in [{low}, {high}]")
+    return F.one_hot(ids, label_nc).movedim(-1, 1).to(dtype)
 
 
 def starting_map_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: Upsampling) -> tuple[int, int]:

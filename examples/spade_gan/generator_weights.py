@@ -10,26 +10,53 @@ names (spectral-norm ``weight_orig`` / ``weight_u`` / ``weight_v``, batch-norm b
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from .generator import SPADEGenerator
 
+GeneratorModule = TypeVar("GeneratorModule", bound=nn.Module)
 
-def load_generator_weights(generator: SPADEGenerator, state: Mapping[str, Tensor]) -> SPADEGenerator:
-    """``generator.load_state_dict(state, strict=True)`` after checks that turn the usual mistakes (wrong label_nc,
-    VAE or not, ngf, upsampling mode, spectral or norm setting, output geometry) into a ``ValueError`` saying which
-    argument to change.
+
+def load_generator_weights(generator: GeneratorModule, state: Mapping[str, Tensor]) -> GeneratorModule:
+    """``generator.load_state_dict(state, strict=True)`` after checks that turn the usual mistakes into a
+    ``ValueError`` saying what differs: for a SPADE generator, which constructor argument to change (label_nc, VAE or
+    not, ngf, upsampling mode, spectral or norm setting, output geometry); for the other generators (CLADE, the
+    pix2pixHD baselines), the missing, unexpected and mis-shaped keys.
 
     Returns:
         ``generator``, loaded.
     """
     state = dict(state)
-    problems = _describe_mismatch(generator, state)
+    if isinstance(generator, SPADEGenerator) and generator.modulation == "spade":
+        problems = _describe_mismatch(generator, state)
+    else:
+        problems = _key_mismatch(generator, state)
     if problems:
-        raise ValueError("checkpoint does not fit this SPADEGenerator: " + "; ".join(problems))
+        raise ValueError(f"checkpoint does not fit this {type(generator).__name__}: " + "; ".join(problems))
     generator.load_state_dict(state, strict=True)
     return generator
+
+
+def _key_mismatch(generator: nn.Module, state: Mapping[str, Tensor]) -> list[str]:
+    """Missing, unexpected and mis-shaped keys (at most 5 of each), or nothing when ``state`` fits."""
+    own = generator.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(v.shape)}, generator {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} keys missing ({', '.join(missing[:5])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:5])})")
+    if shapes:
+        problems.append("shape mismatch: " + ", ".join(shapes[:5]))
+    return problems
 
 
 def _describe_mismatch(generator: SPADEGenerator, state: Mapping[str, Tensor]) -> list[str]:
@@ -48,6 +75,9 @@ def _describe_mismatch(generator: SPADEGenerator, state: Mapping[str, Tensor]) -
             f"checkpoint has label_nc={seg.shape[1]} semantic channels (classes + dontcare + instance edges), "
             f"generator has label_nc={generator.label_nc}"
         )
+    own_seg = own["head_0.norm_0.mlp_shared.0.weight"]
+    if seg is not None and seg.shape[0] != own_seg.shape[0]:
+        problems.append(f"checkpoint has spade_hidden={seg.shape[0]}, generator has spade_hidden={own_seg.shape[0]}")
     head = state.get("head_0.conv_0.bias")
     own_head = own["head_0.conv_0.bias"]
     if head is not None and head.shape != own_head.shape:

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
+from .dependencies import import_optional
+
 
 class JsonlLogger:
     """Appends one JSON object per line and flushes it at once (a killed run loses at most the line being written).
@@ -61,11 +63,9 @@ def to_uint8(images: Tensor) -> np.ndarray:
     return array.astype(np.uint8)
 
 
-def save_grid(rows: list[Tensor], path: str | os.PathLike[str], pad: int = 2) -> Path:
-    """Write a PNG grid: one row per tensor in ``rows`` (each ``(N, 3, H, W)`` in ``[-1, 1]``), N columns.
-
-    ``train_spade.py`` uses rows label (colourised), generated, real.
-    """
+def image_grid(rows: list[Tensor], pad: int = 2) -> np.ndarray:
+    """A uint8 ``(H', W', 3)`` grid: one row per tensor in ``rows`` (each ``(N, 3, H, W)`` in ``[-1, 1]``), N columns,
+    white ``pad``-pixel gaps."""
     if not rows:
         raise ValueError("rows: expected at least one batch of images")
     tiles = [to_uint8(r) for r in rows]
@@ -75,12 +75,33 @@ def save_grid(rows: list[Tensor], path: str | os.PathLike[str], pad: int = 2) ->
         for j in range(n):
             top, left = pad + i * (h + pad), pad + j * (w + pad)
             grid[top : top + h, left : left + w] = row[j]
+    return grid
+
+
+def save_grid(rows: list[Tensor], path: str | os.PathLike[str], pad: int = 2) -> np.ndarray:
+    """Write the :func:`image_grid` of ``rows`` as a PNG (atomically) and return it.
+
+    ``train_spade.py`` uses rows label (colourised), generated, real.
+    """
+    grid = image_grid(rows, pad)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     Image.fromarray(grid).save(tmp, format="PNG")
     os.replace(tmp, path)
-    return path
+    return grid
+
+
+def open_tensorboard(directory: str | os.PathLike[str], resume_step: int = 0) -> Any:
+    """A ``torch.utils.tensorboard.SummaryWriter`` writing event files into ``directory``; on a resume from
+    ``resume_step`` > 0, TensorBoard drops the events of later steps a killed run had written (``purge_step``), as
+    ``log.jsonl`` drops its lines.
+
+    Raises:
+        MissingPackageError: the ``tensorboard`` package is missing (the message says how to install it).
+    """
+    tensorboard = import_optional("torch.utils.tensorboard", "--tensorboard", "pip install tensorboard")
+    return tensorboard.SummaryWriter(log_dir=str(directory), purge_step=resume_step + 1 if resume_step > 0 else None)
 
 
 def scalar_losses(losses: dict[str, Tensor]) -> dict[str, float]:
@@ -92,4 +113,13 @@ def format_losses(losses: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.3f}" for k, v in losses.items())
 
 
-__all__ = ["JsonlLogger", "format_losses", "read_log", "save_grid", "scalar_losses", "to_uint8"]
+__all__ = [
+    "JsonlLogger",
+    "format_losses",
+    "image_grid",
+    "open_tensorboard",
+    "read_log",
+    "save_grid",
+    "scalar_losses",
+    "to_uint8",
+]

@@ -144,13 +144,16 @@ def confusion_matrix(pred: Tensor, labels: Tensor, num_classes: int = NUM_CLASSE
 
 
 def scores(confusion: Tensor) -> dict[str, float]:
-    """Pixel accuracy and mIoU of a confusion matrix; mIoU averages the classes that occur in labels or predictions."""
+    """Pixel accuracy and mIoU of a ``(C, C)`` confusion matrix; mIoU averages the classes that occur in labels or
+    predictions. A ``(C, C + 1)`` matrix may count, in its last column, predictions that are no class (always
+    wrong: they lower the accuracy and add to their true class's union)."""
     confusion = confusion.double()
     total = confusion.sum()
     if total == 0:
         raise ValueError("confusion: no pixels counted")
+    c = confusion.shape[0]
     inter = confusion.diagonal()
-    union = confusion.sum(0) + confusion.sum(1) - inter
+    union = confusion[:, :c].sum(0) + confusion.sum(1) - inter
     seen = union > 0
     return {"accuracy": float(inter.sum() / total), "miou": float((inter[seen] / union[seen]).mean())}
 

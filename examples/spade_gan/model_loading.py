@@ -18,9 +18,8 @@ import torch
 
 from .config import TrainConfig
 from .encoder import ConvEncoder
-from .generator import SPADEGenerator
 from .generator_weights import load_generator_weights
-from .model_spec import ModelSpec
+from .model_spec import Generator, ModelSpec
 from .original_weights import StateDict, is_state_dict, load_original_generator, spec_from_original
 from .train_checkpoints import is_train_checkpoint
 
@@ -37,10 +36,12 @@ class LoadedModel:
     """A generator in eval mode, its encoder (VAE training checkpoints only) and its spec."""
 
     spec: ModelSpec
-    generator: SPADEGenerator
+    generator: Generator
     encoder: ConvEncoder | None
     source: str
     """``"train_spade"`` or ``"original"``."""
+    config: dict[str, Any] | None = None
+    """The training configuration (:meth:`TrainConfig.to_dict`) of a ``train_spade`` checkpoint, else ``None``."""
 
     def to(self, device: str | torch.device) -> LoadedModel:
         """Move the networks to ``device`` and put them in eval mode; returns ``self``."""
@@ -97,16 +98,17 @@ def load_model(
 
 def _trained_model(state: dict[str, Any], changes: dict[str, Any]) -> LoadedModel:
     """The networks of a training checkpoint (its format already checked)."""
-    spec = replace(TrainConfig.from_dict(state["config"]).model_spec(), **changes)
-    generator = load_generator_weights(spec.build_generator(), state["G"])
+    spec = replace(TrainConfig.from_dict(state["config"]).model_spec(), **changes)  # validates the architecture
+    weights = state["G_ema"] if state.get("G_ema") is not None else state["G"]  # the averaged weights when kept
+    generator = load_generator_weights(spec.build_generator(), weights)
     encoder = spec.build_encoder() if state.get("E") is not None else None
     if encoder is not None:
         encoder.load_state_dict(state["E"])
-    return LoadedModel(spec, generator, encoder, "train_spade")
+    return LoadedModel(spec, generator, encoder, "train_spade", dict(state["config"]))
 
 
 def _original_model(state: StateDict, preset: str | None, changes: dict[str, Any]) -> LoadedModel:
     """The generator of an original ``latest_net_G.pth`` state dict (no encoder: the release files hold G only)."""
     spec = replace(spec_from_original(state, preset), **changes)
-    generator = load_original_generator(spec.build_generator(), state)
+    generator = load_original_generator(spec.spade_generator(), state)
     return LoadedModel(spec, generator, None, "original")

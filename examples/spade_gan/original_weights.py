@@ -74,7 +74,8 @@ def spec_from_original(state: StateDict, preset: str | None = None) -> ModelSpec
 
     The dataset preset (``preset``, or without one the preset whose semantic channel count matches the file) gives
     the label layout and geometry; what the file itself reveals wins: ``ngf`` (from ``head_0``'s width), VAE input and
-    ``z_dim`` (``fc`` as a Linear), ``most`` upsampling (an ``up_4`` block), batch-norm buffers and spectral norm.
+    ``z_dim`` (``fc`` as a Linear), ``most`` upsampling (an ``up_4`` block), batch-norm buffers, spectral norm and the
+    SPADE layers' hidden width.
 
     Raises:
         ValueError: the state has no ``head_0`` block, ``preset`` is unknown, or no single preset matches.
@@ -99,6 +100,7 @@ def spec_from_original(state: StateDict, preset: str | None = None) -> ModelSpec
         z_dim=int(fc.shape[1]) if use_vae and fc is not None else ModelSpec.z_dim,
         norm="sync_batch" if "head_0.norm_0.param_free_norm.running_mean" in state else "instance",
         spectral="head_0.conv_0.weight_orig" in state,
+        spade_hidden=int(seg.shape[0]),
     )
 
 

@@ -1,8 +1,10 @@
 """A training run of ``train_spade.py``: set up, train step by step, write the run's outputs, report the metric.
 
 Outputs under ``cfg.out``: ``checkpoints/latest.pt`` (+ the last ``keep`` step files), ``samples/step_*.png`` (rows:
-label, generated, real), ``log.jsonl`` (one JSON object of losses per logged step) and, for the synthetic data,
-``alignment.json``. Only rank 0 writes; every rank takes part in the collective steps (checksums, RNG gathering).
+label, generated, real), ``log.jsonl`` (one JSON object of losses per logged step, and one ``{"step": ..., "eval":
+{...}}`` per ``--eval-every`` evaluation), with ``--tensorboard`` the same scalars, the sample grids and the
+evaluations as TensorBoard events in ``tensorboard/``, and, for the synthetic data, ``alignment.json``. Only rank 0
+writes; every rank takes part in the collective steps (checksums, RNG gathering).
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from torch import Tensor
 
 from .config import TrainConfig
 from .data import colorize_labels
 from .distributed_utils import cleanup_distributed, gather_objects, init_distributed, module_checksum
 from .evaluation import EVAL_SEED, alignment_table, evaluate_generator
 from .logging_utils import format_losses, save_grid, scalar_losses
+from .quality import QualityOptions, format_results, score_generator
 from .run_setup import TrainingRun, prepare_run
 from .train_checkpoints import capture_rng_state, make_checkpoint, save_checkpoint
 from .trainer import SPADETrainer
@@ -36,12 +42,15 @@ def train(cfg: TrainConfig) -> int:
             naming the file.
     """
     info = init_distributed(cfg.device)
+    run: TrainingRun | None = None
     try:
         run = prepare_run(cfg, info)
         step = train_steps(run)
         report_alignment(run)
         return step
     finally:
+        if run is not None and run.board is not None:
+            run.board.close()
         cleanup_distributed()
 
 
@@ -67,6 +76,8 @@ def train_steps(run: TrainingRun) -> int:
             if step % run.cfg.log_every == 0:
                 progress.set_postfix_str(format_losses(losses), refresh=False)
         write_step_outputs(run, step)
+        if run.cfg.eval_every and step % run.cfg.eval_every == 0 and info.is_main:
+            evaluate_during_training(run, step)
     if progress is not None:
         progress.close()
     if step == run.start and run.start < run.total:
@@ -95,13 +106,20 @@ def log_step(run: TrainingRun, step: int, epoch: int, losses: dict[str, float], 
     if checksums is not None:
         record["checksums"] = checksums
     run.logger.log(record)
+    if run.board is not None:
+        for name, value in losses.items():
+            run.board.add_scalar(f"loss/{name}", value, step)
+        run.board.add_scalar("lr/G", record["lr_G"], step)
+        run.board.add_scalar("lr/D", record["lr_D"], step)
 
 
 def write_step_outputs(run: TrainingRun, step: int) -> None:
     """A sample grid every ``sample_every`` steps and a checkpoint every ``save_every`` steps, both at the end."""
     cfg, info = run.cfg, run.info
     if info.is_main and (step % cfg.sample_every == 0 or step == run.total):
-        save_samples(run.trainer, run.sample_batch, run.out / "samples" / f"step_{step:08d}.png")
+        grid = save_samples(run.trainer, run.sample_batch, run.out / "samples" / f"step_{step:08d}.png")
+        if run.board is not None:
+            run.board.add_image("samples", grid, step, dataformats="HWC")
     if step % cfg.save_every == 0 or step == run.total:
         rng = gather_objects(capture_rng_state(info.device), info)  # every rank's RNG, for an exact resume
         if info.is_main:
@@ -109,17 +127,41 @@ def write_step_outputs(run: TrainingRun, step: int) -> None:
             save_checkpoint(state, run.out / "checkpoints", keep=cfg.keep)
 
 
-def save_samples(trainer: SPADETrainer, batch: dict[str, Any], path: Path) -> None:
-    """A PNG grid of ``batch``: rows label (colourised), generated (z from the real image with VAE), real."""
+def save_samples(trainer: SPADETrainer, batch: dict[str, Any], path: Path) -> np.ndarray:
+    """A PNG grid of ``batch``: rows label (colourised), generated (z from the real image with VAE), real. Returns
+    the grid (uint8, HWC)."""
     seg, real = trainer.batch_inputs(batch)
     fake = trainer.generate(seg, style=real, generator=torch.Generator().manual_seed(EVAL_SEED))
     labels = colorize_labels(batch["label"], trainer.spec.label_nc + int(trainer.spec.contain_dontcare))
-    save_grid([labels, fake.cpu(), real.cpu()], path)
+    return save_grid([labels, fake.cpu(), real.cpu()], path)
+
+
+def evaluate_during_training(run: TrainingRun, step: int) -> dict[str, Any]:
+    """The ``--eval-every`` evaluation on the held-out maps (rank 0): alignment on the synthetic scenes, FID/KID
+    with ``--inception-weights``; logged to ``log.jsonl`` (``{"step", "eval"}``), TensorBoard and stderr."""
+    trainer = run.trainer
+    g = torch.Generator().manual_seed(EVAL_SEED)
+    options = QualityOptions(alignment=run.cfg.dataset == "synthetic", inception=run.inception)
+    if run.eval_set is None or not options.anything:
+        return {}
+
+    def generate(batch: Mapping[str, Any]) -> Tensor:
+        return trainer.generate(trainer.batch_inputs(batch)[0], generator=g)
+
+    results = score_generator(generate, run.eval_set, options)
+    scores = {**results.get("alignment", {}), **{k: results[k] for k in ("fid", "kid_mean", "kid_std") if k in results}}
+    if run.logger is not None:
+        run.logger.log({"step": step, "eval": scores})
+    if run.board is not None:
+        for name, value in scores.items():
+            run.board.add_scalar(f"eval/{name}", value, step)
+    run.info.say(f"step {step} evaluation: " + format_results(results).replace("\n", ";"))
+    return scores
 
 
 def report_alignment(run: TrainingRun) -> None:
     """Print the alignment table and write ``alignment.json`` (synthetic data only; every rank evaluates)."""
-    if run.eval_set is None:
+    if run.eval_set is None or run.cfg.dataset != "synthetic":
         run.info.say("alignment metric: only defined for the synthetic scenes; skipped")
         return
     results = evaluate_generator(run.trainer, run.eval_set)

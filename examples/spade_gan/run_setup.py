@@ -7,19 +7,22 @@ overwritten with the checkpoint's RNG states; nothing after that touches the glo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch import nn
+from torch.utils.data import DataLoader, Subset, default_collate
 
 from .config import ARCHITECTURE_KEYS, TRAINING_KEYS, TrainConfig
 from .data import build_dataset
 from .data.build import LabelledDataset
+from .data.errors import DatasetLayoutError
 from .data.order import KeyedDataset, StepBatchSampler, steps_per_epoch
 from .distributed_utils import DistInfo
-from .logging_utils import JsonlLogger
+from .fidelity import load_inception
+from .logging_utils import JsonlLogger, open_tensorboard
 from .losses import VGGLoss
 from .train_checkpoints import LATEST, load_checkpoint, restore_rng_state
 from .trainer import SPADETrainer
@@ -41,8 +44,11 @@ class TrainingRun:
         total: one past the last step.
         steps_per_epoch: full global batches per pass over the data.
         sample_batch: the fixed batch the sample grids show.
-        eval_set: held-out scenes for the alignment metric (synthetic data only), else ``None``.
+        eval_set: held-out items for the evaluations: the synthetic val scenes; for the other datasets their val
+            split when ``--eval-every`` asks for FID/KID; else ``None``.
         logger: the ``log.jsonl`` writer on rank 0, ``None`` elsewhere.
+        board: the TensorBoard ``SummaryWriter`` on rank 0 with ``--tensorboard``, else ``None``.
+        inception: the FID feature extractor with ``--inception-weights``, else ``None``.
     """
 
     cfg: TrainConfig
@@ -55,6 +61,8 @@ class TrainingRun:
     sample_batch: dict[str, Any]
     eval_set: LabelledDataset | None
     logger: JsonlLogger | None
+    board: Any = None
+    inception: nn.Module | None = None
 
     @property
     def out(self) -> Path:
@@ -66,8 +74,11 @@ def prepare_run(cfg: TrainConfig, info: DistInfo) -> TrainingRun:
     """Resolve ``cfg`` (taking the checkpoint's values on ``--resume``), build data and networks, and restore the
     checkpoint's state and RNG streams."""
     resume_state = restore_config(cfg, info)
-    cfg.resolve()
+    cfg.resolve(info.device)
+    inception = load_inception(cfg.inception_weights) if cfg.inception_weights and info.is_main else None
     dataset = training_dataset(cfg)
+    if cfg.generator in ("pix2pixhd", "concat") and cfg.baseline_width is None:
+        cfg.baseline_width = cfg.model_spec().matched_baseline_width()  # recorded, so checkpoints rebuild it as is
     trainer, start = build_trainer(cfg, info, resume_state)
     per_epoch = steps_per_epoch(len(dataset), cfg.batch_size, info.world_size)
     total = total_steps(cfg, per_epoch)
@@ -75,6 +86,7 @@ def prepare_run(cfg: TrainConfig, info: DistInfo) -> TrainingRun:
     logger = JsonlLogger(Path(cfg.out) / "log.jsonl") if info.is_main else None
     if logger is not None:
         logger.truncate_after(start)
+    board = open_tensorboard(Path(cfg.out) / "tensorboard", start) if cfg.tensorboard and info.is_main else None
     info.say(
         f"training {cfg.dataset} {cfg.crop_size}px, ngf {cfg.ngf}, ndf {cfg.ndf}, batch {cfg.batch_size} x "
         f"{info.world_size} process(es), steps {start} -> {total} on {info.device}; outputs in {cfg.out}",
@@ -90,6 +102,8 @@ def prepare_run(cfg: TrainConfig, info: DistInfo) -> TrainingRun:
         sample_batch=sample_batch(cfg, dataset, eval_set),
         eval_set=eval_set,
         logger=logger,
+        board=board,
+        inception=inception,
     )
 
 
@@ -174,12 +188,27 @@ def data_loader(cfg: TrainConfig, info: DistInfo, dataset: LabelledDataset, star
 
 
 def eval_dataset(cfg: TrainConfig) -> LabelledDataset | None:
-    """Held-out scenes for the alignment metric: the synthetic data's val split, ``None`` for other datasets."""
-    if cfg.dataset != "synthetic" or cfg.eval_images < 1:
+    """Held-out items: the synthetic data's val split (``eval_images`` scenes); for cityscapes / ade20k / coco the
+    first ``eval_images`` items of their val split when ``--eval-every`` computes FID/KID; else ``None``.
+
+    Raises:
+        DatasetLayoutError: FID/KID during training on a ``custom`` dataset (it has no val split here).
+    """
+    if cfg.eval_images < 1:
         return None
-    return build_dataset(
-        "synthetic", split="val", crop_size=cfg.crop_size, aspect_ratio=cfg.aspect_ratio, num_images=cfg.eval_images
-    )
+    if cfg.dataset == "synthetic":
+        return build_dataset(
+            "synthetic", split="val", crop_size=cfg.crop_size, aspect_ratio=cfg.aspect_ratio, num_images=cfg.eval_images
+        )
+    if not (cfg.eval_every and cfg.inception_weights):
+        return None
+    if cfg.dataset == "custom":
+        raise DatasetLayoutError(
+            "--eval-every with --inception-weights: the custom dataset has no val split here; evaluate checkpoints "
+            "with examples/evaluate.py --dataset custom --label-dir VAL_LABELS --image-dir VAL_IMAGES"
+        )
+    val = build_dataset(cfg.dataset, replace(cfg.dataset_options(), split="val"))
+    return Subset(val, range(min(cfg.eval_images, len(val))))  # type: ignore[return-value]
 
 
 def sample_batch(cfg: TrainConfig, dataset: LabelledDataset, eval_set: LabelledDataset | None) -> dict[str, Any]:

@@ -10,6 +10,16 @@ Discriminator step: hinge loss on real and on (detached) generated images. Fake 
 concatenated batch. Adam with betas (0, 0.9); with TTUR the generator's learning rate is ``lr / 2`` and the
 discriminator's ``2 lr``; after ``epochs`` epochs both decay linearly to 0 over ``decay_epochs`` epochs.
 
+With ``ema_decay > 0`` a copy of the generator, ``G_ema``, follows its weights as an exponential moving average
+(as in OASIS and StyleGAN): after the n-th generator update, with :math:`d_n = \\min(d, (1 + n) / (10 + n))`,
+
+.. math::
+
+    \\theta_{ema} \\leftarrow d_n \\theta_{ema} + (1 - d_n) \\theta_G
+
+and its buffers (running statistics, spectral-norm vectors) are copied from G. Samples, evaluation and synthesis use
+``G_ema``; the warm-up term keeps short runs from averaging in their first, random weights.
+
 Under ``torchrun`` the networks being optimised in a step are wrapped in ``DistributedDataParallel`` (G and E in the
 generator step, D in the discriminator step); the other network is called unwrapped, with its parameters frozen in
 the generator step, so no gradient of it is reduced or kept.
@@ -18,6 +28,7 @@ the generator step, so no gradient of it is reduced or kept.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,9 +52,9 @@ Network = Callable[..., Any]
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     """The base (pre-TTUR) learning rate during 0-based ``epoch``: constant for ``cfg.epochs`` epochs, then
     lowered by ``lr / decay_epochs`` after every further epoch (the original's schedule)."""
-    if cfg.epochs is None or cfg.decay_epochs <= 0 or epoch < cfg.epochs:
-        return cfg.lr
-    return max(0.0, cfg.lr * (1.0 - (epoch - cfg.epochs) / cfg.decay_epochs))
+    if cfg.epochs is None or not cfg.decay_epochs or epoch < cfg.epochs:
+        return cfg.base_lr
+    return max(0.0, cfg.base_lr * (1.0 - (epoch - cfg.epochs) / cfg.decay_epochs))
 
 
 def split_prediction(pred: list[list[Tensor]], n: int) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
@@ -76,6 +87,8 @@ class SPADETrainer:
             self.spec.semantic_nc + 3, ndf=cfg.ndf, n_layers_D=cfg.n_layers_d, num_D=cfg.num_d
         )
         self.E = self.spec.build_encoder()
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.ema_decay > 0 else None
+        self.ema_updates = 0
         memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
         for net in self.networks():
             net.to(self.device, memory_format=memory_format)
@@ -108,8 +121,25 @@ class SPADETrainer:
         return self._compiled(net)
 
     def networks(self) -> list[nn.Module]:
-        """G, D and, with VAE, E (unwrapped)."""
-        return [m for m in (self.G, self.D, self.E) if m is not None]
+        """G, D and, with VAE, E (unwrapped), and G_ema with EMA."""
+        return [m for m in (self.G, self.D, self.E, self.G_ema) if m is not None]
+
+    @property
+    def G_eval(self) -> nn.Module:
+        """The generator that samples, evaluation and synthesis use: ``G_ema`` with EMA, else ``G``."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """One EMA step of ``G_ema`` towards ``G`` (see the module docstring); a no-op without EMA."""
+        if self.G_ema is None:
+            return
+        self.ema_updates += 1
+        decay = min(self.cfg.ema_decay, (1 + self.ema_updates) / (10 + self.ema_updates))
+        for ema, live in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+            ema.lerp_(live, 1.0 - decay)
+        for ema, live in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            ema.copy_(live)
 
     def train(self, mode: bool = True) -> None:
         """Put every network in training (``True``) or eval mode."""
@@ -179,6 +209,7 @@ class SPADETrainer:
             self.scaler_G.scale(total).backward()
             self.scaler_G.step(self.opt_G)
             self.scaler_G.update()
+            self.update_ema()
         finally:
             self.D.requires_grad_(True)
         return terms, fake.detach()
@@ -212,8 +243,8 @@ class SPADETrainer:
         style: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Images for ``seg`` in eval mode, without touching the global RNG (``generator`` draws z). With VAE, z
-        comes from the encoder on ``style`` images when given, else from N(0, I)."""
+        """Images of :attr:`G_eval` for ``seg`` in eval mode, without touching the global RNG (``generator`` draws
+        z). With VAE, z comes from the encoder on ``style`` images when given, else from N(0, I)."""
         was_training = self.G.training
         self.train(False)
         try:
@@ -226,7 +257,7 @@ class SPADETrainer:
                 else:
                     z = torch.randn(n, self.spec.z_dim, generator=generator, device="cpu").to(self.device)
             with self.autocast():
-                return self.G(seg, z).float()
+                return self.G_eval(seg, z).float()
         finally:
             self.train(was_training)
 
@@ -235,6 +266,8 @@ class SPADETrainer:
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "E": self.E.state_dict() if self.E is not None else None,
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "ema_updates": self.ema_updates,
             "opt_G": self.opt_G.state_dict(),
             "opt_D": self.opt_D.state_dict(),
             "scaler_G": self.scaler_G.state_dict(),
@@ -248,6 +281,11 @@ class SPADETrainer:
             if state.get("E") is None:
                 raise ValueError("the checkpoint has no encoder (E) but the run uses --use-vae")
             self.E.load_state_dict(state["E"])
+        if self.G_ema is not None:
+            if state.get("G_ema") is None:
+                raise ValueError("the checkpoint has no G_ema but the run averages the generator (--ema-decay > 0)")
+            self.G_ema.load_state_dict(state["G_ema"])
+            self.ema_updates = int(state["ema_updates"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
         if state.get("scaler_G"):

@@ -248,6 +248,7 @@ def test_save_load_round_trip_with_weights_only_gives_identical_outputs(tmp_path
         ({"label_nc": 5, "spectral": False}, "spectral=True"),
         ({"label_nc": 5, "norm": "instance"}, "norm="),
         ({"label_nc": 5, "num_upsampling_layers": "most", "crop_size": 128}, "num_upsampling_layers"),
+        ({"label_nc": 5, "spade_hidden": 32}, "checkpoint has spade_hidden=128, generator has spade_hidden=32"),
     ],
 )
 def test_loading_a_mismatched_checkpoint_names_the_argument_to_change(kwargs, message):
@@ -287,8 +288,8 @@ def test_model_spec_builds_the_generator_and_encoder_it_describes():
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {"ngf": 4, "use_vae": True, "z_dim": 8}, {"norm": "instance", "spectral": False}],
-    ids=["plain", "vae", "instance-no-spectral"],
+    [{}, {"ngf": 4, "use_vae": True, "z_dim": 8}, {"norm": "instance", "spectral": False}, {"spade_hidden": 16}],
+    ids=["plain", "vae", "instance-no-spectral", "hidden-16"],
 )
 def test_spec_from_original_reads_the_architecture_from_the_state_dict(fields):
     spec = ModelSpec(

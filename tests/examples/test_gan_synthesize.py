@@ -33,7 +33,7 @@ def _train(out: Path, *extra: str) -> Path:
 
 @pytest.fixture(scope="module")
 def train_ckpt(tmp_path_factory) -> Path:
-    return _train(tmp_path_factory.mktemp("plain"))
+    return _train(tmp_path_factory.mktemp("plain"), "--ema-decay", "0.9")  # synthesis loads the average
 
 
 @pytest.fixture(scope="module")
@@ -164,14 +164,16 @@ def test_gan_synthesize_errors(tmp_path, train_ckpt, capsys):
 
 
 def test_gan_load_model_builds_the_training_spec(train_ckpt, vae_ckpt):
-    for path in (train_ckpt, vae_ckpt):
+    for path in (train_ckpt, vae_ckpt):  # with and without EMA
         state = load_checkpoint(path)
         model = load_model(path)
         assert model.source == "train_spade"
         assert model.spec == TrainConfig.from_dict(state["config"]).model_spec()
         assert (model.encoder is not None) == model.spec.use_vae
         loaded = model.generator.state_dict()
-        assert all(torch.equal(loaded[k], v) for k, v in state["G"].items())
+        weights = state["G"] if state["G_ema"] is None else state["G_ema"]  # the average, when the run kept one
+        assert all(torch.equal(loaded[k], v) for k, v in weights.items())
+        assert (state["G_ema"] is None) == (path == vae_ckpt)
         assert not model.generator.training
     assert load_model(train_ckpt, overrides={"crop_size": 64}).generator.output_size == (64, 64)
     with pytest.raises(SynthesisError, match="ngf=2, generator has ngf=4"):

@@ -75,7 +75,7 @@ def test_gan_tiny_run_writes_checkpoint_log_and_samples(tmp_path, capsys):
 
     log = read_log(out / "log.jsonl")
     assert [r["step"] for r in log] == [1, 2, 3]
-    assert all(r["lr_G"] == pytest.approx(1e-4) and r["lr_D"] == pytest.approx(4e-4) for r in log)
+    assert all(r["lr_G"] == pytest.approx(2e-4) and r["lr_D"] == pytest.approx(8e-4) for r in log)
     assert (out / "samples" / "step_00000002.png").is_file()
     assert (out / "samples" / "step_00000003.png").is_file()
     assert (out / "alignment.json").is_file()
@@ -84,6 +84,7 @@ def test_gan_tiny_run_writes_checkpoint_log_and_samples(tmp_path, capsys):
 def test_gan_resume_equals_uninterrupted_run(tmp_path):
     # VAE on: the encoder's noise makes the losses depend on the restored RNG state
     common = ["--use-vae", "--z-dim", "8", "--log-every", "1", "--save-every", "2", "--sample-every", "100"]
+    common += ["--ema-decay", "0.9"]  # the average is restored exactly too
     common += ["--eval-images", "0"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert _train(*common, "--max-steps", "4", "--out", str(straight)) == 0
@@ -95,9 +96,10 @@ def test_gan_resume_equals_uninterrupted_run(tmp_path):
     assert _losses(a) == _losses(b)
     sa = load_checkpoint(straight / "checkpoints" / "latest.pt")
     sb = load_checkpoint(resumed / "checkpoints" / "latest.pt")
-    for net in ("G", "D", "E"):
+    for net in ("G", "D", "E", "G_ema"):
         for key, value in sa[net].items():
             assert torch.equal(value, sb[net][key]), f"{net}.{key}"
+    assert sa["ema_updates"] == sb["ema_updates"] == 4
 
 
 def test_gan_amp_bf16_channels_last_smoke(tmp_path):
@@ -120,13 +122,149 @@ def test_gan_resume_errors(tmp_path, capsys):
     assert "not a file torch.load(weights_only=True) reads" in capsys.readouterr().err
 
 
+def test_ema_generator_follows_the_update_rule_and_is_what_synthesis_loads(tmp_path):
+    from spade_gan.distributed_utils import DistInfo
+    from spade_gan.model_loading import load_model
+    from spade_gan.trainer import SPADETrainer
+
+    cfg = TrainConfig(label_nc=8, contain_dontcare=False, use_instance=False, ngf=2, crop_size=32, ema_decay=0.999)
+    cfg.resolve()
+    trainer = SPADETrainer(cfg, DistInfo(rank=0, world_size=1, device=torch.device("cpu")))
+    start = {k: v.clone() for k, v in trainer.G_ema.state_dict().items()}
+    with torch.no_grad():
+        for p in trainer.G.parameters():
+            p.add_(1.0)
+    trainer.update_ema()
+    decay = min(cfg.ema_decay, 2 / 11)  # the warm-up term after one update
+    live = trainer.G.state_dict()
+    for name, _ in trainer.G.named_parameters():
+        torch.testing.assert_close(trainer.G_ema.state_dict()[name], decay * start[name] + (1 - decay) * live[name])
+    for name, _ in trainer.G.named_buffers():
+        assert torch.equal(trainer.G_ema.state_dict()[name], live[name])
+    assert trainer.G_eval is trainer.G_ema
+
+    out = tmp_path / "ema"
+    assert _train("--max-steps", "2", "--out", str(out), "--eval-images", "0", "--ema-decay", "0.999") == 0
+    state = load_checkpoint(out / "checkpoints" / "latest.pt")
+    loaded = load_model(out / "checkpoints" / "latest.pt").generator.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state["G_ema"].items())
+    assert not all(torch.equal(loaded[k], v) for k, v in state["G"].items())  # the live weights differ
+    assert _train("--max-steps", "1", "--out", str(tmp_path / "plain"), "--eval-images", "0") == 0  # off by default
+    assert load_checkpoint(tmp_path / "plain" / "checkpoints" / "latest.pt")["G_ema"] is None
+
+
+def test_auto_precision_resolves_per_dataset_and_device(monkeypatch):
+    from spade_gan import config as config_module
+
+    for fast in (True, False):
+        monkeypatch.setattr(config_module, "bf16_is_fast", lambda device, fast=fast: fast)
+        cfg = TrainConfig().resolve(torch.device("cpu"))
+        assert (cfg.amp, cfg.channels_last) == (("bf16", True) if fast else ("off", False))
+        cfg = TrainConfig(dataset="cityscapes").resolve(torch.device("cpu"))
+        assert (cfg.amp, cfg.channels_last) == ("off", False)  # real datasets keep the original's float32
+    assert TrainConfig(amp="fp16", channels_last=False).resolve().channels_last is False
+    assert TrainConfig(amp="off").resolve().amp == "off"
+
+
+def test_tensorboard_and_eval_every_write_events_and_log_lines(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    args = ["--max-steps", "4", "--out", str(out), "--log-every", "2", "--sample-every", "2", "--eval-every", "2"]
+    assert _train(*args, "--tensorboard") == 0
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"loss/G_GAN", "loss/D_real", "lr/G", "lr/D", "eval/accuracy", "eval/miou"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("loss/G_GAN")] == [2, 4]
+    assert [e.step for e in acc.Scalars("eval/accuracy")] == [2, 4]
+    assert acc.Scalars("lr/G")[0].value == pytest.approx(2e-4)
+    assert "samples" in tags["images"]
+    assert [e.step for e in acc.Images("samples")] == [2, 4]
+    evals = [r for r in read_log(out / "log.jsonl") if "eval" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert set(evals[0]["eval"]) == {"accuracy", "miou"}
+
+
+def test_tensorboard_resume_replaces_the_events_past_the_checkpoint(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    common = ["--out", str(out), "--log-every", "1", "--save-every", "2", "--eval-images", "0", "--tensorboard"]
+    assert _train(*common, "--max-steps", "4") == 0
+    # as if the run had been killed after step 4 with its last checkpoint at step 2
+    assert _train(*common, "--max-steps", "4", "--resume", str(out / "checkpoints" / "step_00000002.pt")) == 0
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/G_GAN")] == [1, 2, 3, 4]
+
+
+def test_a_generator_the_configuration_cannot_build_is_a_clear_error(tmp_path, capsys):
+    assert _train("--max-steps", "1", "--out", str(tmp_path), "--generator", "pix2pixhd", "--use-vae") == 2
+    assert "--generator pix2pixhd: generator='pix2pixhd' has no style input" in capsys.readouterr().err
+    assert _train("--max-steps", "1", "--out", str(tmp_path), "--generator", "concat", "--crop-size", "36") == 2
+    assert "needs an output whose sides are multiples of 8, got 36x36" in capsys.readouterr().err
+
+
+def test_baseline_width_is_recorded_in_the_checkpoint(tmp_path):
+    out = tmp_path / "p2p"
+    assert _train("--max-steps", "1", "--out", str(out), "--generator", "pix2pixhd", "--eval-images", "0") == 0
+    cfg = TrainConfig.from_dict(load_checkpoint(out / "checkpoints" / "latest.pt")["config"])
+    assert cfg.baseline_width == cfg.model_spec().matched_baseline_width()
+    assert cfg.model_spec().build_generator().stem[1].out_channels == cfg.baseline_width
+
+
+def test_eval_flags_are_checked(capsys):
+    import train_spade
+
+    with pytest.raises(SystemExit):
+        train_spade.main(["--eval-every", "-1"])
+    assert "--eval-every must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_spade.main(["--inception-weights", "x.pth"])
+    assert "--inception-weights is used by --eval-every N" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_spade.main(["--ema-decay", "1"])
+    assert "--ema-decay must lie in [0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_spade.main(["--eval-every", "5", "--eval-images", "0"])
+    assert "--eval-every needs held-out images" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_spade.main(["--eval-every", "5", "--dataset", "cityscapes"])
+    assert "pass --inception-weights for FID/KID" in capsys.readouterr().err
+
+
+def test_default_schedule_on_the_synthetic_scenes_decays_the_learning_rate():
+    from spade_gan.run_setup import total_steps
+    from spade_gan.trainer import learning_rate
+
+    cfg = TrainConfig().resolve()
+    assert (cfg.max_steps, cfg.epochs, cfg.decay_epochs, cfg.lr) == (None, 3, 4, 4e-4)
+    assert total_steps(cfg, 128) == 896
+    assert [learning_rate(cfg, e) / cfg.lr for e in range(7)] == pytest.approx([1, 1, 1, 1, 0.75, 0.5, 0.25])
+    cfg = TrainConfig(max_steps=10).resolve()  # an explicit budget keeps the learning rate constant
+    assert (cfg.epochs, cfg.decay_epochs) == (None, 0)
+    assert learning_rate(cfg, 5) == cfg.lr
+    cfg = TrainConfig(dataset="cityscapes").resolve()
+    assert (cfg.epochs, cfg.decay_epochs, cfg.lr) == (50, 0, 2e-4)  # the original's
+    assert TrainConfig(lr=1e-3).resolve().lr == 1e-3
+
+
 def test_train_config_produces_the_model_spec_once_resolved():
     with pytest.raises(ValueError, match="label_nc, contain_dontcare, use_instance, crop_size, aspect_ratio"):
         TrainConfig().model_spec()
     cfg = TrainConfig(label_nc=8, contain_dontcare=False, use_instance=False, use_vae=True, z_dim=8).resolve()
     assert cfg.model_spec() == ModelSpec(
-        label_nc=8, contain_dontcare=False, use_instance=False, ngf=16, crop_size=64, use_vae=True, z_dim=8
-    )
+        label_nc=8, contain_dontcare=False, use_instance=False, ngf=16, crop_size=64, use_vae=True, z_dim=8,
+    )  # fmt: skip
+    assert TrainConfig(spade_hidden=32).resolve().spade_hidden == 32
+    # a configuration from before --spade-hidden (no key) builds the original's 128
+    old = TrainConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "spade_hidden"})
+    assert old.model_spec().spade_hidden == 128
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
