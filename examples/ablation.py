@@ -37,6 +37,7 @@ if __name__ == "__main__":
     script_setup.flush_denormals()
 
 from spade_gan.ablation_runs import device_name, markdown_table, run_one, summarise
+from spade_gan.baselines import BASELINES
 from spade_gan.dependencies import MissingPackageError
 from spade_gan.fidelity import WeightsError, load_inception
 from spade_gan.model_spec import GENERATORS
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     results = []
     for generator in args.generators:
-        norm_args = ["--norm", args.baseline_norm] if generator in ("pix2pixhd", "concat") else []
+        norm_args = ["--norm", args.baseline_norm] if generator in BASELINES else []
         results += [run_one(root, generator, seed, [*train_args, *norm_args], inception) for seed in args.seeds]
     rows = summarise(results)
     table = markdown_table(rows)

@@ -28,7 +28,7 @@ from .logging_utils import read_log, save_grid
 from .model_loading import load_model
 from .quality import QualityOptions, score_generator
 from .run import train
-from .train_checkpoints import LATEST, load_checkpoint
+from .train_checkpoints import LATEST
 from .washaway import washaway_probe
 
 RESULT_FILE = "ablation.json"
@@ -66,12 +66,13 @@ def score_run(out: Path, inception: nn.Module | None) -> dict[str, Any]:
     model = load_model(out / "checkpoints" / LATEST)
     spec, config = model.spec, model.config or {}
     alignment = json.loads((out / "alignment.json").read_text())["generated"]
+    records = read_log(out / "log.jsonl")
     result: dict[str, Any] = {
         "accuracy": alignment["accuracy"],
         "miou": alignment["miou"],
         "parameters": parameter_count(model.generator),
-        "steps": int(load_checkpoint(out / "checkpoints" / LATEST)["step"]),
-        "step_time_s": step_time(read_log(out / "log.jsonl")),
+        "steps": max(r["step"] for r in records),  # the run logs its last step
+        "step_time_s": step_time(records),
         "norm": spec.norm,
         "amp": config.get("amp"),
     }

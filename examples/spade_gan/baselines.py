@@ -25,6 +25,10 @@ from .layers import check_positive_int, init_weights
 
 BaselineNorm = Literal["instance", "batch"]
 
+BASELINES = ("pix2pixhd", "concat")
+"""The ``--generator`` names of the two pix2pixHD generators (the map at the input only; concatenated to every
+block)."""
+
 
 def plain_norm(kind: BaselineNorm, channels: int) -> nn.Module:
     """``InstanceNorm2d(affine=False)`` (pix2pixHD's choice) or ``BatchNorm2d`` (affine, running statistics)."""
@@ -138,21 +142,10 @@ class Pix2PixHDGenerator(nn.Module):
         super().__init__()
         check_positive_int(label_nc, "label_nc")
         check_positive_int(ngf, "ngf")
-        check_positive_int(n_downsampling, "n_downsampling")
         check_positive_int(n_blocks, "n_blocks")
-        check_positive_int(crop_size, "crop_size")
-        if not aspect_ratio > 0:
-            raise ValueError(f"aspect_ratio must be > 0, got {aspect_ratio!r}")
-        height = round(crop_size / aspect_ratio)
-        step = 2**n_downsampling
-        if crop_size % step or height % step:
-            raise ValueError(
-                f"crop_size={crop_size} with aspect_ratio={aspect_ratio} gives a {height}x{crop_size} output; both "
-                f"sides must be multiples of 2**n_downsampling = {step}"
-            )
         self.label_nc = label_nc
         self.concat_mask = concat_mask
-        self._output_size = (height, crop_size)
+        self._output_size = baseline_output_size(crop_size, aspect_ratio, n_downsampling)
         self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(label_nc, ngf, 7), plain_norm(norm, ngf), nn.ReLU())
         widths = [ngf * 2**i for i in range(n_downsampling + 1)]
         self.down = nn.Sequential(
@@ -194,6 +187,29 @@ class Pix2PixHDGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return f"label_nc={self.label_nc}, concat_mask={self.concat_mask}, output_size={self.output_size}"
+
+
+def baseline_output_size(crop_size: int, aspect_ratio: float, n_downsampling: int) -> tuple[int, int]:
+    """``(H, W) = (round(crop_size / aspect_ratio), crop_size)``, checked: the ``n_downsampling`` stride-2 stages
+    need both sides to be multiples of ``2**n_downsampling``.
+
+    Raises:
+        TypeError, ValueError: a non-positive ``crop_size``, ``aspect_ratio`` or ``n_downsampling``, or sides that
+            are not such multiples.
+    """
+    check_positive_int(crop_size, "crop_size")
+    check_positive_int(n_downsampling, "n_downsampling")
+    if not aspect_ratio > 0:
+        raise ValueError(f"aspect_ratio must be > 0, got {aspect_ratio!r}")
+    height = round(crop_size / aspect_ratio)
+    step = 2**n_downsampling
+    if crop_size % step or height % step:
+        raise ValueError(
+            f"the pix2pixHD generator needs an output whose sides are multiples of {step}, got {height}x{crop_size} "
+            f"(crop_size={crop_size}, aspect_ratio={aspect_ratio}; both sides must be multiples of 2**n_downsampling "
+            f"= {step})"
+        )
+    return height, crop_size
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -8,10 +8,10 @@ against other scenes' maps (what the layout alone explains, the floor a generato
 from __future__ import annotations
 
 import torch
-from torch.utils.data import default_collate
 
 from . import metrics
 from .data.build import LabelledDataset
+from .quality import item_batches
 from .trainer import SPADETrainer
 
 EVAL_SEED = 1234
@@ -24,8 +24,7 @@ def evaluate_generator(
     """``{row: {"accuracy": ..., "miou": ...}}`` for the four rows above, over every item of ``eval_set``."""
     generated, real_meter, noise_meter, layout_meter = (metrics.AlignmentMeter() for _ in range(4))
     g = torch.Generator().manual_seed(EVAL_SEED)
-    for first in range(0, len(eval_set), batch_size):
-        batch = default_collate([eval_set[i] for i in range(first, min(len(eval_set), first + batch_size))])
+    for _, batch in item_batches(eval_set, batch_size):
         seg, _ = trainer.batch_inputs(batch)
         labels, real = batch["label"][:, 0], batch["image"]
         fake = trainer.generate(seg, generator=g).cpu()

@@ -10,7 +10,7 @@ import torch
 
 from spadenorm.functional import NormName
 
-from .baselines import Pix2PixHDGenerator, matched_width, parameter_count
+from .baselines import BASELINES, Pix2PixHDGenerator, baseline_output_size, matched_width, parameter_count
 from .encoder import ConvEncoder
 from .generator import SPADEGenerator, Upsampling
 
@@ -77,20 +77,14 @@ class ModelSpec:
             raise ValueError(
                 "generator='clade' looks classes up from a one-hot map; it cannot use instance edges (use_instance)"
             )
-        if self.generator in ("pix2pixhd", "concat"):
+        if self.generator in BASELINES:
             if self.use_vae:
                 raise ValueError(f"generator={self.generator!r} has no style input; it cannot be trained with use_vae")
             if self.norm not in ("instance", "batch", "sync_batch"):
                 raise ValueError(
                     f"generator={self.generator!r} takes norm 'instance', 'batch' or 'sync_batch', got {self.norm!r}"
                 )
-            step = 2**BASELINE_DOWNSAMPLING
-            height = round(self.crop_size / self.aspect_ratio)
-            if self.crop_size % step or height % step:
-                raise ValueError(
-                    f"generator={self.generator!r} needs an output whose sides are multiples of {step}, got "
-                    f"{height}x{self.crop_size} (crop_size={self.crop_size}, aspect_ratio={self.aspect_ratio})"
-                )
+            baseline_output_size(self.crop_size, self.aspect_ratio, BASELINE_DOWNSAMPLING)
 
     @property
     def semantic_nc(self) -> int:
@@ -99,7 +93,7 @@ class ModelSpec:
 
     def build_generator(self) -> Generator:
         """A freshly initialised generator of this architecture (the global RNG draws its weights)."""
-        if self.generator in ("pix2pixhd", "concat"):
+        if self.generator in BASELINES:
             return self._baseline(self.baseline_width or self.matched_baseline_width())
         return self.spade_generator(clade=self.generator == "clade")
 

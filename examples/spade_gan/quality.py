@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,7 @@ def score_generator(generate: GenerateFn, dataset: LabelledDataset, options: Qua
         options.image_dir.mkdir(parents=True, exist_ok=True)
     bar = _progress(n, options.progress)
     size: list[int] = []
-    for first in range(0, n, options.batch_size):
-        batch = default_collate([dataset[i] for i in range(first, min(n, first + options.batch_size))])
+    for first, batch in item_batches(dataset, options.batch_size):
         fake = generate(batch).detach().float().cpu()
         labels, real = batch["label"][:, 0], batch["image"]
         size = list(fake.shape[-2:])
@@ -117,6 +116,13 @@ def score_generator(generate: GenerateFn, dataset: LabelledDataset, options: Qua
     if options.segmenter is not None:
         results["segmenter"] = options.segmenter.compute()
     return results
+
+
+def item_batches(dataset: LabelledDataset, batch_size: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(index of the first item, collated batch)`` for consecutive batches of ``batch_size`` items, in order (the
+    last one may be smaller)."""
+    for first in range(0, len(dataset), batch_size):
+        yield first, default_collate([dataset[i] for i in range(first, min(len(dataset), first + batch_size))])
 
 
 def save_images(images: Tensor, directory: str | os.PathLike[str], first_index: int) -> None:

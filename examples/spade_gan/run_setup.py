@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, default_collate
 
+from .baselines import BASELINES
 from .config import ARCHITECTURE_KEYS, TRAINING_KEYS, TrainConfig
 from .data import build_dataset
 from .data.build import LabelledDataset
@@ -77,7 +78,7 @@ def prepare_run(cfg: TrainConfig, info: DistInfo) -> TrainingRun:
     cfg.resolve(info.device)
     inception = load_inception(cfg.inception_weights) if cfg.inception_weights and info.is_main else None
     dataset = training_dataset(cfg)
-    if cfg.generator in ("pix2pixhd", "concat") and cfg.baseline_width is None:
+    if cfg.generator in BASELINES and cfg.baseline_width is None:
         cfg.baseline_width = cfg.model_spec().matched_baseline_width()  # recorded, so checkpoints rebuild it as is
     trainer, start = build_trainer(cfg, info, resume_state)
     per_epoch = steps_per_epoch(len(dataset), cfg.batch_size, info.world_size)
