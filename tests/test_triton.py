@@ -229,6 +229,9 @@ def test_opcheck_of_the_registered_ops():
     scale, shift = torch.randn(2, 4, device=DEVICE), torch.randn(1, 4, device=DEVICE)
     labels = torch.randint(0, 3, (2, 3, 5), device=DEVICE)
     tables = torch.randn(3, 4, device=DEVICE), torch.randn(3, 4, device=DEVICE)
+    partials = torch.randn(6, 2, 4, 2, device=DEVICE)
+    moments = torch.randn(2, 4, 2, device=DEVICE), torch.rand(2, 4, 2, device=DEVICE)
+    running = torch.rand(4, device=DEVICE)
     cases = [
         (ops.partial_stats, (x, 8)),
         (ops.row_forward, (x, gamma, beta, None, None, None, 4, 1e-5)),
@@ -239,8 +242,28 @@ def test_opcheck_of_the_registered_ops():
         (ops.modulate, (x, *tables, labels, None, shift, rstd, offset)),
         (ops.backward_sums, (dy, x, gamma, beta, None, scale, rstd, offset, 16, True)),
         (ops.backward_sums, (dy, x, gamma, None, None, None, rstd, offset, 16, False)),
-        (ops.backward_dx, (dy, x, gamma, gamma, None, scale, rstd, offset, rstd, offset, True, True, True)),
-        (ops.backward_dx, (dy, x, None, None, None, None, rstd, offset, None, None, True, False, False)),
+        (
+            ops.backward_dx,
+            (dy, x, gamma, gamma, None, scale, rstd, offset, rstd, offset, None, 0, False, 1, True, True, True),
+        ),
+        (
+            ops.backward_dx,
+            (dy, x, None, None, None, None, rstd, offset, None, None, None, 0, False, 1, True, False, False),
+        ),
+        (
+            ops.backward_dx,
+            (dy, x, gamma, None, None, None, rstd, offset, None, None, partials, 30, True, 1, True, False, False),
+        ),
+        (
+            ops.backward_dx,
+            (dy, x, gamma, None, None, None, rstd, offset, None, None, partials, 30, False, 2, True, False, False),
+        ),
+        (ops.finalize_stats, (*moments, 8, 15, 4, True, 1e-5, running.clone(), running.clone(), 0.1, None)),
+        (
+            ops.finalize_stats,
+            (*moments, 8, 15, 4, True, 1e-5, running.clone(), running.clone(), 0.0, torch.tensor(0.5, device=DEVICE)),
+        ),
+        (ops.finalize_stats, (*moments, 8, 15, 2, False, 1e-5, None, None, 0.0, None)),
         (ops.row_backward, (dy, x, gamma, gamma, None, scale, rstd, offset, 4, True, True, True, True)),
         (ops.row_backward, (dy, x, tables[0], None, labels, None, rstd, offset, 2, True, False, False, False)),
         (ops.class_table_grads, (dy, x, labels, scale, rstd, offset, 3, 16)),
@@ -273,8 +296,8 @@ def test_every_launch_runs_under_the_device_guard_of_x(monkeypatch):
         return run
 
     monkeypatch.setattr(ops, "device_guard", RecordingGuard)
-    for name in ("partial_stats", "row_forward", "modulate", "backward_sums", "backward_dx", "row_backward",
-                 "class_table_grads"):  # fmt: skip
+    for name in ("partial_stats", "finalize_stats", "row_forward", "modulate", "backward_sums", "backward_dx",
+                 "row_backward", "class_table_grads"):  # fmt: skip
         monkeypatch.setattr(launch, name, checked(getattr(launch, name)))
     x = torch.randn(2, 4, 3, 5, device=DEVICE, requires_grad=True)
     labels = torch.randint(0, 3, (2, 3, 5), device=DEVICE)
@@ -282,8 +305,8 @@ def test_every_launch_runs_under_the_device_guard_of_x(monkeypatch):
     for norm, row_kernels in (("instance", True), ("instance", False), ("batch", None)):
         monkeypatch.setattr(launch.OVERRIDES, "row_kernels", row_kernels)
         class_modulated_norm(x, labels, *tables, norm=norm).sum().backward()
-    # row: forward, backward, tables; two-phase instance and batch: stats, modulate, sums, dx, tables each
-    assert len(guarded) == 3 + 2 * 5
+    # row: forward, backward, tables; split-row instance and batch: stats, finalize, modulate, sums, dx, tables each
+    assert len(guarded) == 3 + 2 * 6
     assert all(d == x.device for d in guarded)
 
 
@@ -330,22 +353,28 @@ class _RecordedLaunch:
 def test_launch_grids_stay_within_cuda_limits_for_huge_batches(monkeypatch):
     """CUDA caps grid axes 1 and 2 at 65535 programs: a batch of 70000 must not land there."""
     grids: list[tuple[int, ...]] = []
-    for name in ("_stats_partial_kernel", "_modulate_fwd_kernel", "_backward_sums_kernel", "_backward_dx_kernel",
-                 "_row_fwd_kernel", "_row_bwd_kernel", "_class_table_grad_kernel"):  # fmt: skip
+    for name in ("_stats_partial_kernel", "_finalize_stats_kernel", "_modulate_fwd_kernel", "_backward_sums_kernel",
+                 "_backward_dx_kernel", "_row_fwd_kernel", "_row_bwd_kernel", "_class_table_grad_kernel",
+                 "_class_table_grad_chunked_kernel"):  # fmt: skip
         monkeypatch.setattr(launch, name, _RecordedLaunch(grids))
     n = 70_000
     x = torch.empty(n, 2, 4, device=DEVICE)
     nc = torch.empty(n, 2, device=DEVICE)
     labels = torch.zeros(n, 4, dtype=torch.long, device=DEVICE)
     span = launch.reduction_span(x)
-    launch.partial_stats(x, span)
+    moments = launch.partial_stats(x, span)
+    launch.finalize_stats(*moments, span, 4, 2, False, 1e-5, None, None, 0.0, None)
     launch.modulate(x, x, x, None, nc, nc, nc, nc)
-    launch.backward_sums(x, x, x, x, None, nc, nc, nc, span, True)
-    launch.backward_dx(x, x, x, x, None, nc, nc, nc, nc, nc, True, True, True)
-    launch.row_forward(x, x, x, None, nc, nc, 2, 1e-5)
-    launch.row_backward(x, x, x, x, None, nc, nc, nc, 2, True, True, True, True)
-    launch.class_table_grads(x, x, labels, nc, nc, nc, 3, span)
-    assert len(grids) == 7
+    partials = launch.backward_sums(x, x, x, x, None, nc, nc, nc, span, True)
+    launch.backward_dx(x, x, x, x, None, nc, nc, nc, None, None, partials, 4, False, 1, True, True, True)
+    for strategy in ("resident", "swept", "persistent"):
+        with launch.overridden(row_strategy=strategy):
+            launch.row_forward(x, x, x, None, nc, nc, 2, 1e-5)
+            launch.row_backward(x, x, x, x, None, nc, nc, nc, 2, True, True, True, True)
+    for table_grad in ("chunked", "dense"):
+        with launch.overridden(table_grad=table_grad):
+            launch.class_table_grads(x, x, labels, nc, nc, nc, 3, span)
+    assert len(grids) == 13
     for grid in grids:
         assert grid[0] < 2**31, grid
         assert all(size <= 65535 for size in grid[1:]), grid

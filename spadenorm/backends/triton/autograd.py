@@ -95,6 +95,12 @@ def statistics(
     span = launch.reduction_span(x)
     part_mean, part_m2 = ops.partial_stats(x, span)
     spatial = x[0, 0].numel()
+    if not _needs_torch_glue(spec, running):
+        running_mean, running_var = (running.mean, running.var) if running is not None else (None, None)
+        factor_value, factor_tensor = (0.0, factor) if isinstance(factor, Tensor) else (float(factor), None)
+        rstd, offset = ops.finalize_stats(part_mean, part_m2, span, spatial, groups, spec.is_batch, spec.eps,
+                                          running_mean, running_var, factor_value, factor_tensor)  # fmt: skip
+        return Affine(rstd, offset)
     mean, var = _merge_partials(part_mean, part_m2, span, spatial, groups if spec.is_batch else n * groups,
                                 spec.is_batch)  # fmt: skip
     if not spec.is_batch:
@@ -109,6 +115,19 @@ def statistics(
         running.update(mean, var, count, factor)
     rstd, offset = _affine(mean, var, spec.eps)
     return Affine(rstd.float()[None], offset.float()[None])
+
+
+def _sync_active(spec: NormSpec) -> bool:
+    return spec.norm == "sync_batch" and _distributed.is_sync_active(spec.process_group)
+
+
+def _needs_torch_glue(spec: NormSpec, running: RunningStats | None) -> bool:
+    """Whether the split-row statistics are merged in torch: across processes (sync-batch), for running estimates
+    the finalize kernel does not update (not fp32 contiguous), or when the launch overrides ask for it."""
+    odd_running = running is not None and not all(
+        t.dtype == torch.float32 and t.is_contiguous() for t in (running.mean, running.var)
+    )
+    return _sync_active(spec) or odd_running or launch.uses_torch_glue()
 
 
 class TritonModulatedNorm(torch.autograd.Function):
@@ -128,6 +147,7 @@ class TritonModulatedNorm(torch.autograd.Function):
         factor: float | Tensor,
         training: bool,
     ) -> Tensor:
+        ctx.set_materialize_grads(False)  # no zeros for an unused output: backward returns no gradients then
         stats = statistics(x, spec, running, factor, training)
         if isinstance(stats, RowPlan):
             y, rstd, offset = ops.row_forward(x, gamma, beta, labels, scale, shift, stats.groups, spec.eps)
@@ -145,7 +165,9 @@ class TritonModulatedNorm(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, dy: Tensor | None) -> tuple[Tensor | None, ...]:
+        if dy is None:
+            return (None,) * 10
         x, gamma, beta, labels, scale, rstd, offset = ctx.saved_tensors
         need_x, need_gamma, need_beta, _, need_scale, need_shift = ctx.needs_input_grad[:6]
         beta_meta, shift_meta = ctx.meta
@@ -164,7 +186,7 @@ class TritonModulatedNorm(torch.autograd.Function):
             )  # fmt: skip
         table_grads = None
         if labels is not None and (need_gamma or need_beta):
-            span = launch.reduction_span(x)
+            span = launch.reduction_span(x, "_class_table_grad_kernel")
             table_grads = ops.class_table_grads(dy, x, labels, scale, rstd, offset, gamma.shape[0], span)
         dgamma = dbeta = dscale = dshift = None
         if need_gamma:
@@ -196,29 +218,38 @@ def _two_phase_backward(
     need_scale: bool,
     need_shift: bool,
 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-    """Sums kernel, the dx coefficients pooled per set (all-reduced for sync-batch), then the dx kernel."""
+    """Sums kernel, then the dx kernel, which pools the dx coefficients over each set from the sums' partials
+    itself (or, across processes for sync-batch, from coefficients all-reduced here)."""
     spec: NormSpec = ctx.spec
-    projected = need_x and ctx.from_input  # dx needs mean_S(g) and mean_S(g * x_hat)
+    projected = need_x and ctx.from_input  # dx needs mean(g) and mean(g * x_hat) over each set
     vector_grads = "vector" in (ctx.gamma_kind, ctx.beta_kind) and any(ctx.needs_input_grad[1:3])
     per_nc: dict[str, Tensor] = {}
-    coef_x = coef_0 = None
+    coef_x = coef_0 = partials = None
     if projected or vector_grads or need_scale or need_shift:
-        span = launch.reduction_span(x)
-        sums = ops.backward_sums(dy, x, gamma, beta, labels, scale, rstd, offset, span, need_scale)
-        per_nc = {"dz": sums[0], "dz_x_hat": sums[1], "dy": sums[4], "dy_z": sums[5]}
-        if projected:
+        span = launch.reduction_span(x, "_backward_sums_kernel")
+        partials = ops.backward_sums(dy, x, gamma, beta, labels, scale, rstd, offset, span, need_scale)
+        if vector_grads or need_scale or need_shift or (projected and (_sync_active(spec) or launch.uses_torch_glue())):
+            sums = partials.sum(-1)
+            per_nc = {"dz": sums[0], "dz_x_hat": sums[1], "dy": sums[4], "dy_z": sums[5]}
+        if projected and "dz" in per_nc and (_sync_active(spec) or launch.uses_torch_glue()):
             pooled = _pool_to_sets(sums[2:4], spec)  # sum g, sum g * x_hat over each set, per (n, c)
             count = torch.full_like(pooled[:1], float(spec.set_size(x)))
             pooled = torch.cat([pooled, count])
-            if spec.norm == "sync_batch" and _distributed.is_sync_active(spec.process_group):
+            if _sync_active(spec):
                 (pooled,) = _distributed.all_reduce_sum([pooled], spec.process_group)
             mean_g, mean_gx = pooled[0] / pooled[2], pooled[1] / pooled[2]
             coef_x, coef_0 = (-rstd * mean_gx).contiguous(), (-rstd * mean_g).contiguous()
+        if not projected:
+            partials = None
     dx = dgamma_map = dbeta_map = x.new_empty(0)
     if need_x or gamma_map or beta_map:
+        c = x.shape[1]
+        pooling = partials is not None
+        group_size = c // spec.groups_per_sample(c) if pooling and not spec.is_batch else 1
         dx, dgamma_map, dbeta_map = ops.backward_dx(
-            dy, x, gamma, beta, labels, scale, rstd, offset, coef_x, coef_0, need_x, gamma_map, beta_map
-        )
+            dy, x, gamma, beta, labels, scale, rstd, offset, coef_x, coef_0, partials,
+            spec.set_size(x) if pooling else 0, spec.is_batch, group_size, need_x, gamma_map, beta_map,
+        )  # fmt: skip
     return dx, dgamma_map, dbeta_map, per_nc
 
 

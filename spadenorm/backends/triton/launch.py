@@ -1,13 +1,16 @@
 """Launchers: plain Python that allocates the outputs, chooses the tiles and launches one kernel each.
 
 Each launcher takes tensors of x's rank (gamma/beta with sizes 1 or x's) or, with ``labels`` (N, *spatial), (K, C)
-class tables, and passes absent tensors to the kernel as ``None``. The launch rule (which path, how many spans) is
-here too, with :data:`OVERRIDES` to force a path (tests, and comparing paths on a GPU).
+class tables, and passes absent tensors to the kernel as ``None``. The launch rule (which path, which row strategy,
+how many spans and programs) is here too, with :data:`OVERRIDES` to force a choice (tests, and comparing paths on a
+GPU; the previous paths stay selectable there until a GPU run has compared them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,15 +19,21 @@ from torch import Tensor
 
 from ..._backend import triton_interpreter
 from ..._core import result_dtype
-from .kernels.backward import _backward_dx_kernel, _backward_sums_kernel, _class_table_grad_kernel
-from .kernels.common import Kind
+from . import occupancy
+from .kernels.backward import (
+    _backward_dx_kernel,
+    _backward_sums_kernel,
+    _class_table_grad_chunked_kernel,
+    _class_table_grad_kernel,
+)
+from .kernels.common import Coefficients, Kind
 from .kernels.modulate import _modulate_fwd_kernel
 from .kernels.rows import _row_bwd_kernel, _row_fwd_kernel
-from .kernels.statistics import _stats_partial_kernel
+from .kernels.statistics import _finalize_stats_kernel, _stats_partial_kernel
 from .layout import (
-    TARGET_PROGRAMS_GPU,
-    RowTiles,
+    RowLaunch,
     Strides,
+    Tiles,
     as_flattenable,
     cdiv,
     choose_tiles,
@@ -32,7 +41,7 @@ from .layout import (
     ncs_strides,
     next_pow2,
     reduction_grid,
-    row_tiles,
+    row_launch,
     spatial_size,
 )
 
@@ -42,15 +51,40 @@ class LaunchOverrides:
     """Overrides of the launch rule; ``None`` leaves the choice to the rule.
 
     Attributes:
-        row_kernels: force the row-persistent kernels on (where they apply) or off (two-phase path).
+        row_kernels: force the row kernels on (where they apply) or off (the split-row path: partial statistics,
+            a finalize step, the modulate kernel).
+        row_strategy: force the row kernels' strategy, one of ``layout.ROW_STRATEGIES`` (``"swept"`` is the
+            previous kernel's: two sweeps, one program per row of 2048-element tiles).
+        torch_glue: on the split-row path, merge the partial statistics and pool the backward's coefficients in
+            torch (the previous path) instead of the finalize kernel and the dx kernel's own pooling.
+        table_grad: CLADE's table gradients by ``"chunked"`` (only the classes present in each tile) or
+            ``"dense"`` (the previous kernel: a one-hot product over every class).
         max_span: cap the positions of S per program of the reduction kernels (several partials per row).
     """
 
     row_kernels: bool | None = None
+    row_strategy: str | None = None
+    torch_glue: bool | None = None
+    table_grad: str | None = None
     max_span: int | None = None
 
 
 OVERRIDES = LaunchOverrides()
+
+
+@contextlib.contextmanager
+def overridden(**fields: Any) -> Iterator[LaunchOverrides]:
+    """Set fields of :data:`OVERRIDES` for the duration of a block (forward and backward inside it)."""
+    saved = dataclasses.asdict(OVERRIDES)
+    for name, value in fields.items():
+        if name not in saved:
+            raise TypeError(f"LaunchOverrides has no field {name!r}; fields: {sorted(saved)}")
+        setattr(OVERRIDES, name, value)
+    try:
+        yield OVERRIDES
+    finally:
+        for name, value in saved.items():
+            setattr(OVERRIDES, name, value)
 
 
 def device_guard(t: Tensor) -> contextlib.AbstractContextManager[Any]:
@@ -60,25 +94,54 @@ def device_guard(t: Tensor) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def use_row_kernels(x: Tensor, groups: int) -> bool:
-    """Whether per-sample statistics with ``groups`` sets per sample run on the row-persistent kernels.
+def _device_programs(device: torch.device) -> int:
+    """Programs that keep the device busy: two per SM (1 under the interpreter: no narrowing of tiles)."""
+    return 2 * occupancy.sm_count(device) if device.type == "cuda" else 1
 
-    Where they apply (:func:`~.layout.row_tiles`): under the interpreter, for tensors of at most 16 MiB (launch-bound
-    and L2-resident: one launch beats two), or when the launch has at least half of ``TARGET_PROGRAMS_GPU`` programs.
+
+def row_plan(x: Tensor, groups: int, kernel: str = "_row_fwd_kernel") -> RowLaunch | None:
+    """The row kernels' launch for ``groups`` per-sample statistics of x (see :func:`.layout.row_launch`), or None."""
+    x = as_flattenable(x, x)
+    strides = ncs_strides(x)
+    n, c, s = x.shape[0], x.shape[1], spatial_size(x)
+    variant = (x.dtype, "persistent")
+    capacity = occupancy.resident_programs(kernel, variant, x.device)
+    return row_launch(n, c, s, strides, x.element_size(), groups, fill=_device_programs(x.device), capacity=capacity,
+                      strategy=OVERRIDES.row_strategy)  # fmt: skip
+
+
+def use_row_kernels(x: Tensor, groups: int) -> bool:
+    """Whether per-sample statistics with ``groups`` sets per sample run on the row kernels.
+
+    Where they apply: always under the interpreter; on a GPU for resident rows (one launch, 4 passes), and for
+    longer rows when there are enough of them to fill the device (persistent: one row per SM; swept: two per SM).
+    Fewer, longer rows (batch 1 at 256x256) take the split-row path, which spreads each row over many programs.
     """
-    tiles = row_tiles(x, ncs_strides(as_flattenable(x, x)), groups)
-    if tiles is None:
+    plan = row_plan(x, groups)
+    if plan is None:
         return False
     if OVERRIDES.row_kernels is not None:
         return OVERRIDES.row_kernels
-    small = x.numel() * x.element_size() <= 16 << 20
-    return triton_interpreter() or small or x.shape[0] * tiles.grid_c >= TARGET_PROGRAMS_GPU // 2
+    if triton_interpreter() or plan.strategy == "resident":
+        return True
+    rows = x.shape[0] * plan.grid_c
+    return rows >= _device_programs(x.device) // (2 if plan.strategy == "persistent" else 1)
 
 
-def reduction_span(x: Tensor) -> int:
-    """Positions of S per program of the reduction kernels (a multiple of their tile length)."""
-    x = as_flattenable(x, x)
-    return choose_tiles(x, ncs_strides(x), interpreter=triton_interpreter(), max_span=OVERRIDES.max_span).span
+def uses_torch_glue() -> bool:
+    """Whether the split-row path merges statistics and pools coefficients in torch (only when overridden)."""
+    return bool(OVERRIDES.torch_glue)
+
+
+def _reduction_tiles(x: Tensor, kernel: str) -> Tiles:
+    target = occupancy.resident_programs(kernel, x.dtype, x.device)
+    return choose_tiles(x, ncs_strides(x), interpreter=triton_interpreter(), max_span=OVERRIDES.max_span,
+                        target_programs=target)  # fmt: skip
+
+
+def reduction_span(x: Tensor, kernel: str = "_stats_partial_kernel") -> int:
+    """Positions of S per program of a reduction kernel (a multiple of its tile length)."""
+    return _reduction_tiles(as_flattenable(x, x), kernel).span
 
 
 def output_like(x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -91,6 +154,10 @@ def _modulation(t: Tensor | None, x: Tensor, labels: Tensor | None) -> tuple[Ten
     if t is None:
         return None, (0, 0, 0), Kind.NONE
     if labels is not None:  # (K, C) table: row stride in the "n" slot
+        if ncs_strides(as_flattenable(x, x)).s == 1 and t.stride(0) != 1:
+            # NCHW tiles run along S, so a warp gathers one channel's entries of many classes: keep each channel's
+            # K entries together (a few cache lines) rather than K rows apart.
+            t = t.t().contiguous().t()
         return t, (t.stride(0), t.stride(1), 0), Kind.TABLE
     t = as_flattenable(t, x)
     return t, tuple(ncs_strides(t)), Kind.TENSOR
@@ -121,10 +188,42 @@ def partial_stats(x: Tensor, span: int) -> tuple[Tensor, Tensor]:
     grid = reduction_grid(x, tiles, span)
     mean = x.new_empty((x.shape[0], x.shape[1], grid[2]), dtype=torch.float32)
     m2 = torch.empty_like(mean)
-    _stats_partial_kernel[grid](
+    compiled = _stats_partial_kernel[grid](
         x, mean, m2, x.shape[1], spatial_size(x), grid[2], span, *xs, BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s
     )
+    occupancy.record("_stats_partial_kernel", x.dtype, compiled)
     return mean, m2
+
+
+def finalize_stats(
+    mean: Tensor,
+    m2: Tensor,
+    span: int,
+    spatial: int,
+    groups: int,
+    batch: bool,
+    eps: float,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    factor: float,
+    factor_tensor: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """fp32 ``(rstd, offset)`` from (N, C, P) partial moments: (1, C) for batch sets, else (N, C) for ``groups``
+    sets per sample; fp32 running estimates (C,) are updated in place by ``factor`` (or the 0-d
+    ``factor_tensor``)."""
+    n, c, parts = mean.shape
+    rows = 1 if batch else n
+    rstd = mean.new_empty((rows, c))
+    offset = torch.empty_like(rstd)
+    group_size = 1 if batch else c // groups
+    members = n * parts if batch else group_size * parts
+    block_c = min(64, next_pow2(c))
+    _finalize_stats_kernel[(rows, cdiv(c, block_c))](
+        mean, m2, rstd, offset, running_mean, running_var, factor_tensor, float(factor), n, c, spatial, parts, span,
+        members, group_size, eps, BATCH=batch, RUNNING=running_mean is not None,
+        FACTOR_FROM_PTR=factor_tensor is not None, BLOCK_C=block_c, BLOCK_M=min(64, next_pow2(members)),
+    )  # fmt: skip
+    return rstd, offset
 
 
 def row_forward(
@@ -140,19 +239,23 @@ def row_forward(
     """``(y, rstd, offset)``: per-sample statistics and the modulated output in one launch; fp32 (N, C) statistics."""
     x = as_flattenable(x, x)
     xs = ncs_strides(x)
-    rows = _row_tiles(x, xs, groups)
+    plan = _row_plan(x, groups, "_row_fwd_kernel")
     n, c = x.shape[:2]
     y = output_like(x, result_dtype(x, gamma, beta, scale, shift))
     rstd = x.new_empty((n, c), dtype=torch.float32)
     offset = torch.empty_like(rstd)
     gamma, gs, gk = _modulation(gamma, x, labels)
     beta, bs, bk = _modulation(beta, x, labels)
-    _row_fwd_kernel[(n, rows.grid_c)](
-        x, y, rstd, offset, gamma, beta, labels, scale, shift, c, spatial_size(x), rows.channels_per_program, eps,
-        *xs, *ncs_strides(y), *gs, *bs, *_label_strides(labels), *_per_sample_channel(scale),
-        *_per_sample_channel(shift), PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None,
-        HAS_SHIFT=shift is not None, BLOCK_C=rows.block_c, BLOCK_S=rows.block_s,
+    compiled = _row_fwd_kernel[(plan.programs,)](
+        x, y, rstd, offset, gamma, beta, labels, scale, shift, c, spatial_size(x), plan.grid_c, n * plan.grid_c,
+        plan.channels_per_program, eps, *xs, *ncs_strides(y), *gs, *bs, *_label_strides(labels),
+        *_per_sample_channel(scale), *_per_sample_channel(shift), PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk,
+        HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None, RESIDENT=plan.strategy == "resident",
+        EVICT_FIRST=plan.strategy == "persistent", BLOCK_C=plan.block_c, BLOCK_S=plan.block_s,
+        num_warps=plan.num_warps,
     )  # fmt: skip
+    if plan.strategy == "persistent":
+        occupancy.record("_row_fwd_kernel", (x.dtype, plan.strategy), compiled)
     return y, rstd, offset
 
 
@@ -194,7 +297,8 @@ def backward_sums(
     span: int,
     need_z: bool,
 ) -> Tensor:
-    """fp32 (6, N, C): per-(n, c) sums of dz, dz * x_hat, g, g * x_hat, dy and (``need_z``) dy * z.
+    """fp32 (6, N, C, P): sums of dz, dz * x_hat, g, g * x_hat, dy and (``need_z``) dy * z per (n, c) and span of S
+    (P spans of ``span`` positions).
 
     ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)``, ``z = x_hat * (1 + gamma) + beta``; beta is read only for
     ``need_z`` (the scale's gradient), and the last sum is 0 without it.
@@ -207,13 +311,14 @@ def backward_sums(
     sums = x.new_empty((6, x.shape[0], x.shape[1], grid[2]), dtype=torch.float32)
     gamma, gs, gk = _modulation(gamma, x, labels)
     beta, bs, bk = _modulation(beta if need_z else None, x, labels)
-    _backward_sums_kernel[grid](
+    compiled = _backward_sums_kernel[grid](
         dy, x, rstd, offset, gamma, beta, labels, scale, sums, x.shape[0], x.shape[1], spatial_size(x), grid[2], span,
         *ncs_strides(dy), *xs, _row_stride(rstd), *gs, *bs, *_label_strides(labels), *_per_sample_channel(scale),
         GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None, NEED_Z=need_z,
         BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
     )  # fmt: skip
-    return sums.sum(-1)
+    occupancy.record("_backward_sums_kernel", x.dtype, compiled)
+    return sums
 
 
 def grad_outputs_like(
@@ -249,14 +354,20 @@ def backward_dx(
     offset: Tensor,
     coef_x: Tensor | None,
     coef_0: Tensor | None,
+    partials: Tensor | None,
+    set_size: int,
+    batch: bool,
+    group_size: int,
     write_dx: bool,
     write_dgamma: bool,
     write_dbeta: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(dx, dgamma_map, dbeta_map)``: ``dx = g * rstd + x_hat * coef_x + coef_0`` (coefficients absent for running
-    statistics), ``dz * x_hat`` for a spatial gamma and ``dz`` for a spatial beta; each empty when not asked for.
+    """``(dx, dgamma_map, dbeta_map)``: ``dx = g * rstd + x_hat * coef_x + coef_0``, ``dz * x_hat`` for a spatial
+    gamma and ``dz`` for a spatial beta; each empty when not asked for.
 
-    beta is read for its dtype only (the map is dz).
+    The coefficients are given (``coef_x``, ``coef_0`` per (n, c)), or pooled by the kernel from the (6, N, C, P)
+    ``partials`` of :func:`backward_sums` over each channel's set (``set_size`` positions: the channel over the
+    batch, or ``group_size`` channels of a sample), or absent (running statistics). beta is read for its dtype only.
     """
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
@@ -264,14 +375,23 @@ def backward_dx(
     tiles = choose_tiles(x, xs, interpreter=triton_interpreter())
     dx, dgamma, dbeta = grad_outputs_like(x, gamma, beta, write_dx, write_dgamma, write_dbeta)
     gamma, gs, gk = _modulation(gamma, x, labels)
+    n, c = x.shape[:2]
+    if coef_x is not None:
+        mode = Coefficients.GIVEN
+    elif partials is not None:
+        mode = Coefficients.POOLED
+    else:
+        mode = Coefficients.RUNNING
+    parts = partials.shape[-1] if partials is not None else 1
+    members = (n if batch else group_size) * parts
     _backward_dx_kernel[elementwise_grid(x, tiles)](
-        dy, x, rstd, offset, coef_x, coef_0, gamma, labels, scale, dx if write_dx else None,
-        dgamma if dgamma.numel() else None, dbeta if dbeta.numel() else None, x.shape[1], spatial_size(x),
-        *ncs_strides(dy), *xs, *_out_strides(xs, dx, dgamma, dbeta), _row_stride(rstd),
+        dy, x, rstd, offset, coef_x, coef_0, partials, gamma, labels, scale, dx if write_dx else None,
+        dgamma if dgamma.numel() else None, dbeta if dbeta.numel() else None, n, c, spatial_size(x), parts, members,
+        group_size, float(set_size), *ncs_strides(dy), *xs, *_out_strides(xs, dx, dgamma, dbeta), _row_stride(rstd),
         0 if coef_x is None else _row_stride(coef_x), *gs, *_label_strides(labels), *_per_sample_channel(scale),
-        GAMMA=gk, FROM_INPUT=coef_x is not None, HAS_SCALE=scale is not None, WRITE_DX=write_dx,
+        GAMMA=gk, COEF=int(mode), BATCH=batch, HAS_SCALE=scale is not None, WRITE_DX=write_dx,
         WRITE_DGAMMA=bool(dgamma.numel()), WRITE_DBETA=bool(dbeta.numel()), BLOCK_C=tiles.block_c,
-        BLOCK_S=tiles.block_s,
+        BLOCK_S=tiles.block_s, BLOCK_M=min(64, next_pow2(members)),
     )  # fmt: skip
     return dx, dgamma, dbeta
 
@@ -298,20 +418,24 @@ def row_backward(
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
-    rows = _row_tiles(x, xs, groups)
+    plan = _row_plan(x, groups, "_row_bwd_kernel")
     n, c = x.shape[:2]
     dx, dgamma, dbeta = grad_outputs_like(x, gamma, beta, write_dx, write_dgamma, write_dbeta)
     sums = x.new_empty((4, n, c), dtype=torch.float32)
     gamma, gs, gk = _modulation(gamma, x, labels)
     beta_read, bs, bk = _modulation(beta if need_z else None, x, labels)
-    _row_bwd_kernel[(n, rows.grid_c)](
+    compiled = _row_bwd_kernel[(plan.programs,)](
         dy, x, rstd, offset, gamma, beta_read, labels, scale, dx if write_dx else None,
         dgamma if dgamma.numel() else None, dbeta if dbeta.numel() else None, sums, n, c, spatial_size(x),
-        rows.channels_per_program, *ncs_strides(dy), *xs, *_out_strides(xs, dx, dgamma, dbeta), *gs, *bs,
-        *_label_strides(labels), *_per_sample_channel(scale), PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk,
-        HAS_SCALE=scale is not None, NEED_Z=need_z, WRITE_DX=write_dx, WRITE_DGAMMA=bool(dgamma.numel()),
-        WRITE_DBETA=bool(dbeta.numel()), BLOCK_C=rows.block_c, BLOCK_S=rows.block_s,
+        plan.grid_c, n * plan.grid_c, plan.channels_per_program, *ncs_strides(dy), *xs,
+        *_out_strides(xs, dx, dgamma, dbeta), *gs, *bs, *_label_strides(labels), *_per_sample_channel(scale),
+        PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None, NEED_Z=need_z, WRITE_DX=write_dx,
+        WRITE_DGAMMA=bool(dgamma.numel()), WRITE_DBETA=bool(dbeta.numel()), RESIDENT=plan.strategy == "resident",
+        EVICT_FIRST=plan.strategy == "persistent", BLOCK_C=plan.block_c, BLOCK_S=plan.block_s,
+        num_warps=plan.num_warps,
     )  # fmt: skip
+    if plan.strategy == "persistent":
+        occupancy.record("_row_bwd_kernel", (x.dtype, plan.strategy), compiled)
     return dx, dgamma, dbeta, sums
 
 
@@ -326,6 +450,41 @@ def class_table_grads(
     span: int,
 ) -> Tensor:
     """fp32 (2, K, C): per-class sums of dz * x_hat (the gamma table's gradient) and of dz (the beta table's)."""
+    if OVERRIDES.table_grad not in (None, "chunked", "dense"):
+        raise ValueError(f"table_grad must be 'chunked' or 'dense', got {OVERRIDES.table_grad!r}")
+    if OVERRIDES.table_grad == "dense":
+        return _dense_class_table_grads(dy, x, labels, scale, rstd, offset, num_classes, span)
+    x = as_flattenable(x, x)
+    dy = as_flattenable(dy, x)
+    xs = ncs_strides(x)
+    tiles = choose_tiles(x, xs, interpreter=triton_interpreter(), min_block_c=16)
+    # [BLOCK_C, BLOCK_S] values of two tables and their tf32 halves, and a [BLOCK_S, 16] one-hot matrix: 2048-value
+    # tiles keep them in registers at 4 warps.
+    block_c = max(16, min(tiles.block_c, 64))
+    block_s = max(16, min(tiles.block_s, 2048 // block_c))
+    n, c = x.shape[:2]
+    parts = cdiv(spatial_size(x), span)
+    k_pad = cdiv(num_classes, 16) * 16
+    partial = x.new_zeros((2, n, parts, c, k_pad), dtype=torch.float32)
+    _class_table_grad_chunked_kernel[(n, cdiv(c, block_c), parts)](
+        dy, x, rstd, offset, labels, scale, partial, n, c, spatial_size(x), parts, span, k_pad,
+        *ncs_strides(dy), *xs, _row_stride(rstd), *_label_strides(labels), *_per_sample_channel(scale),
+        HAS_SCALE=scale is not None, BLOCK_C=block_c, BLOCK_S=block_s,
+    )  # fmt: skip
+    return partial.sum((1, 2))[..., :num_classes].transpose(1, 2).contiguous()
+
+
+def _dense_class_table_grads(
+    dy: Tensor,
+    x: Tensor,
+    labels: Tensor,
+    scale: Tensor | None,
+    rstd: Tensor,
+    offset: Tensor,
+    num_classes: int,
+    span: int,
+) -> Tensor:
+    """:func:`class_table_grads` by a one-hot product over every class (the previous kernel)."""
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
@@ -345,9 +504,10 @@ def class_table_grads(
     return partial.sum((1, 2))[..., :num_classes].transpose(1, 2).contiguous()
 
 
-def _row_tiles(x: Tensor, xs: Strides, groups: int) -> RowTiles:
-    tiles = row_tiles(x, xs, groups)
-    if tiles is None:
-        raise ValueError(f"the row-persistent kernels need groups of at most 64 channels, got {groups} groups of "
-                         f"{x.shape[1]} channels")  # fmt: skip
-    return tiles
+def _row_plan(x: Tensor, groups: int, kernel: str) -> RowLaunch:
+    plan = row_plan(x, groups, kernel)
+    if plan is None:
+        raise ValueError(f"the row kernels need groups of at most 64 channels and rows that fit the forced strategy "
+                         f"{OVERRIDES.row_strategy!r}, got {groups} groups of {x.shape[1]} channels over "
+                         f"{spatial_size(x)} positions")  # fmt: skip
+    return plan

@@ -14,8 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-# Programs that keep every SM of an H100/H200 busy with a few waves; the reduction kernels split S until a launch
-# has at least this many programs. Under the interpreter one program per (n, channel block) is fastest.
+# Programs an H100/H200 runs at once with 4 per SM: the default reduction target where the device is not known.
+# Under the interpreter one program per (n, channel block) is fastest.
 TARGET_PROGRAMS_GPU = 4 * 132
 
 
@@ -35,13 +35,33 @@ class Tiles(NamedTuple):
     span: int
 
 
-class RowTiles(NamedTuple):
-    """Launch geometry of the row-persistent kernels: grid (N, grid_c), each program owning whole sets."""
+RESIDENT_MAX = 8192  # elements of a row kept in registers by one program (32 fp32 values per thread at 8 warps)
+PERSISTENT_TILE_BYTES = 16 << 10  # tile of the swept row kernels on a persistent grid: 16 KB of x
+ROW_STRATEGIES = ("resident", "swept", "persistent")
 
+
+class RowLaunch(NamedTuple):
+    """Launch geometry of the row kernels: ``rows = N * grid_c`` rows (channel blocks or groups of one sample),
+    ``programs`` programs looping over them.
+
+    Attributes:
+        strategy: ``"resident"`` (a row is one tile, kept in registers), ``"swept"`` (two sweeps over the row, one
+            program per row) or ``"persistent"`` (two sweeps, one channel per row, long tiles, outputs stored
+            evict-first, a grid sized to what the GPU holds at once).
+        grid_c: rows per sample.
+        channels_per_program: channels per row (a group, or the channel block).
+        block_c, block_s: the tile.
+        num_warps: warps per program.
+        programs: the grid (at most ``N * grid_c``).
+    """
+
+    strategy: str
     grid_c: int
     channels_per_program: int
     block_c: int
     block_s: int
+    num_warps: int
+    programs: int
 
 
 def cdiv(a: int, b: int) -> int:
@@ -88,14 +108,36 @@ def spatial_size(x: Tensor) -> int:
 
 
 def choose_tiles(
-    x: Tensor, strides: Strides, *, interpreter: bool, min_block_c: int = 1, max_span: int | None = None
+    x: Tensor,
+    strides: Strides,
+    *,
+    interpreter: bool,
+    min_block_c: int = 1,
+    max_span: int | None = None,
+    target_programs: int = TARGET_PROGRAMS_GPU,
 ) -> Tiles:
     """Tiles that read memory contiguously: long along S for NCHW, wide along C for channels_last.
 
-    The reduction kernels split S into spans until the launch has about :data:`TARGET_PROGRAMS_GPU` programs (one
-    span under the interpreter). ``min_block_c`` (16 for kernels using ``tl.dot``) and ``max_span`` constrain it.
+    The reduction kernels split S into spans until the launch has at most ``target_programs`` programs (what the
+    GPU runs at once: one wave, no tail), and one span under the interpreter. ``min_block_c`` (16 for kernels using
+    ``tl.dot``) and ``max_span`` constrain it.
     """
-    n, c, s = x.shape[0], x.shape[1], spatial_size(x)
+    return choose_tiles_for(x.shape[0], x.shape[1], spatial_size(x), strides, interpreter=interpreter,
+                            min_block_c=min_block_c, max_span=max_span, target_programs=target_programs)  # fmt: skip
+
+
+def choose_tiles_for(
+    n: int,
+    c: int,
+    s: int,
+    strides: Strides,
+    *,
+    interpreter: bool,
+    min_block_c: int = 1,
+    max_span: int | None = None,
+    target_programs: int = TARGET_PROGRAMS_GPU,
+) -> Tiles:
+    """:func:`choose_tiles` from the (N, C, S) sizes."""
     if strides.c == 1 and strides.s != 1:  # channels_last: C is the contiguous axis
         block_c = max(min_block_c, min(64, next_pow2(c)))
         block_s = max(16, min(next_pow2(s), 2048 // block_c))
@@ -103,7 +145,7 @@ def choose_tiles(
         block_s = max(16, min(1024, next_pow2(s)))
         block_c = max(min_block_c, min(next_pow2(c), max(1, 2048 // block_s)))
     blocks_s = cdiv(s, block_s)
-    parts = 1 if interpreter else min(blocks_s, max(1, cdiv(TARGET_PROGRAMS_GPU, n * cdiv(c, block_c))))
+    parts = 1 if interpreter else min(blocks_s, max(1, target_programs // (n * cdiv(c, block_c))))
     span = cdiv(blocks_s, parts) * block_s
     if max_span is not None:
         span = max(block_s, min(span, max_span // block_s * block_s))
@@ -120,24 +162,75 @@ def elementwise_grid(x: Tensor, tiles: Tiles) -> tuple[int]:
     return (x.shape[0] * cdiv(x.shape[1], tiles.block_c) * cdiv(spatial_size(x), tiles.block_s),)
 
 
-def row_tiles(x: Tensor, strides: Strides, groups: int) -> RowTiles | None:
-    """Geometry of the row-persistent kernels for ``groups`` statistics per sample, or None when they do not apply.
+def row_launch(
+    n: int,
+    c: int,
+    s: int,
+    strides: Strides,
+    element_size: int,
+    groups: int,
+    *,
+    fill: int,
+    capacity: int,
+    strategy: str | None = None,
+) -> RowLaunch | None:
+    """Geometry of the row kernels for ``groups`` statistics per sample, or None when they do not apply.
 
-    Instance statistics (``groups == C``): BLOCK_C channels per program, channels_last narrowing its channel tiles
-    (>= 16, whole sectors) for more programs. Group statistics: one group per program, groups of at most 64
-    channels (layer statistics are one group).
+    ``fill`` is the number of programs that keeps the device busy (twice its SMs); ``capacity`` the programs of a
+    persistent launch (what the device holds at once). ``strategy`` forces one of :data:`ROW_STRATEGIES`; by
+    default a row that fits :data:`RESIDENT_MAX` elements (channels_last: with tiles of at least 16 channels, whole
+    32-byte sectors) is ``"resident"``, a long NCHW instance row ``"persistent"``, anything else ``"swept"``.
+    Resident and swept tiles of several channels narrow until the launch has ``fill`` programs where it can.
+    Group statistics need groups of at most 64 channels (layer statistics are one group).
     """
-    n, c, s = x.shape[0], x.shape[1], spatial_size(x)
-    if groups != c:
+    channels_last = strides.c == 1 and strides.s != 1
+    if strategy is not None and strategy not in ROW_STRATEGIES:
+        raise ValueError(f"row strategy must be one of {ROW_STRATEGIES}, got {strategy!r}")
+    span = next_pow2(max(s, 1))
+    if groups != c:  # one group per row
         per_group = c // groups
         if per_group > 64:
             return None
         block_c = next_pow2(per_group)
-        return RowTiles(groups, per_group, block_c, max(16, min(next_pow2(s), max(16, 2048 // block_c))))
-    tiles = choose_tiles(x, strides, interpreter=True)  # one span: the row kernel loops over S itself
+        resident = block_c * max(16, span) <= RESIDENT_MAX
+        if strategy == "resident" and not resident:
+            return None
+        if resident and strategy in (None, "resident"):
+            block_s = max(16, span)
+            return RowLaunch("resident", groups, per_group, block_c, block_s, _warps(block_c * block_s), n * groups)
+        block_s = max(16, min(span, max(16, 2048 // block_c)))
+        return RowLaunch("swept", groups, per_group, block_c, block_s, 4, n * groups)
+    min_c = 16 if channels_last else 1
+    resident = min_c * max(16, span) <= RESIDENT_MAX
+    if strategy is None:
+        strategy = "resident" if resident else ("swept" if channels_last else "persistent")
+    if strategy == "resident":
+        if not resident:
+            return None
+        block_s = max(16, span)
+        block_c = _narrowed(min(64 if channels_last else 2048, next_pow2(c), RESIDENT_MAX // block_s), min_c, n, c,
+                            fill)  # fmt: skip
+        return RowLaunch("resident", cdiv(c, block_c), block_c, block_c, block_s, _warps(block_c * block_s),
+                         n * cdiv(c, block_c))  # fmt: skip
+    if strategy == "persistent":
+        block_s = max(16, min(span, PERSISTENT_TILE_BYTES // element_size))
+        return RowLaunch("persistent", c, 1, 1, block_s, 8, min(n * c, capacity))
+    tiles = choose_tiles_for(n, c, s, strides, interpreter=True)  # one span: the row kernel loops over S itself
     block_c, block_s = tiles.block_c, tiles.block_s
-    if strides.c == 1 and strides.s != 1:
-        while block_c > 16 and n * cdiv(c, block_c) < TARGET_PROGRAMS_GPU // 2:
-            block_c //= 2
-        block_s = max(16, min(next_pow2(s), 2048 // block_c))
-    return RowTiles(cdiv(c, block_c), block_c, block_c, block_s)
+    if channels_last:
+        block_c = _narrowed(block_c, 16, n, c, fill)
+        block_s = max(16, min(span, 2048 // block_c))
+    return RowLaunch("swept", cdiv(c, block_c), block_c, block_c, block_s, 4, n * cdiv(c, block_c))
+
+
+def _narrowed(block_c: int, minimum: int, n: int, c: int, fill: int) -> int:
+    """Halve a channel block (not below ``minimum``) until the launch has ``fill`` programs or cannot get more."""
+    block_c = max(block_c, minimum)
+    while block_c > minimum and n * cdiv(c, block_c) < fill:
+        block_c //= 2
+    return block_c
+
+
+def _warps(tile_elements: int) -> int:
+    """Warps for a resident tile: at most 32 values per thread and per tensor."""
+    return 4 if tile_elements <= 4096 else 8

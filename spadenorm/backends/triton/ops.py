@@ -33,6 +33,46 @@ def _(x: Tensor, span: int) -> tuple[Tensor, Tensor]:
     return mean, torch.empty_like(mean)
 
 
+@torch.library.custom_op("spadenorm::finalize_stats", mutates_args=("running_mean", "running_var"))
+def finalize_stats(
+    mean: Tensor,
+    m2: Tensor,
+    span: int,
+    spatial: int,
+    groups: int,
+    batch: bool,
+    eps: float,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    factor: float,
+    factor_tensor: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """fp32 ``(rstd, offset)`` per channel from the partial moments, (1, C) for batch sets, else (N, C); fp32
+    running estimates updated in place."""
+    with device_guard(mean):
+        return launch.finalize_stats(
+            mean, m2, span, spatial, groups, batch, eps, running_mean, running_var, factor, factor_tensor
+        )
+
+
+@finalize_stats.register_fake
+def _(
+    mean: Tensor,
+    m2: Tensor,
+    span: int,
+    spatial: int,
+    groups: int,
+    batch: bool,
+    eps: float,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    factor: float,
+    factor_tensor: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    rstd = mean.new_empty((1 if batch else mean.shape[0], mean.shape[1]))
+    return rstd, torch.empty_like(rstd)
+
+
 @torch.library.custom_op("spadenorm::row_forward", mutates_args=())
 def row_forward(
     x: Tensor,
@@ -108,7 +148,7 @@ def backward_sums(
     span: int,
     need_z: bool,
 ) -> Tensor:
-    """fp32 (6, N, C): per-(n, c) sums of dz, dz * x_hat, g, g * x_hat, dy and (``need_z``) dy * z."""
+    """fp32 (6, N, C, P): sums of dz, dz * x_hat, g, g * x_hat, dy and (``need_z``) dy * z per (n, c) and span."""
     with device_guard(x):
         return launch.backward_sums(dy, x, gamma, beta, labels, scale, rstd, offset, span, need_z)
 
@@ -126,7 +166,7 @@ def _(
     span: int,
     need_z: bool,
 ) -> Tensor:
-    return x.new_empty((6, x.shape[0], x.shape[1]), dtype=torch.float32)
+    return x.new_empty((6, x.shape[0], x.shape[1], cdiv(spatial_size(x), span)), dtype=torch.float32)
 
 
 @torch.library.custom_op("spadenorm::backward_dx", mutates_args=())
@@ -141,15 +181,19 @@ def backward_dx(
     offset: Tensor,
     coef_x: Tensor | None,
     coef_0: Tensor | None,
+    partials: Tensor | None,
+    set_size: int,
+    batch: bool,
+    group_size: int,
     write_dx: bool,
     write_dgamma: bool,
     write_dbeta: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(dx, dgamma_map, dbeta_map)`` from the statistics and, for statistics of x, the projection coefficients."""
+    """``(dx, dgamma_map, dbeta_map)`` from the statistics and, for statistics of x, the projection coefficients
+    (given, or pooled from the sums kernel's partials)."""
     with device_guard(x):
-        return launch.backward_dx(
-            dy, x, gamma, beta, labels, scale, rstd, offset, coef_x, coef_0, write_dx, write_dgamma, write_dbeta
-        )
+        return launch.backward_dx(dy, x, gamma, beta, labels, scale, rstd, offset, coef_x, coef_0, partials,
+                                  set_size, batch, group_size, write_dx, write_dgamma, write_dbeta)  # fmt: skip
 
 
 @backward_dx.register_fake
@@ -164,6 +208,10 @@ def _(
     offset: Tensor,
     coef_x: Tensor | None,
     coef_0: Tensor | None,
+    partials: Tensor | None,
+    set_size: int,
+    batch: bool,
+    group_size: int,
     write_dx: bool,
     write_dgamma: bool,
     write_dbeta: bool,

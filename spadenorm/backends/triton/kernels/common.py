@@ -32,6 +32,19 @@ TENSOR: tl.constexpr = tl.constexpr(int(Kind.TENSOR))
 TABLE: tl.constexpr = tl.constexpr(int(Kind.TABLE))
 
 
+class Coefficients(enum.IntEnum):
+    """Where the dx kernel gets its projection coefficients (host side; the kernels compare the constexprs below)."""
+
+    RUNNING = 0  # none: statistics that do not depend on x (running estimates, identity)
+    GIVEN = 1  # per-(n, c) tensors computed by the caller
+    POOLED = 2  # pooled by each program from the sums kernel's partials
+
+
+RUNNING: tl.constexpr = tl.constexpr(int(Coefficients.RUNNING))
+GIVEN: tl.constexpr = tl.constexpr(int(Coefficients.GIVEN))
+POOLED: tl.constexpr = tl.constexpr(int(Coefficients.POOLED))
+
+
 @triton.jit
 def _elementwise_tile(C, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     """Indices of an elementwise program's [BLOCK_C, BLOCK_S] tile on a one-axis grid.
@@ -52,13 +65,13 @@ def _elementwise_tile(C, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
 
 
 @triton.jit
-def _row_channels(C, channels_per_program, BLOCK_C: tl.constexpr):
-    """Sample and channels of a row-persistent program: grid (N, channel blocks or groups).
+def _row_channels(row, grid_c, C, channels_per_program, BLOCK_C: tl.constexpr):
+    """Sample and channels of row ``row`` of a row-kernel launch: (N, grid_c) rows of channel blocks or groups.
 
     Returns n, c, c_mask and the int64 column offsets c2 [BLOCK_C, 1].
     """
-    n = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1) * channels_per_program + tl.arange(0, BLOCK_C)
+    n = (row // grid_c).to(tl.int64)
+    c = (row % grid_c) * channels_per_program + tl.arange(0, BLOCK_C)
     c_mask = (c < C) & (tl.arange(0, BLOCK_C) < channels_per_program)
     return n, c, c_mask, c.to(tl.int64)[:, None]
 
@@ -116,12 +129,23 @@ def _scaled_grad(dz, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, 
 def _output_tile(x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, shift,
                  sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls,
                  GAMMA: tl.constexpr, BETA: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
-                 BLOCK_S: tl.constexpr):  # fmt: skip
-    """Store ``y = ((x * rstd + offset) * (1 + gamma) + beta) * (1 + scale) + shift`` for one tile.
+                 BLOCK_S: tl.constexpr, EVICT_FIRST: tl.constexpr):  # fmt: skip
+    """Load x and store ``y = ((x * rstd + offset) * (1 + gamma) + beta) * (1 + scale) + shift`` for one tile.
 
     rstd, offset, scale, shift: [BLOCK_C, 1] fp32.
     """
     x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+    _store_output(x, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, shift,
+                  syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, BLOCK_S,
+                  EVICT_FIRST)  # fmt: skip
+
+
+@triton.jit
+def _store_output(x, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, shift,
+                  syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls,
+                  GAMMA: tl.constexpr, BETA: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
+                  BLOCK_S: tl.constexpr, EVICT_FIRST: tl.constexpr):  # fmt: skip
+    """Store y for a tile of x already in registers (fp32); ``EVICT_FIRST`` streams y past the cache."""
     y = x * rstd + offset
     labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE or BETA == TABLE)
     if GAMMA != NONE:
@@ -132,7 +156,17 @@ def _output_tile(x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask
         y = y + y * scale
     if HAS_SHIFT:
         y = y + shift
-    tl.store(y_ptr + n * syn + c2 * syc + s2 * sys_, y.to(y_ptr.dtype.element_ty), mask=mask)
+    _store(y_ptr + n * syn + c2 * syc + s2 * sys_, y, mask, EVICT_FIRST)
+
+
+@triton.jit
+def _store(ptr, value, mask, EVICT_FIRST: tl.constexpr):
+    """Masked store in ptr's dtype; ``EVICT_FIRST`` marks the lines to leave the cache first (written once, not
+    read again by this program, unlike the row it came from)."""
+    if EVICT_FIRST:
+        tl.store(ptr, value.to(ptr.dtype.element_ty), mask=mask, eviction_policy="evict_first")
+    else:
+        tl.store(ptr, value.to(ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -140,27 +174,52 @@ def _input_grad_tile(dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c
                      offset, coef_x, coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln,
                      sls, GAMMA: tl.constexpr, FROM_INPUT: tl.constexpr, HAS_SCALE: tl.constexpr,
                      WRITE_DX: tl.constexpr, WRITE_DGAMMA: tl.constexpr, WRITE_DBETA: tl.constexpr,
-                     BLOCK_S: tl.constexpr):  # fmt: skip
-    """Store dx, the spatial dgamma map and/or the spatial dbeta map for one tile.
+                     BLOCK_S: tl.constexpr, EVICT_FIRST: tl.constexpr):  # fmt: skip
+    """Load dy and x and store dx, the spatial dgamma map and/or the spatial dbeta map for one tile.
 
     rstd, offset, coef_x, coef_0, scale: [BLOCK_C, 1] fp32.
     """
-    dz = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-    if HAS_SCALE:
-        dz = dz + dz * scale
+    dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+    _store_input_grads(dy, x, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset,
+                       coef_x, coef_0, scale, son, soc, sos, sgn, sgc, sgs, sln, sls, GAMMA, FROM_INPUT, HAS_SCALE,
+                       WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST)  # fmt: skip
+
+
+@triton.jit
+def _store_input_grads(dy, x, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset,
+                       coef_x, coef_0, scale, son, soc, sos, sgn, sgc, sgs, sln, sls, GAMMA: tl.constexpr,
+                       FROM_INPUT: tl.constexpr, HAS_SCALE: tl.constexpr, WRITE_DX: tl.constexpr,
+                       WRITE_DGAMMA: tl.constexpr, WRITE_DBETA: tl.constexpr, BLOCK_S: tl.constexpr,
+                       EVICT_FIRST: tl.constexpr):  # fmt: skip
+    """Store the gradient tiles of dy and x already in registers (fp32)."""
+    dz = dy
+    if HAS_SCALE:
+        dz = dy + dy * scale
     x_hat = x * rstd + offset
     out = n * son + c2 * soc + s2 * sos
     if WRITE_DGAMMA:
-        tl.store(dg_ptr + out, (dz * x_hat).to(dg_ptr.dtype.element_ty), mask=mask)
+        _store(dg_ptr + out, dz * x_hat, mask, EVICT_FIRST)
     if WRITE_DBETA:
-        tl.store(db_ptr + out, dz.to(db_ptr.dtype.element_ty), mask=mask)
+        _store(db_ptr + out, dz, mask, EVICT_FIRST)
     if WRITE_DX:
         g = _scaled_grad(dz, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
         dx = g * rstd
         if FROM_INPUT:
             dx = dx + x_hat * coef_x + coef_0
-        tl.store(dx_ptr + out, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        _store(dx_ptr + out, dx, mask, EVICT_FIRST)
+
+
+@triton.jit
+def _set_members(n, c, m, C, P, span, S, group_size, BATCH: tl.constexpr):
+    """Flat (N, C, P) indices [BLOCK_C, BLOCK_M] of the partials ``m`` of each channel's set, and their counts."""
+    part = (m % P)[None, :]
+    if BATCH:
+        row = (m // P).to(tl.int64)[None, :] * C + c.to(tl.int64)[:, None]
+    else:
+        row = n * C + ((c // group_size) * group_size).to(tl.int64)[:, None] + (m // P)[None, :]
+    count = tl.minimum(span, S - part * span).to(tl.float32)
+    return row * P + part, count
 
 
 @triton.jit
@@ -196,11 +255,8 @@ def _grad_sums(dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset
                sxn, sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA: tl.constexpr, BETA: tl.constexpr,
                HAS_SCALE: tl.constexpr, NEED_Z: tl.constexpr, BLOCK_C: tl.constexpr,
                BLOCK_S: tl.constexpr):  # fmt: skip
-    """Per-channel sums over [start, end) of dz, dz * x_hat, g, g * x_hat, dy and (NEED_Z) dy * z.
-
-    ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)``, ``z = x_hat * (1 + gamma) + beta``; the last sum is 0
-    without NEED_Z (beta is read only then).
-    """
+    """Per-channel sums over [start, end) of dz, dz * x_hat, g, g * x_hat, dy and (NEED_Z) dy * z, tile by tile
+    (see :func:`_tile_grad_sums`)."""
     sum_dz = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_dzx = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -214,24 +270,43 @@ def _grad_sums(dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset
         s2 = s.to(tl.int64)[None, :]
         dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
         x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-        x_hat = x * rstd + offset
-        dz = dy
-        if HAS_SCALE:
-            dz = dy + dy * scale
-        labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE or (NEED_Z and BETA == TABLE))
-        g = dz
-        z = x_hat
-        if GAMMA != NONE:
-            gamma = _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
-            g = dz + dz * gamma
-            z = x_hat + x_hat * gamma
-        sum_dz += tl.sum(dz, axis=1)
-        sum_dzx += tl.sum(dz * x_hat, axis=1)
-        sum_g += tl.sum(g, axis=1)
-        sum_gx += tl.sum(g * x_hat, axis=1)
-        sum_dy += tl.sum(dy, axis=1)
-        if NEED_Z:
-            if BETA != NONE:
-                z = z + _modulation(b_ptr, n, c2, s2, labels, mask, sbn, sbc, sbs, BETA)
-            sum_dyz += tl.sum(dy * z, axis=1)
+        t_dz, t_dzx, t_g, t_gx, t_dy, t_dyz = _tile_grad_sums(
+            dy, x, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, sgn, sgc, sgs, sbn, sbc,
+            sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_S,
+        )  # fmt: skip
+        sum_dz += t_dz
+        sum_dzx += t_dzx
+        sum_g += t_g
+        sum_gx += t_gx
+        sum_dy += t_dy
+        sum_dyz += t_dyz
     return sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz
+
+
+@triton.jit
+def _tile_grad_sums(dy, x, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, sgn, sgc, sgs,
+                    sbn, sbc, sbs, sln, sls, GAMMA: tl.constexpr, BETA: tl.constexpr, HAS_SCALE: tl.constexpr,
+                    NEED_Z: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+    """Per-channel sums over a tile of dz, dz * x_hat, g, g * x_hat, dy and (NEED_Z) dy * z.
+
+    ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)``, ``z = x_hat * (1 + gamma) + beta``; the last sum is 0
+    without NEED_Z (beta is read only then). dy and x: fp32 tiles in registers, zero where masked.
+    """
+    x_hat = x * rstd + offset
+    dz = dy
+    if HAS_SCALE:
+        dz = dy + dy * scale
+    labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE or (NEED_Z and BETA == TABLE))
+    g = dz
+    z = x_hat
+    if GAMMA != NONE:
+        gamma = _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        g = dz + dz * gamma
+        z = x_hat + x_hat * gamma
+    sum_dyz = tl.zeros_like(tl.sum(dy, axis=1))
+    if NEED_Z:
+        if BETA != NONE:
+            z = z + _modulation(b_ptr, n, c2, s2, labels, mask, sbn, sbc, sbs, BETA)
+        sum_dyz = tl.sum(dy * z, axis=1)
+    return (tl.sum(dz, axis=1), tl.sum(dz * x_hat, axis=1), tl.sum(g, axis=1), tl.sum(g * x_hat, axis=1),
+            tl.sum(dy, axis=1), sum_dyz)  # fmt: skip

@@ -63,5 +63,5 @@ def _modulate_fwd_kernel(
     _output_tile(
         x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, shift,
         sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT,
-        BLOCK_S,
+        BLOCK_S, False,
     )  # fmt: skip

@@ -1,12 +1,20 @@
-"""Row-persistent kernels for per-sample statistics (instance, group): one program owns whole reduction sets.
+"""Row kernels for per-sample statistics (instance, group): one program owns whole reduction sets ("rows").
 
-A program takes BLOCK_C channels of one sample: BLOCK_C separate sets for instance norm, or one group (BLOCK_C >=
-channels per group, masked) for group norm. It sweeps S twice: first accumulating Chan-merged (count, mean, M2)
-per channel, then, sweeping S in reverse so that the chunks it read last are still in cache, writing the output.
-Forward therefore reads x, gamma, beta once from DRAM and writes y (4 passes where the row stays in L2), and the
-backward reads dy, x, gamma and writes dx, dgamma (5 passes), with no partial buffers and no second launch. The
-second modulation (per-(n, c) scale and shift) costs no pass of its own; its backward reads beta too when the scale
-needs a gradient.
+A row is BLOCK_C channels of one sample: BLOCK_C separate sets for instance norm, or one group (BLOCK_C >= channels
+per group, masked) for group norm. The launch has ``rows = N * grid_c`` rows and any number of programs; program p
+takes rows p, p + programs, ... (a persistent grid when there are fewer programs than rows). Each row is done in
+one of two ways, chosen at compile time:
+
+* ``RESIDENT``: the row is one [BLOCK_C, BLOCK_S] tile. It is loaded once, its statistics come from the registers
+  (centred, exact two-pass) and the output is written from the same registers: x, gamma, beta are read once and y
+  written once (4 passes; the backward reads dy, x, gamma and writes dx, dgamma: 5).
+* swept: the row is longer than a tile. The program sweeps S twice: first accumulating Chan-merged (count, mean,
+  M2) per channel, then, in reverse so that the tiles read last are still in cache, writing the output. The second
+  read of x (and, backward, of dy and gamma) comes from L2 where the rows in flight fit in it, else from memory.
+  With ``EVICT_FIRST`` the outputs are stored with an evict-first hint so that they do not push the row out.
+
+The second modulation (per-(n, c) scale and shift) costs no pass of its own; its backward reads beta too when the
+scale needs a gradient.
 """
 
 from __future__ import annotations
@@ -14,7 +22,18 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .common import _grad_sums, _input_grad_tile, _moments, _output_tile, _per_channel, _row_channels
+from .common import (
+    _grad_sums,
+    _input_grad_tile,
+    _merge_tile,
+    _moments,
+    _output_tile,
+    _per_channel,
+    _row_channels,
+    _store_input_grads,
+    _store_output,
+    _tile_grad_sums,
+)
 
 
 @triton.jit
@@ -30,6 +49,18 @@ def _set_moments(count, mean, m2, c_mask, PER_CHANNEL: tl.constexpr):
 
 
 @triton.jit
+def _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
+                      PER_CHANNEL: tl.constexpr):  # fmt: skip
+    """rstd and offset = -mean * rstd of each channel's set from per-channel moments; stored fp32 (N, C)."""
+    set_mean, set_var = _set_moments(count, mean, m2, c_mask, PER_CHANNEL)
+    rstd = tl.div_rn(1.0, tl.sqrt_rn(set_var + eps))  # correctly rounded, as the float64 merge
+    offset = -set_mean * rstd
+    tl.store(rstd_out_ptr + n * C + c, rstd, mask=c_mask)
+    tl.store(offset_out_ptr + n * C + c, offset, mask=c_mask)
+    return rstd, offset
+
+
+@triton.jit
 def _row_fwd_kernel(
     x_ptr,  # activations, (n, c, s) at n * sxn + c * sxc + s * sxs
     y_ptr,  # out: same shape, strides sy*
@@ -42,6 +73,8 @@ def _row_fwd_kernel(
     shift_ptr,  # second-modulation shift per (n, c), or None
     C,
     S,
+    grid_c,  # rows per sample: channel blocks or groups
+    rows,  # N * grid_c
     channels_per_program,  # channels per group, or BLOCK_C for instance norm
     eps,
     sxn,
@@ -67,28 +100,64 @@ def _row_fwd_kernel(
     BETA: tl.constexpr,
     HAS_SCALE: tl.constexpr,
     HAS_SHIFT: tl.constexpr,
+    RESIDENT: tl.constexpr,  # each row is one tile, kept in registers (S <= BLOCK_S)
+    EVICT_FIRST: tl.constexpr,  # store y with an evict-first hint
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    n, c, c_mask, c2 = _row_channels(C, channels_per_program, BLOCK_C)
-    count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
-    set_mean, set_var = _set_moments(count, mean, m2, c_mask, PER_CHANNEL)
-    rstd = tl.div_rn(1.0, tl.sqrt_rn(set_var + eps))  # correctly rounded, as the float64 merge
-    offset = -set_mean * rstd
-    tl.store(rstd_out_ptr + n * C + c, rstd, mask=c_mask)
-    tl.store(offset_out_ptr + n * C + c, offset, mask=c_mask)
-    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    shift = _per_channel(shift_ptr, n, c, c_mask, stn, stc, BLOCK_C, HAS_SHIFT)
-    num_chunks = tl.cdiv(S, BLOCK_S)
-    for i in tl.range(0, num_chunks, num_stages=3):
-        s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last chunks read are cached
-        s_mask = s < S
-        mask = c_mask[:, None] & s_mask[None, :]
-        _output_tile(
-            x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask, mask,
-            rstd[:, None], offset[:, None], scale, shift, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc,
-            sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, BLOCK_S,
-        )  # fmt: skip
+    for row in tl.range(tl.program_id(0), rows, tl.num_programs(0)):
+        n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
+        scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
+        shift = _per_channel(shift_ptr, n, c, c_mask, stn, stc, BLOCK_C, HAS_SHIFT)
+        if RESIDENT:
+            s = tl.arange(0, BLOCK_S)
+            s_mask = s < S
+            s2 = s.to(tl.int64)[None, :]
+            mask = c_mask[:, None] & s_mask[None, :]
+            x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+            none = tl.zeros([BLOCK_C], dtype=tl.float32)
+            count, mean, m2 = _merge_tile(none, none, none, x, mask, s_mask)
+            rstd, offset = _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
+                                             PER_CHANNEL)  # fmt: skip
+            _store_output(
+                x, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd[:, None], offset[:, None], scale,
+                shift, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT,
+                BLOCK_S, EVICT_FIRST,
+            )  # fmt: skip
+        else:
+            count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
+            rstd, offset = _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
+                                             PER_CHANNEL)  # fmt: skip
+            num_chunks = tl.cdiv(S, BLOCK_S)
+            for i in tl.range(0, num_chunks, num_stages=3):
+                s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
+                s_mask = s < S
+                mask = c_mask[:, None] & s_mask[None, :]
+                _output_tile(
+                    x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask, mask,
+                    rstd[:, None], offset[:, None], scale, shift, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn,
+                    sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, BLOCK_S, EVICT_FIRST,
+                )  # fmt: skip
+
+
+@triton.jit
+def _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c, c_mask, N, C, S,
+                    PER_CHANNEL: tl.constexpr):  # fmt: skip
+    """Store the per-(n, c) sums (4, N, C) and return the dx coefficients [BLOCK_C, 1] of each channel's set."""
+    plane = N * C
+    tl.store(sums_ptr + n * C + c, sum_dz, mask=c_mask)
+    tl.store(sums_ptr + plane + n * C + c, sum_dzx, mask=c_mask)
+    tl.store(sums_ptr + 2 * plane + n * C + c, sum_dy, mask=c_mask)
+    tl.store(sums_ptr + 3 * plane + n * C + c, sum_dyz, mask=c_mask)
+    if PER_CHANNEL:
+        set_size = S * 1.0
+        mean_g = sum_g / set_size
+        mean_gx = sum_gx / set_size
+    else:
+        set_size = S * tl.sum(c_mask.to(tl.float32), axis=0)
+        mean_g = tl.sum(sum_g, axis=0) / set_size + tl.zeros_like(sum_g)
+        mean_gx = tl.sum(sum_gx, axis=0) / set_size + tl.zeros_like(sum_gx)
+    return (-rstd_c * mean_gx)[:, None], (-rstd_c * mean_g)[:, None]
 
 
 @triton.jit
@@ -108,6 +177,8 @@ def _row_bwd_kernel(
     N,
     C,
     S,
+    grid_c,
+    rows,
     channels_per_program,
     sdn,
     sdc,
@@ -136,40 +207,49 @@ def _row_bwd_kernel(
     WRITE_DX: tl.constexpr,
     WRITE_DGAMMA: tl.constexpr,
     WRITE_DBETA: tl.constexpr,
+    RESIDENT: tl.constexpr,
+    EVICT_FIRST: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    n, c, c_mask, c2 = _row_channels(C, channels_per_program, BLOCK_C)
-    rstd_c = tl.load(rstd_ptr + n * C + c, mask=c_mask, other=0.0)
-    rstd = rstd_c[:, None]
-    offset = tl.load(offset_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]
-    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
-        dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, 0, S, sdn, sdc, sds, sxn, sxc, sxs,
-        sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_C, BLOCK_S,
-    )  # fmt: skip
-    plane = N * C
-    tl.store(sums_ptr + n * C + c, sum_dz, mask=c_mask)
-    tl.store(sums_ptr + plane + n * C + c, sum_dzx, mask=c_mask)
-    tl.store(sums_ptr + 2 * plane + n * C + c, sum_dy, mask=c_mask)
-    tl.store(sums_ptr + 3 * plane + n * C + c, sum_dyz, mask=c_mask)
-    if PER_CHANNEL:
-        set_size = S * 1.0
-        mean_g = sum_g / set_size
-        mean_gx = sum_gx / set_size
-    else:
-        set_size = S * tl.sum(c_mask.to(tl.float32), axis=0)
-        mean_g = tl.sum(sum_g, axis=0) / set_size + tl.zeros_like(sum_g)
-        mean_gx = tl.sum(sum_gx, axis=0) / set_size + tl.zeros_like(sum_gx)
-    coef_x = (-rstd_c * mean_gx)[:, None]
-    coef_0 = (-rstd_c * mean_g)[:, None]
-    num_chunks = tl.cdiv(S, BLOCK_S)
-    for i in tl.range(0, num_chunks, num_stages=3):
-        s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last chunks read are cached
-        s_mask = s < S
-        mask = c_mask[:, None] & s_mask[None, :]
-        _input_grad_tile(
-            dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask, mask,
-            rstd, offset, coef_x, coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln,
-            sls, GAMMA, True, HAS_SCALE, WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S,
-        )  # fmt: skip
+    for row in tl.range(tl.program_id(0), rows, tl.num_programs(0)):
+        n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
+        rstd_c = tl.load(rstd_ptr + n * C + c, mask=c_mask, other=0.0)
+        rstd = rstd_c[:, None]
+        offset = tl.load(offset_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]
+        scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
+        if RESIDENT:
+            s = tl.arange(0, BLOCK_S)
+            s_mask = s < S
+            s2 = s.to(tl.int64)[None, :]
+            mask = c_mask[:, None] & s_mask[None, :]
+            dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+            sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _tile_grad_sums(
+                dy, x, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, sgn, sgc, sgs, sbn,
+                sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_S,
+            )  # fmt: skip
+            coef_x, coef_0 = _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c,
+                                             c_mask, N, C, S, PER_CHANNEL)  # fmt: skip
+            _store_input_grads(
+                dy, x, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, coef_x,
+                coef_0, scale, son, soc, sos, sgn, sgc, sgs, sln, sls, GAMMA, True, HAS_SCALE, WRITE_DX,
+                WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST,
+            )  # fmt: skip
+        else:
+            sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
+                dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, 0, S, sdn, sdc, sds, sxn,
+                sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_C, BLOCK_S,
+            )  # fmt: skip
+            coef_x, coef_0 = _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c,
+                                             c_mask, N, C, S, PER_CHANNEL)  # fmt: skip
+            num_chunks = tl.cdiv(S, BLOCK_S)
+            for i in tl.range(0, num_chunks, num_stages=3):
+                s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
+                s_mask = s < S
+                mask = c_mask[:, None] & s_mask[None, :]
+                _input_grad_tile(
+                    dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask,
+                    mask, rstd, offset, coef_x, coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc,
+                    sgs, sln, sls, GAMMA, True, HAS_SCALE, WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST,
+                )  # fmt: skip
