@@ -186,3 +186,63 @@ def test_occupancy_from_registers_and_shared_memory():
     assert occupancy.programs_per_sm(registers=255, shared_bytes=0, num_warps=4) == 2  # register bound
     assert occupancy.programs_per_sm(registers=32, shared_bytes=0, num_warps=4) == 16  # warp bound
     assert occupancy.programs_per_sm(registers=16, shared_bytes=0, num_warps=1) == 32  # block bound
+
+
+def test_eager_calls_skip_the_dispatcher_and_traced_calls_go_through_it(monkeypatch):
+    """Eager calls on plain tensors run each op's Python function; tracing (make_fx, here) records the registered
+    ops, so torch.compile and export see opaque ops with their fakes."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from spadenorm.backends.triton import ops
+
+    dispatched = []
+    original_run = ops.run
+
+    def recording_run(op, *args):
+        out = original_run(op, *args)
+        dispatched.append(op)
+        return out
+
+    monkeypatch.setattr(ops, "run", recording_run)
+    x, gamma, beta = _inputs((2, 3, 4, 5), seed=6)
+    calls = []
+    for name, fn in list(ops._PYTHON_FUNCTIONS.items()):
+        monkeypatch.setitem(ops._PYTHON_FUNCTIONS, name, lambda *a, _fn=fn: calls.append(_fn) or _fn(*a))
+    spadenorm.functional.modulated_norm(x, gamma, beta).sum().backward()
+    assert len(calls) == len(dispatched) == 2  # row forward, row backward: both called directly
+    calls.clear()
+    graph = make_fx(lambda x, g, b: spadenorm.functional.modulated_norm(x, g, b))(x.detach(), gamma.detach(), beta)
+    assert not calls  # traced: through the registered op
+    assert "spadenorm.row_forward" in str(graph.code)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_a_spade_block_is_captured_in_a_cuda_graph(norm):
+    """Forward and backward of a SPADE layer replay from a CUDA graph with the eager results: no host syncs, no
+    allocation outside the graph's pool."""
+    torch.manual_seed(0)
+    layer = spadenorm.SPADE(64, label_nc=8, norm=norm).cuda()
+    x = torch.randn(4, 64, 32, 32, device="cuda", requires_grad=True)
+    seg = torch.randn(4, 8, 32, 32, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up: compile every kernel variant outside the capture
+        for _ in range(2):
+            layer(x, seg).square().sum().backward()
+    torch.cuda.current_stream().wait_stream(stream)
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = layer(x, seg)
+        y.square().sum().backward()
+    graph.replay()
+    torch.cuda.synchronize()
+    captured_y, captured_dx = y.detach().clone(), x.grad.detach().clone()
+    x.grad = None
+    eager = layer(x, seg)
+    eager.square().sum().backward()
+    torch.testing.assert_close(captured_y, eager.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(captured_dx, x.grad, atol=1e-4, rtol=1e-4)

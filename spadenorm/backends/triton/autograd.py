@@ -93,12 +93,12 @@ def statistics(
     if not spec.is_batch and launch.use_row_kernels(x, groups):
         return RowPlan(groups)
     span = launch.reduction_span(x)
-    part_mean, part_m2 = ops.partial_stats(x, span)
+    part_mean, part_m2 = ops.run(ops.partial_stats, x, span)
     spatial = x[0, 0].numel()
     if not _needs_torch_glue(spec, running):
         running_mean, running_var = (running.mean, running.var) if running is not None else (None, None)
         factor_value, factor_tensor = (0.0, factor) if isinstance(factor, Tensor) else (float(factor), None)
-        rstd, offset = ops.finalize_stats(part_mean, part_m2, span, spatial, groups, spec.is_batch, spec.eps,
+        rstd, offset = ops.run(ops.finalize_stats, part_mean, part_m2, span, spatial, groups, spec.is_batch, spec.eps,
                                           running_mean, running_var, factor_value, factor_tensor)  # fmt: skip
         return Affine(rstd, offset)
     mean, var = _merge_partials(part_mean, part_m2, span, spatial, groups if spec.is_batch else n * groups,
@@ -150,11 +150,11 @@ class TritonModulatedNorm(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # no zeros for an unused output: backward returns no gradients then
         stats = statistics(x, spec, running, factor, training)
         if isinstance(stats, RowPlan):
-            y, rstd, offset = ops.row_forward(x, gamma, beta, labels, scale, shift, stats.groups, spec.eps)
+            y, rstd, offset = ops.run(ops.row_forward, x, gamma, beta, labels, scale, shift, stats.groups, spec.eps)
             ctx.row_groups = stats.groups
         else:
             rstd, offset = stats
-            y = ops.modulate(x, gamma, beta, labels, scale, shift, rstd, offset)
+            y = ops.run(ops.modulate, x, gamma, beta, labels, scale, shift, rstd, offset)
             ctx.row_groups = None
         keep_beta = beta if ctx.needs_input_grad[4] else None  # d scale sums dy * z, and z needs beta
         ctx.save_for_backward(x, gamma, keep_beta, labels, scale, rstd, offset)
@@ -174,9 +174,9 @@ class TritonModulatedNorm(torch.autograd.Function):
         gamma_map = need_gamma and ctx.gamma_kind == "map"
         beta_map = need_beta and ctx.beta_kind == "map" and scale is not None  # without a scale, dbeta is dy
         if ctx.row_groups is not None:
-            dx, dgamma_map, dbeta_map, sums = ops.row_backward(
-                dy, x, gamma, beta, labels, scale, rstd, offset, ctx.row_groups, need_x, gamma_map, beta_map,
-                need_scale,
+            dx, dgamma_map, dbeta_map, sums = ops.run(
+                ops.row_backward, dy, x, gamma, beta, labels, scale, rstd, offset, ctx.row_groups, need_x, gamma_map,
+                beta_map, need_scale,
             )  # fmt: skip
             per_nc = {"dz": sums[0], "dz_x_hat": sums[1], "dy": sums[2], "dy_z": sums[3]}
         else:
@@ -187,7 +187,7 @@ class TritonModulatedNorm(torch.autograd.Function):
         table_grads = None
         if labels is not None and (need_gamma or need_beta):
             span = launch.reduction_span(x, "_class_table_grad_kernel")
-            table_grads = ops.class_table_grads(dy, x, labels, scale, rstd, offset, gamma.shape[0], span)
+            table_grads = ops.run(ops.class_table_grads, dy, x, labels, scale, rstd, offset, gamma.shape[0], span)
         dgamma = dbeta = dscale = dshift = None
         if need_gamma:
             dgamma = _modulation_grad(ctx.gamma_kind, 0, table_grads, dgamma_map, per_nc, gamma.shape, gamma.dtype)
@@ -227,7 +227,7 @@ def _two_phase_backward(
     coef_x = coef_0 = partials = None
     if projected or vector_grads or need_scale or need_shift:
         span = launch.reduction_span(x, "_backward_sums_kernel")
-        partials = ops.backward_sums(dy, x, gamma, beta, labels, scale, rstd, offset, span, need_scale)
+        partials = ops.run(ops.backward_sums, dy, x, gamma, beta, labels, scale, rstd, offset, span, need_scale)
         if vector_grads or need_scale or need_shift or (projected and (_sync_active(spec) or launch.uses_torch_glue())):
             sums = partials.sum(-1)
             per_nc = {"dz": sums[0], "dz_x_hat": sums[1], "dy": sums[4], "dy_z": sums[5]}
@@ -246,8 +246,8 @@ def _two_phase_backward(
         c = x.shape[1]
         pooling = partials is not None
         group_size = c // spec.groups_per_sample(c) if pooling and not spec.is_batch else 1
-        dx, dgamma_map, dbeta_map = ops.backward_dx(
-            dy, x, gamma, beta, labels, scale, rstd, offset, coef_x, coef_0, partials,
+        dx, dgamma_map, dbeta_map = ops.run(
+            ops.backward_dx, dy, x, gamma, beta, labels, scale, rstd, offset, coef_x, coef_0, partials,
             spec.set_size(x) if pooling else 0, spec.is_batch, group_size, need_x, gamma_map, beta_map,
         )  # fmt: skip
     return dx, dgamma_map, dbeta_map, per_nc

@@ -38,6 +38,7 @@ from .layout import (
     cdiv,
     choose_tiles,
     elementwise_grid,
+    fills_device,
     ncs_strides,
     next_pow2,
     reduction_grid,
@@ -122,10 +123,7 @@ def use_row_kernels(x: Tensor, groups: int) -> bool:
         return False
     if OVERRIDES.row_kernels is not None:
         return OVERRIDES.row_kernels
-    if triton_interpreter() or plan.strategy == "resident":
-        return True
-    rows = x.shape[0] * plan.grid_c
-    return rows >= _device_programs(x.device) // (2 if plan.strategy == "persistent" else 1)
+    return triton_interpreter() or fills_device(plan, x.shape[0], _device_programs(x.device))
 
 
 def uses_torch_glue() -> bool:
@@ -251,8 +249,8 @@ def row_forward(
         plan.channels_per_program, eps, *xs, *ncs_strides(y), *gs, *bs, *_label_strides(labels),
         *_per_sample_channel(scale), *_per_sample_channel(shift), PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk,
         HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None, RESIDENT=plan.strategy == "resident",
-        EVICT_FIRST=plan.strategy == "persistent", BLOCK_C=plan.block_c, BLOCK_S=plan.block_s,
-        num_warps=plan.num_warps,
+        EVICT_FIRST=plan.strategy == "persistent", PERSISTENT=plan.programs < n * plan.grid_c, BLOCK_C=plan.block_c,
+        BLOCK_S=plan.block_s, num_warps=plan.num_warps,
     )  # fmt: skip
     if plan.strategy == "persistent":
         occupancy.record("_row_fwd_kernel", (x.dtype, plan.strategy), compiled)
@@ -431,8 +429,8 @@ def row_backward(
         *_out_strides(xs, dx, dgamma, dbeta), *gs, *bs, *_label_strides(labels), *_per_sample_channel(scale),
         PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None, NEED_Z=need_z, WRITE_DX=write_dx,
         WRITE_DGAMMA=bool(dgamma.numel()), WRITE_DBETA=bool(dbeta.numel()), RESIDENT=plan.strategy == "resident",
-        EVICT_FIRST=plan.strategy == "persistent", BLOCK_C=plan.block_c, BLOCK_S=plan.block_s,
-        num_warps=plan.num_warps,
+        EVICT_FIRST=plan.strategy == "persistent", PERSISTENT=plan.programs < n * plan.grid_c, BLOCK_C=plan.block_c,
+        BLOCK_S=plan.block_s, num_warps=plan.num_warps,
     )  # fmt: skip
     if plan.strategy == "persistent":
         occupancy.record("_row_bwd_kernel", (x.dtype, plan.strategy), compiled)

@@ -8,6 +8,7 @@ cannot be flattened into one stride (rare: a sliced view) is copied to x's memor
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import NamedTuple
 
@@ -74,7 +75,16 @@ def next_pow2(v: int) -> int:
 
 def _spatial_stride(t: Tensor) -> int | None:
     """The single stride of t's flattened spatial dims, 0 if they are all size 1, None if they do not flatten."""
-    dims = [(size, stride) for size, stride in zip(t.shape[2:], t.stride()[2:], strict=True) if size != 1]
+    sizes, strides = tuple(t.shape[2:]), tuple(t.stride()[2:])
+    try:
+        return _flattened_stride(sizes, strides)
+    except TypeError:  # symbolic sizes (fake tensors while tracing) are not hashable
+        return _flattened_stride.__wrapped__(sizes, strides)
+
+
+@functools.lru_cache(maxsize=4096)  # called for every tensor of every launch: keep it off the host's hot path
+def _flattened_stride(sizes: tuple[int, ...], strides: tuple[int, ...]) -> int | None:
+    dims = [(size, stride) for size, stride in zip(sizes, strides, strict=True) if size != 1]
     if not dims:
         return 0
     for (_, outer), (inner_size, inner) in itertools.pairwise(dims):
@@ -126,6 +136,7 @@ def choose_tiles(
                             min_block_c=min_block_c, max_span=max_span, target_programs=target_programs)  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)
 def choose_tiles_for(
     n: int,
     c: int,
@@ -162,6 +173,7 @@ def elementwise_grid(x: Tensor, tiles: Tiles) -> tuple[int]:
     return (x.shape[0] * cdiv(x.shape[1], tiles.block_c) * cdiv(spatial_size(x), tiles.block_s),)
 
 
+@functools.lru_cache(maxsize=4096)
 def row_launch(
     n: int,
     c: int,
@@ -177,7 +189,8 @@ def row_launch(
     """Geometry of the row kernels for ``groups`` statistics per sample, or None when they do not apply.
 
     ``fill`` is the number of programs that keeps the device busy (twice its SMs); ``capacity`` the programs of a
-    persistent launch (what the device holds at once). ``strategy`` forces one of :data:`ROW_STRATEGIES`; by
+    persistent launch (what the device holds at once). ``strategy`` forces one of :data:`ROW_STRATEGIES` (None
+    where it does not apply: resident rows that do not fit, persistent rows in channels_last); by
     default a row that fits :data:`RESIDENT_MAX` elements (channels_last: with tiles of at least 16 channels, whole
     32-byte sectors) is ``"resident"``, a long NCHW instance row ``"persistent"``, anything else ``"swept"``.
     Resident and swept tiles of several channels narrow until the launch has ``fill`` programs where it can.
@@ -213,6 +226,8 @@ def row_launch(
         return RowLaunch("resident", cdiv(c, block_c), block_c, block_c, block_s, _warps(block_c * block_s),
                          n * cdiv(c, block_c))  # fmt: skip
     if strategy == "persistent":
+        if channels_last:  # one channel per row would read 2-4 bytes per 32-byte sector
+            return None
         block_s = max(16, min(span, PERSISTENT_TILE_BYTES // element_size))
         return RowLaunch("persistent", c, 1, 1, block_s, 8, min(n * c, capacity))
     tiles = choose_tiles_for(n, c, s, strides, interpreter=True)  # one span: the row kernel loops over S itself
@@ -221,6 +236,17 @@ def row_launch(
         block_c = _narrowed(block_c, 16, n, c, fill)
         block_s = max(16, min(span, 2048 // block_c))
     return RowLaunch("swept", cdiv(c, block_c), block_c, block_c, block_s, 4, n * cdiv(c, block_c))
+
+
+def fills_device(plan: RowLaunch, n: int, fill: int) -> bool:
+    """Whether the row kernels keep a GPU busy (else the split-row path spreads each row over many programs).
+
+    Resident rows always do (their tiles narrow until they do, or the tensor is small enough to be launch-bound);
+    persistent rows need one row per SM (``fill`` is two programs per SM); swept rows two.
+    """
+    if plan.strategy == "resident":
+        return True
+    return n * plan.grid_c >= (fill // 2 if plan.strategy == "persistent" else fill)
 
 
 def _narrowed(block_c: int, minimum: int, n: int, c: int, fill: int) -> int:

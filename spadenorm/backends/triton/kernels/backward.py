@@ -335,9 +335,9 @@ def _class_table_grad_chunked_kernel(
             g_hi, g_lo = _split_tf32(v_gamma)
             b_hi, b_lo = _split_tf32(dz)
             for chunk in range(lowest // 16, highest // 16 + 1):
-                one_hot = (labels[:, None] == chunk * 16 + k16[None, :]) & s_mask[:, None]  # [BLOCK_S, 16]
-                if tl.sum(one_hot.to(tl.int32)) > 0:  # classes absent from the tile cost nothing
-                    one_hot = one_hot.to(tl.float32)
+                in_chunk = (labels[:, None] == chunk * 16 + k16[None, :]) & s_mask[:, None]  # [BLOCK_S, 16]
+                if tl.sum(in_chunk.to(tl.int32)) > 0:  # classes absent from the tile cost nothing
+                    one_hot = in_chunk.to(tl.float32)
                     add_gamma = tl.dot(g_hi, one_hot, input_precision="tf32")
                     add_gamma = tl.dot(g_lo, one_hot, add_gamma, input_precision="tf32")
                     add_beta = tl.dot(b_hi, one_hot, input_precision="tf32")

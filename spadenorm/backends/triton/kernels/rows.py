@@ -102,42 +102,66 @@ def _row_fwd_kernel(
     HAS_SHIFT: tl.constexpr,
     RESIDENT: tl.constexpr,  # each row is one tile, kept in registers (S <= BLOCK_S)
     EVICT_FIRST: tl.constexpr,  # store y with an evict-first hint
+    PERSISTENT: tl.constexpr,  # fewer programs than rows: each loops over rows (else program i does row i)
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    for row in tl.range(tl.program_id(0), rows, tl.num_programs(0)):
-        n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
-        scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-        shift = _per_channel(shift_ptr, n, c, c_mask, stn, stc, BLOCK_C, HAS_SHIFT)
-        if RESIDENT:
-            s = tl.arange(0, BLOCK_S)
-            s_mask = s < S
-            s2 = s.to(tl.int64)[None, :]
-            mask = c_mask[:, None] & s_mask[None, :]
-            x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-            none = tl.zeros([BLOCK_C], dtype=tl.float32)
-            count, mean, m2 = _merge_tile(none, none, none, x, mask, s_mask)
-            rstd, offset = _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
-                                             PER_CHANNEL)  # fmt: skip
-            _store_output(
-                x, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd[:, None], offset[:, None], scale,
-                shift, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT,
-                BLOCK_S, EVICT_FIRST,
+    if PERSISTENT:
+        for row in tl.range(tl.program_id(0), rows, tl.num_programs(0), num_stages=1):
+            _forward_row(
+                row, x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, shift_ptr, C, S,
+                grid_c, channels_per_program, eps, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln,
+                sls, ssn, ssc, stn, stc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, RESIDENT, EVICT_FIRST,
+                BLOCK_C, BLOCK_S,
             )  # fmt: skip
-        else:
-            count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
-            rstd, offset = _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
-                                             PER_CHANNEL)  # fmt: skip
-            num_chunks = tl.cdiv(S, BLOCK_S)
-            for i in tl.range(0, num_chunks, num_stages=3):
-                s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
-                s_mask = s < S
-                mask = c_mask[:, None] & s_mask[None, :]
-                _output_tile(
-                    x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask, mask,
-                    rstd[:, None], offset[:, None], scale, shift, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn,
-                    sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, BLOCK_S, EVICT_FIRST,
-                )  # fmt: skip
+    else:
+        _forward_row(
+            tl.program_id(0), x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr,
+            shift_ptr, C, S, grid_c, channels_per_program, eps, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn,
+            sbc, sbs, sln, sls, ssn, ssc, stn, stc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, RESIDENT,
+            EVICT_FIRST, BLOCK_C, BLOCK_S,
+        )  # fmt: skip
+
+
+@triton.jit
+def _forward_row(row, x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, shift_ptr, C, S,
+                 grid_c, channels_per_program, eps, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln,
+                 sls, ssn, ssc, stn, stc, PER_CHANNEL: tl.constexpr, GAMMA: tl.constexpr, BETA: tl.constexpr,
+                 HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, RESIDENT: tl.constexpr, EVICT_FIRST: tl.constexpr,
+                 BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+    """One row of the forward: its statistics (stored) and its output."""
+    n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
+    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
+    shift = _per_channel(shift_ptr, n, c, c_mask, stn, stc, BLOCK_C, HAS_SHIFT)
+    if RESIDENT:
+        s = tl.arange(0, BLOCK_S)
+        s_mask = s < S
+        s2 = s.to(tl.int64)[None, :]
+        mask = c_mask[:, None] & s_mask[None, :]
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        none = tl.zeros([BLOCK_C], dtype=tl.float32)
+        count, mean, m2 = _merge_tile(none, none, none, x, mask, s_mask)
+        rstd, offset = _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
+                                         PER_CHANNEL)  # fmt: skip
+        _store_output(
+            x, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd[:, None], offset[:, None], scale,
+            shift, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT,
+            BLOCK_S, EVICT_FIRST,
+        )  # fmt: skip
+    else:
+        count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
+        rstd, offset = _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
+                                         PER_CHANNEL)  # fmt: skip
+        num_chunks = tl.cdiv(S, BLOCK_S)
+        for i in tl.range(0, num_chunks, num_stages=3):
+            s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
+            s_mask = s < S
+            mask = c_mask[:, None] & s_mask[None, :]
+            _output_tile(
+                x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask, mask,
+                rstd[:, None], offset[:, None], scale, shift, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn,
+                sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, BLOCK_S, EVICT_FIRST,
+            )  # fmt: skip
 
 
 @triton.jit
@@ -209,47 +233,72 @@ def _row_bwd_kernel(
     WRITE_DBETA: tl.constexpr,
     RESIDENT: tl.constexpr,
     EVICT_FIRST: tl.constexpr,
+    PERSISTENT: tl.constexpr,  # fewer programs than rows: each loops over rows (else program i does row i)
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    for row in tl.range(tl.program_id(0), rows, tl.num_programs(0)):
-        n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
-        rstd_c = tl.load(rstd_ptr + n * C + c, mask=c_mask, other=0.0)
-        rstd = rstd_c[:, None]
-        offset = tl.load(offset_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]
-        scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-        if RESIDENT:
-            s = tl.arange(0, BLOCK_S)
+    if PERSISTENT:
+        for row in tl.range(tl.program_id(0), rows, tl.num_programs(0), num_stages=1):
+            _backward_row(
+                row, dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr,
+                sums_ptr, N, C, S, grid_c, channels_per_program, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn,
+                sgc, sgs, sbn, sbc, sbs, sln, sls, ssn, ssc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, NEED_Z, WRITE_DX,
+                WRITE_DGAMMA, WRITE_DBETA, RESIDENT, EVICT_FIRST, BLOCK_C, BLOCK_S,
+            )  # fmt: skip
+    else:
+        _backward_row(
+            tl.program_id(0), dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr,
+            db_ptr, sums_ptr, N, C, S, grid_c, channels_per_program, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn,
+            sgc, sgs, sbn, sbc, sbs, sln, sls, ssn, ssc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, NEED_Z, WRITE_DX,
+            WRITE_DGAMMA, WRITE_DBETA, RESIDENT, EVICT_FIRST, BLOCK_C, BLOCK_S,
+        )  # fmt: skip
+
+
+@triton.jit
+def _backward_row(row, dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr,
+                  sums_ptr, N, C, S, grid_c, channels_per_program, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn,
+                  sgc, sgs, sbn, sbc, sbs, sln, sls, ssn, ssc, PER_CHANNEL: tl.constexpr, GAMMA: tl.constexpr,
+                  BETA: tl.constexpr, HAS_SCALE: tl.constexpr, NEED_Z: tl.constexpr, WRITE_DX: tl.constexpr,
+                  WRITE_DGAMMA: tl.constexpr, WRITE_DBETA: tl.constexpr, RESIDENT: tl.constexpr,
+                  EVICT_FIRST: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+    """One row of the backward: its sums (stored) and its gradient maps."""
+    n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
+    rstd_c = tl.load(rstd_ptr + n * C + c, mask=c_mask, other=0.0)
+    rstd = rstd_c[:, None]
+    offset = tl.load(offset_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]
+    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
+    if RESIDENT:
+        s = tl.arange(0, BLOCK_S)
+        s_mask = s < S
+        s2 = s.to(tl.int64)[None, :]
+        mask = c_mask[:, None] & s_mask[None, :]
+        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _tile_grad_sums(
+            dy, x, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, sgn, sgc, sgs, sbn,
+            sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_S,
+        )  # fmt: skip
+        coef_x, coef_0 = _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c,
+                                         c_mask, N, C, S, PER_CHANNEL)  # fmt: skip
+        _store_input_grads(
+            dy, x, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, coef_x,
+            coef_0, scale, son, soc, sos, sgn, sgc, sgs, sln, sls, GAMMA, True, HAS_SCALE, WRITE_DX,
+            WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST,
+        )  # fmt: skip
+    else:
+        sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
+            dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, 0, S, sdn, sdc, sds, sxn,
+            sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_C, BLOCK_S,
+        )  # fmt: skip
+        coef_x, coef_0 = _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c,
+                                         c_mask, N, C, S, PER_CHANNEL)  # fmt: skip
+        num_chunks = tl.cdiv(S, BLOCK_S)
+        for i in tl.range(0, num_chunks, num_stages=3):
+            s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
             s_mask = s < S
-            s2 = s.to(tl.int64)[None, :]
             mask = c_mask[:, None] & s_mask[None, :]
-            dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-            x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-            sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _tile_grad_sums(
-                dy, x, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, sgn, sgc, sgs, sbn,
-                sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_S,
+            _input_grad_tile(
+                dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask,
+                mask, rstd, offset, coef_x, coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc,
+                sgs, sln, sls, GAMMA, True, HAS_SCALE, WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST,
             )  # fmt: skip
-            coef_x, coef_0 = _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c,
-                                             c_mask, N, C, S, PER_CHANNEL)  # fmt: skip
-            _store_input_grads(
-                dy, x, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, coef_x,
-                coef_0, scale, son, soc, sos, sgn, sgc, sgs, sln, sls, GAMMA, True, HAS_SCALE, WRITE_DX,
-                WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST,
-            )  # fmt: skip
-        else:
-            sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
-                dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, 0, S, sdn, sdc, sds, sxn,
-                sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_C, BLOCK_S,
-            )  # fmt: skip
-            coef_x, coef_0 = _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c,
-                                             c_mask, N, C, S, PER_CHANNEL)  # fmt: skip
-            num_chunks = tl.cdiv(S, BLOCK_S)
-            for i in tl.range(0, num_chunks, num_stages=3):
-                s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
-                s_mask = s < S
-                mask = c_mask[:, None] & s_mask[None, :]
-                _input_grad_tile(
-                    dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask,
-                    mask, rstd, offset, coef_x, coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc,
-                    sgs, sln, sls, GAMMA, True, HAS_SCALE, WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST,
-                )  # fmt: skip
