@@ -19,6 +19,7 @@ only when scale needs a gradient (``d scale = sum dy * z``).
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -94,7 +95,7 @@ def statistics(
         return RowPlan(groups)
     span = launch.reduction_span(x)
     part_mean, part_m2 = ops.run(ops.partial_stats, x, span)
-    spatial = x[0, 0].numel()
+    spatial = math.prod(x.shape[2:])
     if not _needs_torch_glue(spec, running):
         running_mean, running_var = (running.mean, running.var) if running is not None else (None, None)
         factor_value, factor_tensor = (0.0, factor) if isinstance(factor, Tensor) else (float(factor), None)

@@ -31,6 +31,8 @@ from .kernels.modulate import _modulate_fwd_kernel
 from .kernels.rows import _row_bwd_kernel, _row_fwd_kernel
 from .kernels.statistics import _finalize_stats_kernel, _stats_partial_kernel
 from .layout import (
+    PERSISTENT_TILE_BYTES,
+    PERSISTENT_TILE_BYTES_BACKWARD,
     RowLaunch,
     Strides,
     Tiles,
@@ -100,15 +102,20 @@ def _device_programs(device: torch.device) -> int:
     return 2 * occupancy.sm_count(device) if device.type == "cuda" else 1
 
 
-def row_plan(x: Tensor, groups: int, kernel: str = "_row_fwd_kernel") -> RowLaunch | None:
-    """The row kernels' launch for ``groups`` per-sample statistics of x (see :func:`.layout.row_launch`), or None."""
+def row_plan(x: Tensor, groups: int, kernel: str = "_row_fwd_kernel", tables: bool = False) -> RowLaunch | None:
+    """The row kernels' launch for ``groups`` per-sample statistics of x (see :func:`.layout.row_launch`), or None.
+
+    ``kernel`` names the forward or backward kernel (their occupancy and persistent tiles differ); ``tables``: the
+    modulation gathers class-table rows by a label map.
+    """
     x = as_flattenable(x, x)
     strides = ncs_strides(x)
     n, c, s = x.shape[0], x.shape[1], spatial_size(x)
-    variant = (x.dtype, "persistent")
-    capacity = occupancy.resident_programs(kernel, variant, x.device)
+    capacity = occupancy.resident_programs(kernel, (x.dtype, "persistent"), x.device)
+    small_tiles = tables or kernel == "_row_bwd_kernel"
     return row_launch(n, c, s, strides, x.element_size(), groups, fill=_device_programs(x.device), capacity=capacity,
-                      strategy=OVERRIDES.row_strategy)  # fmt: skip
+                      strategy=OVERRIDES.row_strategy,
+                      tile_bytes=PERSISTENT_TILE_BYTES_BACKWARD if small_tiles else PERSISTENT_TILE_BYTES)  # fmt: skip
 
 
 def use_row_kernels(x: Tensor, groups: int) -> bool:
@@ -158,7 +165,8 @@ def _modulation(t: Tensor | None, x: Tensor, labels: Tensor | None) -> tuple[Ten
             t = t.t().contiguous().t()
         return t, (t.stride(0), t.stride(1), 0), Kind.TABLE
     t = as_flattenable(t, x)
-    return t, tuple(ncs_strides(t)), Kind.TENSOR
+    strides = ncs_strides(t)
+    return t, tuple(strides), Kind.TENSOR if strides.s else Kind.VECTOR
 
 
 def _label_strides(labels: Tensor | None) -> tuple[int, int]:
@@ -237,7 +245,7 @@ def row_forward(
     """``(y, rstd, offset)``: per-sample statistics and the modulated output in one launch; fp32 (N, C) statistics."""
     x = as_flattenable(x, x)
     xs = ncs_strides(x)
-    plan = _row_plan(x, groups, "_row_fwd_kernel")
+    plan = _row_plan(x, groups, "_row_fwd_kernel", labels is not None)
     n, c = x.shape[:2]
     y = output_like(x, result_dtype(x, gamma, beta, scale, shift))
     rstd = x.new_empty((n, c), dtype=torch.float32)
@@ -416,7 +424,7 @@ def row_backward(
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
-    plan = _row_plan(x, groups, "_row_bwd_kernel")
+    plan = _row_plan(x, groups, "_row_bwd_kernel", labels is not None)
     n, c = x.shape[:2]
     dx, dgamma, dbeta = grad_outputs_like(x, gamma, beta, write_dx, write_dgamma, write_dbeta)
     sums = x.new_empty((4, n, c), dtype=torch.float32)
@@ -457,7 +465,7 @@ def class_table_grads(
     xs = ncs_strides(x)
     tiles = choose_tiles(x, xs, interpreter=triton_interpreter(), min_block_c=16)
     # [BLOCK_C, BLOCK_S] values of two tables and their tf32 halves, and a [BLOCK_S, 16] one-hot matrix: 2048-value
-    # tiles keep them in registers at 4 warps.
+    # tiles at 8 warps keep them in registers.
     block_c = max(16, min(tiles.block_c, 64))
     block_s = max(16, min(tiles.block_s, 2048 // block_c))
     n, c = x.shape[:2]
@@ -467,7 +475,7 @@ def class_table_grads(
     _class_table_grad_chunked_kernel[(n, cdiv(c, block_c), parts)](
         dy, x, rstd, offset, labels, scale, partial, n, c, spatial_size(x), parts, span, k_pad,
         *ncs_strides(dy), *xs, _row_stride(rstd), *_label_strides(labels), *_per_sample_channel(scale),
-        HAS_SCALE=scale is not None, BLOCK_C=block_c, BLOCK_S=block_s,
+        HAS_SCALE=scale is not None, BLOCK_C=block_c, BLOCK_S=block_s, num_warps=8,
     )  # fmt: skip
     return partial.sum((1, 2))[..., :num_classes].transpose(1, 2).contiguous()
 
@@ -502,8 +510,8 @@ def _dense_class_table_grads(
     return partial.sum((1, 2))[..., :num_classes].transpose(1, 2).contiguous()
 
 
-def _row_plan(x: Tensor, groups: int, kernel: str) -> RowLaunch:
-    plan = row_plan(x, groups, kernel)
+def _row_plan(x: Tensor, groups: int, kernel: str, tables: bool) -> RowLaunch:
+    plan = row_plan(x, groups, kernel, tables)
     if plan is None:
         raise ValueError(f"the row kernels need groups of at most 64 channels and rows that fit the forced strategy "
                          f"{OVERRIDES.row_strategy!r}, got {groups} groups of {x.shape[1]} channels over "

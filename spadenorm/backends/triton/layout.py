@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from typing import NamedTuple
 
 import torch
@@ -37,7 +38,10 @@ class Tiles(NamedTuple):
 
 
 RESIDENT_MAX = 8192  # elements of a row kept in registers by one program (32 fp32 values per thread at 8 warps)
-PERSISTENT_TILE_BYTES = 16 << 10  # tile of the swept row kernels on a persistent grid: 16 KB of x
+# Tile of the persistent row kernels: 16 KB of x forward; 8 KB backward (three streamed tensors, dy, x, gamma) and
+# with class tables (int64 labels beside each tile), which keeps their pipelined loads in registers and shared memory.
+PERSISTENT_TILE_BYTES = 16 << 10
+PERSISTENT_TILE_BYTES_BACKWARD = 8 << 10
 ROW_STRATEGIES = ("resident", "swept", "persistent")
 
 
@@ -114,7 +118,7 @@ def as_flattenable(t: Tensor, like: Tensor) -> Tensor:
 
 def spatial_size(x: Tensor) -> int:
     """S, the number of positions per (n, c)."""
-    return x[0, 0].numel() if x.shape[0] and x.shape[1] else 0
+    return math.prod(x.shape[2:]) if x.shape[0] and x.shape[1] else 0
 
 
 def choose_tiles(
@@ -185,6 +189,7 @@ def row_launch(
     fill: int,
     capacity: int,
     strategy: str | None = None,
+    tile_bytes: int = PERSISTENT_TILE_BYTES,
 ) -> RowLaunch | None:
     """Geometry of the row kernels for ``groups`` statistics per sample, or None when they do not apply.
 
@@ -193,7 +198,8 @@ def row_launch(
     where it does not apply: resident rows that do not fit, persistent rows in channels_last); by
     default a row that fits :data:`RESIDENT_MAX` elements (channels_last: with tiles of at least 16 channels, whole
     32-byte sectors) is ``"resident"``, a long NCHW instance row ``"persistent"``, anything else ``"swept"``.
-    Resident and swept tiles of several channels narrow until the launch has ``fill`` programs where it can.
+    Resident and swept tiles of several channels narrow until the launch has ``fill`` programs where it can;
+    persistent tiles hold ``tile_bytes`` of x.
     Group statistics need groups of at most 64 channels (layer statistics are one group).
     """
     channels_last = strides.c == 1 and strides.s != 1
@@ -228,7 +234,7 @@ def row_launch(
     if strategy == "persistent":
         if channels_last:  # one channel per row would read 2-4 bytes per 32-byte sector
             return None
-        block_s = max(16, min(span, PERSISTENT_TILE_BYTES // element_size))
+        block_s = max(16, min(span, tile_bytes // element_size))
         return RowLaunch("persistent", c, 1, 1, block_s, 8, min(n * c, capacity))
     tiles = choose_tiles_for(n, c, s, strides, interpreter=True)  # one span: the row kernel loops over S itself
     block_c, block_s = tiles.block_c, tiles.block_s

@@ -22,7 +22,17 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .common import GIVEN, POOLED, RUNNING, _elementwise_tile, _grad_sums, _input_grad_tile, _per_channel, _set_members
+from .common import (
+    GIVEN,
+    POOLED,
+    RUNNING,
+    _elementwise_tile,
+    _grad_sums,
+    _input_grad_tile,
+    _per_channel,
+    _preload,
+    _set_members,
+)
 
 
 @triton.jit
@@ -73,6 +83,8 @@ def _backward_sums_kernel(
     rstd = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
+    g_ptr = _preload(g_ptr, n, c, c_mask, sgn, sgc, BLOCK_C, GAMMA)
+    b_ptr = _preload(b_ptr, n, c, c_mask, sbn, sbc, BLOCK_C, BETA)
     start = part * span
     sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
         dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, start, tl.minimum(start + span, S),
@@ -141,6 +153,7 @@ def _backward_dx_kernel(
     BLOCK_M: tl.constexpr,  # POOLED: partials pooled per step
 ):
     n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(C, S, BLOCK_C, BLOCK_S)
+    g_ptr = _preload(g_ptr, n, c, c_mask, sgn, sgc, BLOCK_C, GAMMA)
     rstd_c = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)
     rstd = rstd_c[:, None]
     offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]

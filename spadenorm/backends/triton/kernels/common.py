@@ -23,13 +23,15 @@ class Kind(enum.IntEnum):
     """How a kernel reads gamma or beta (host side; the kernels compare the constexprs below)."""
 
     NONE = 0  # absent: a None pointer, never read
-    TENSOR = 1  # a strided tensor of x's rank (full map, per (n, c), per channel)
+    TENSOR = 1  # a strided tensor of x's rank varying over S (a full map)
     TABLE = 2  # a (K, C) class table, rows gathered by the label map
+    VECTOR = 3  # a strided tensor constant over S (per (n, c), per channel): loaded once per program
 
 
 NONE: tl.constexpr = tl.constexpr(int(Kind.NONE))
 TENSOR: tl.constexpr = tl.constexpr(int(Kind.TENSOR))
 TABLE: tl.constexpr = tl.constexpr(int(Kind.TABLE))
+VECTOR: tl.constexpr = tl.constexpr(int(Kind.VECTOR))
 
 
 class Coefficients(enum.IntEnum):
@@ -86,8 +88,21 @@ def _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S: tl.constexpr, NEEDED: tl.c
 
 
 @triton.jit
+def _preload(ptr, n, c, c_mask, sn, sc, BLOCK_C: tl.constexpr, KIND: tl.constexpr):
+    """A VECTOR gamma or beta as its [BLOCK_C, 1] fp32 values, read once per program; any other kind unchanged.
+
+    The kernels pass what this returns wherever gamma or beta goes, and :func:`_modulation` gives VECTOR values
+    back as they are, so no tile loads a broadcast tensor element by element.
+    """
+    if KIND == VECTOR:
+        return tl.load(ptr + n * sn + c * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
+    else:
+        return ptr
+
+
+@triton.jit
 def _modulation(
-    ptr,  # gamma or beta: strided tensor (TENSOR) or (K, C) table (TABLE)
+    ptr,  # gamma or beta: strided tensor (TENSOR), (K, C) table (TABLE) or [BLOCK_C, 1] values (VECTOR)
     n,
     c2,
     s2,
@@ -98,11 +113,14 @@ def _modulation(
     ss,
     KIND: tl.constexpr,
 ):
-    """[BLOCK_C, BLOCK_S] fp32 values of gamma or beta at channels c2 (column) and positions s2 (row)."""
+    """fp32 values of gamma or beta at channels c2 (column) and positions s2 (row): [BLOCK_C, BLOCK_S], or the
+    preloaded [BLOCK_C, 1] of a VECTOR."""
     if KIND == TENSOR:
         return tl.load(ptr + n * sn + c2 * sc + s2 * ss, mask=mask, other=0.0).to(tl.float32)
-    else:
+    elif KIND == TABLE:
         return tl.load(ptr + labels * sn + c2 * sc, mask=mask, other=0.0).to(tl.float32)
+    else:
+        return ptr
 
 
 @triton.jit

@@ -29,6 +29,7 @@ from .common import (
     _moments,
     _output_tile,
     _per_channel,
+    _preload,
     _row_channels,
     _store_input_grads,
     _store_output,
@@ -131,6 +132,8 @@ def _forward_row(row, x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, 
                  BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
     """One row of the forward: its statistics (stored) and its output."""
     n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
+    g_ptr = _preload(g_ptr, n, c, c_mask, sgn, sgc, BLOCK_C, GAMMA)
+    b_ptr = _preload(b_ptr, n, c, c_mask, sbn, sbc, BLOCK_C, BETA)
     scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
     shift = _per_channel(shift_ptr, n, c, c_mask, stn, stc, BLOCK_C, HAS_SHIFT)
     if RESIDENT:
@@ -263,6 +266,8 @@ def _backward_row(row, dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_pt
                   EVICT_FIRST: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
     """One row of the backward: its sums (stored) and its gradient maps."""
     n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
+    g_ptr = _preload(g_ptr, n, c, c_mask, sgn, sgc, BLOCK_C, GAMMA)
+    b_ptr = _preload(b_ptr, n, c, c_mask, sbn, sbc, BLOCK_C, BETA)
     rstd_c = tl.load(rstd_ptr + n * C + c, mask=c_mask, other=0.0)
     rstd = rstd_c[:, None]
     offset = tl.load(offset_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]
