@@ -227,7 +227,7 @@ def finalize_stats(
     _finalize_stats_kernel[(rows, cdiv(c, block_c))](
         mean, m2, rstd, offset, running_mean, running_var, factor_tensor, float(factor), n, c, spatial, parts, span,
         members, group_size, eps, BATCH=batch, RUNNING=running_mean is not None,
-        FACTOR_FROM_PTR=factor_tensor is not None, BLOCK_C=block_c, BLOCK_M=min(64, next_pow2(members)),
+        FACTOR_FROM_PTR=factor_tensor is not None, BLOCK_C=block_c, BLOCK_M=_pooling_block(members, block_c),
     )  # fmt: skip
     return rstd, offset
 
@@ -397,7 +397,7 @@ def backward_dx(
         0 if coef_x is None else _row_stride(coef_x), *gs, *_label_strides(labels), *_per_sample_channel(scale),
         GAMMA=gk, COEF=int(mode), BATCH=batch, HAS_SCALE=scale is not None, WRITE_DX=write_dx,
         WRITE_DGAMMA=bool(dgamma.numel()), WRITE_DBETA=bool(dbeta.numel()), BLOCK_C=tiles.block_c,
-        BLOCK_S=tiles.block_s, BLOCK_M=min(64, next_pow2(members)),
+        BLOCK_S=tiles.block_s, BLOCK_M=_pooling_block(members, tiles.block_c),
     )  # fmt: skip
     return dx, dgamma, dbeta
 
@@ -508,6 +508,11 @@ def _dense_class_table_grads(
         HAS_SCALE=scale is not None, BLOCK_C=block_c, BLOCK_S=block_s, BLOCK_K=block_k,
     )  # fmt: skip
     return partial.sum((1, 2))[..., :num_classes].transpose(1, 2).contiguous()
+
+
+def _pooling_block(members: int, block_c: int) -> int:
+    """Partials pooled per step by a program of ``block_c`` channels: at most 512 values (4 per thread at 4 warps)."""
+    return max(2, min(next_pow2(members), 512 // block_c))
 
 
 def _row_plan(x: Tensor, groups: int, kernel: str, tables: bool) -> RowLaunch:

@@ -233,11 +233,11 @@ def _set_members(n, c, m, C, P, span, S, group_size, BATCH: tl.constexpr):
     """Flat (N, C, P) indices [BLOCK_C, BLOCK_M] of the partials ``m`` of each channel's set, and their counts."""
     part = (m % P)[None, :]
     if BATCH:
-        row = (m // P).to(tl.int64)[None, :] * C + c.to(tl.int64)[:, None]
+        row = (m // P)[None, :] * C + c[:, None]  # int32: N * C < 2**31
     else:
-        row = n * C + ((c // group_size) * group_size).to(tl.int64)[:, None] + (m // P)[None, :]
+        row = n.to(tl.int32) * C + ((c // group_size) * group_size)[:, None] + (m // P)[None, :]
     count = tl.minimum(span, S - part * span).to(tl.float32)
-    return row * P + part, count
+    return row.to(tl.int64) * P + part, count
 
 
 @triton.jit
