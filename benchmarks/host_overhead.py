@@ -1,9 +1,10 @@
 """Python time per call of the Triton backend with every kernel stubbed out: what the host adds to each layer.
 
 Each Triton kernel in ``spadenorm.backends.triton.launch`` is replaced by a stand-in that accepts the launch and runs
-nothing, so what is timed is the rest of a call: argument checks, backend dispatch, autograd, the registered custom
-ops, launch planning and output allocation (small CPU tensors: allocation is cheap, as on a GPU with the caching
-allocator). Triton's own launch cost (binding about 40 arguments, a few microseconds per launch) is not included.
+nothing, so what is timed is the rest of a call: argument checks, backend dispatch, autograd, launch planning and
+output allocation, on tiny CPU tensors (2 x 8 x 8 x 8) so that the few torch operations of a call (allocations, the
+sums of partial tables) cost what their launch costs on a GPU rather than CPU arithmetic. Triton's own launch cost
+(binding about 40 arguments, a few microseconds per launch) is not included.
 
 Per path, the median over ``--repeat`` rounds of ``--calls`` calls (microseconds per call):
 
@@ -47,13 +48,13 @@ class _Stub:
 
 
 def _paths() -> dict[str, Callable[[], Any]]:
-    shape = (8, 64, 16, 16)
+    shape = (2, 8, 8, 8)
     x, gamma, beta, dy = (torch.randn(shape) for _ in range(4))
     for t in (x, gamma, beta):
         t.requires_grad_(True)
-    running_mean, running_var = torch.zeros(64), torch.ones(64)
-    labels = torch.randint(0, 19, (8, 16, 16))
-    tables = [torch.randn(19, 64, requires_grad=True) for _ in range(2)]
+    running_mean, running_var = torch.zeros(8), torch.ones(8)
+    labels = torch.randint(0, 19, (2, 8, 8))
+    tables = [torch.randn(19, 8, requires_grad=True) for _ in range(2)]
 
     def forward(**kwargs: Any) -> Callable[[], Any]:
         def run() -> Any:

@@ -77,37 +77,36 @@ def next_pow2(v: int) -> int:
     return 1 << max(0, (v - 1).bit_length())
 
 
-def _spatial_stride(t: Tensor) -> int | None:
-    """The single stride of t's flattened spatial dims, 0 if they are all size 1, None if they do not flatten."""
-    sizes, strides = tuple(t.shape[2:]), tuple(t.stride()[2:])
+def _ncs_view(t: Tensor) -> Strides | None:
+    """Strides of t's (N, C, S) view, or None when its spatial dimensions do not flatten into one stride."""
+    shape, strides = tuple(t.shape), t.stride()  # a plain tuple: torch.Size compares through symbolic shapes
     try:
-        return _flattened_stride(sizes, strides)
+        return _ncs_of(shape, strides)
     except TypeError:  # symbolic sizes (fake tensors while tracing) are not hashable
-        return _flattened_stride.__wrapped__(sizes, strides)
+        return _ncs_of.__wrapped__(shape, strides)
 
 
-@functools.lru_cache(maxsize=4096)  # called for every tensor of every launch: keep it off the host's hot path
-def _flattened_stride(sizes: tuple[int, ...], strides: tuple[int, ...]) -> int | None:
-    dims = [(size, stride) for size, stride in zip(sizes, strides, strict=True) if size != 1]
-    if not dims:
-        return 0
+@functools.lru_cache(maxsize=4096)  # asked for every tensor of every launch: keep it off the host's hot path
+def _ncs_of(shape: tuple[int, ...], strides: tuple[int, ...]) -> Strides | None:
+    dims = [(size, stride) for size, stride in zip(shape[2:], strides[2:], strict=True) if size != 1]
+    spatial = dims[-1][1] if dims else 0
     for (_, outer), (inner_size, inner) in itertools.pairwise(dims):
         if outer != inner * inner_size:
             return None
-    return dims[-1][1]
+    return Strides(strides[0] if shape[0] != 1 else 0, strides[1] if shape[1] != 1 else 0, spatial)
 
 
 def ncs_strides(t: Tensor) -> Strides:
     """Strides of t (rank >= 3, sizes 1 or equal to x's) as an (N, C, S) view; broadcast dimensions get 0."""
-    spatial = _spatial_stride(t)
-    if spatial is None:
+    strides = _ncs_view(t)
+    if strides is None:
         raise ValueError(f"spatial dimensions of a tensor with strides {t.stride()} cannot be flattened")
-    return Strides(t.stride(0) if t.shape[0] != 1 else 0, t.stride(1) if t.shape[1] != 1 else 0, spatial)
+    return strides
 
 
 def as_flattenable(t: Tensor, like: Tensor) -> Tensor:
     """t itself when its spatial dims flatten into one stride, else a copy in ``like``'s memory format."""
-    if _spatial_stride(t) is not None:
+    if _ncs_view(t) is not None:
         return t
     if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
         return t.contiguous(memory_format=torch.channels_last)
