@@ -11,7 +11,9 @@ Per path, the median over ``--repeat`` rounds of ``--calls`` calls (microseconds
 * ``row forward`` / ``row forward+backward``: instance statistics on the row kernels, spatial gamma and beta;
 * ``split-row forward`` / ``+backward``: the same forced onto partial statistics, finalize, modulate;
 * ``batch forward+backward``: batch statistics with running estimates (always split-row);
-* ``clade forward+backward``: class tables and a label map.
+* ``clade forward+backward``: class tables and a label map;
+* ``floor: ...``: an ``autograd.Function`` whose forward and backward only allocate their outputs, the part of every
+  row above that no implementation of an autograd op in Python avoids.
 
 Usage: ``python benchmarks/host_overhead.py [--calls 200] [--repeat 5] [--json PATH]``
 """
@@ -38,6 +40,20 @@ from spadenorm.backends.triton import launch
 from spadenorm.functional import class_modulated_norm, modulated_norm
 
 KERNELS = [name for name in dir(launch) if name.startswith("_") and name.endswith("_kernel")]
+
+
+class _EmptyOp(torch.autograd.Function):
+    """Allocates its outputs and nothing else: the cost of an autograd.Function call itself."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, gamma)
+        return torch.empty_like(x)
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, gamma = ctx.saved_tensors
+        return torch.empty_like(x), torch.empty_like(gamma), torch.empty_like(gamma)
 
 
 class _Stub:
@@ -78,7 +94,16 @@ def _paths() -> dict[str, Callable[[], Any]]:
             (x, gamma, beta),
         ),
         "clade forward+backward": forward_backward(lambda: class_modulated_norm(x, labels, *tables), (x, *tables)),
+        "floor: empty autograd.Function forward": lambda: _no_grad(lambda: _EmptyOp.apply(x, gamma, beta)),
+        "floor: empty autograd.Function forward+backward": forward_backward(
+            lambda: _EmptyOp.apply(x, gamma, beta), (x, gamma, beta)
+        ),
     }
+
+
+def _no_grad(run: Callable[[], Any]) -> Any:
+    with torch.no_grad():
+        return run()
 
 
 def _forced_split(run: Callable[[], Any]) -> Any:

@@ -21,7 +21,8 @@ model with stated assumptions:
 
 The first GPU run of ``benchmarks/gpu_suite.sh`` measures what this predicts; ``docs/kernels.md`` shows both.
 
-Usage: ``python benchmarks/launch_model.py [--compile-report cc.json] [--sms 132] [--l2-mb 50] [--markdown]``
+Usage: ``python benchmarks/launch_model.py [--compile-report cc.json] [--sms 132] [--l2-mb 50] [--write
+docs/kernels.md]`` (``--write`` replaces the table between the ``launch-model`` markers of that page).
 """
 
 from __future__ import annotations
@@ -222,15 +223,25 @@ def main() -> None:
     parser.add_argument("--in-flight-kb", type=float, default=40.0)
     parser.add_argument("--launch-us", type=float, default=3.0)
     parser.add_argument("--json", help="also write the predictions here")
+    parser.add_argument("--write", help="replace the table between the launch-model markers of this markdown file")
     args = parser.parse_args()
     per_sm = programs_per_sm_from_report(args.compile_report) if args.compile_report else None
     device = Device(args.sms, args.l2_mb * 1e6, args.in_flight_kb * 1e3, args.launch_us * 1e-6, per_sm)
     predictions = [predict(*case, device) for case in cases()]
-    print(f"device model: {device.sms} SMs, L2 {args.l2_mb:.0f} MB, programs per SM "
-          f"{device.programs_per_sm or DEFAULT_PROGRAMS_PER_SM}")  # fmt: skip
-    print(markdown(predictions))
+    source = f"compile report of Triton {json.loads(Path(args.compile_report).read_text())['triton']}" if (
+        args.compile_report) else "defaults"  # fmt: skip
+    text = (f"Model: {device.sms} SMs, L2 {args.l2_mb:.0f} MB, programs per SM "
+            f"{device.programs_per_sm or DEFAULT_PROGRAMS_PER_SM} ({source}); NCHW, spatial gamma and beta.\n\n"
+            + markdown(predictions))  # fmt: skip
+    print(text)
     if args.json:
         Path(args.json).write_text(json.dumps([p.__dict__ for p in predictions], indent=1))
+    if args.write:
+        page = Path(args.write).read_text()
+        begin, end = "<!-- launch-model:begin -->", "<!-- launch-model:end -->"
+        head, rest = page.split(begin)
+        _, tail = rest.split(end)
+        Path(args.write).write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 if __name__ == "__main__":

@@ -258,7 +258,7 @@ def row_forward(
         *_per_sample_channel(scale), *_per_sample_channel(shift), PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk,
         HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None, RESIDENT=plan.strategy == "resident",
         EVICT_FIRST=plan.strategy == "persistent", PERSISTENT=plan.programs < n * plan.grid_c, BLOCK_C=plan.block_c,
-        BLOCK_S=plan.block_s, num_warps=plan.num_warps,
+        BLOCK_S=plan.block_s, STAGES=plan.stages, num_warps=plan.num_warps,
     )  # fmt: skip
     if plan.strategy == "persistent":
         occupancy.record("_row_fwd_kernel", (x.dtype, plan.strategy), compiled)
@@ -438,7 +438,7 @@ def row_backward(
         PER_CHANNEL=groups == c, GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None, NEED_Z=need_z, WRITE_DX=write_dx,
         WRITE_DGAMMA=bool(dgamma.numel()), WRITE_DBETA=bool(dbeta.numel()), RESIDENT=plan.strategy == "resident",
         EVICT_FIRST=plan.strategy == "persistent", PERSISTENT=plan.programs < n * plan.grid_c, BLOCK_C=plan.block_c,
-        BLOCK_S=plan.block_s, num_warps=plan.num_warps,
+        BLOCK_S=plan.block_s, STAGES=plan.stages, num_warps=plan.num_warps,
     )  # fmt: skip
     if plan.strategy == "persistent":
         occupancy.record("_row_bwd_kernel", (x.dtype, plan.strategy), compiled)

@@ -58,6 +58,8 @@ class RowLaunch(NamedTuple):
         block_c, block_s: the tile.
         num_warps: warps per program.
         programs: the grid (at most ``N * grid_c``).
+        stages: pipeline depth of the two sweeps (3 for the previous kernel's NCHW instance rows, 2 for the others,
+            whose larger tiles or scalar loads would spill registers at 3).
     """
 
     strategy: str
@@ -67,6 +69,7 @@ class RowLaunch(NamedTuple):
     block_s: int
     num_warps: int
     programs: int
+    stages: int = 2
 
 
 def cdiv(a: int, b: int) -> int:
@@ -217,7 +220,7 @@ def row_launch(
             block_s = max(16, span)
             return RowLaunch("resident", groups, per_group, block_c, block_s, _warps(block_c * block_s), n * groups)
         block_s = max(16, min(span, max(16, 2048 // block_c)))
-        return RowLaunch("swept", groups, per_group, block_c, block_s, 4, n * groups)
+        return RowLaunch("swept", groups, per_group, block_c, block_s, 4, n * groups, stages=2)
     min_c = 16 if channels_last else 1
     resident = min_c * max(16, span) <= RESIDENT_MAX
     if strategy is None:
@@ -240,7 +243,8 @@ def row_launch(
     if channels_last:
         block_c = _narrowed(block_c, 16, n, c, fill)
         block_s = max(16, min(span, 2048 // block_c))
-    return RowLaunch("swept", cdiv(c, block_c), block_c, block_c, block_s, 4, n * cdiv(c, block_c))
+    return RowLaunch("swept", cdiv(c, block_c), block_c, block_c, block_s, 4, n * cdiv(c, block_c),
+                     stages=2 if channels_last else 3)  # fmt: skip
 
 
 def fills_device(plan: RowLaunch, n: int, fill: int) -> bool:

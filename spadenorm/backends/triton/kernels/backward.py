@@ -26,12 +26,13 @@ from .common import (
     GIVEN,
     POOLED,
     RUNNING,
+    VECTOR,
     _elementwise_tile,
     _grad_sums,
     _input_grad_tile,
     _per_channel,
-    _preload,
     _set_members,
+    _vector_values,
 )
 
 
@@ -83,13 +84,15 @@ def _backward_sums_kernel(
     rstd = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    g_ptr = _preload(g_ptr, n, c, c_mask, sgn, sgc, BLOCK_C, GAMMA)
-    b_ptr = _preload(b_ptr, n, c, c_mask, sbn, sbc, BLOCK_C, BETA)
+    if GAMMA == VECTOR:
+        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
+    if BETA == VECTOR:
+        b_ptr = _vector_values(b_ptr, n, c, c_mask, sbn, sbc)
     start = part * span
     sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
         dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, start, tl.minimum(start + span, S),
         sdn, sdc, sds, sxn, sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z,
-        BLOCK_C, BLOCK_S,
+        BLOCK_C, BLOCK_S, 3,
     )  # fmt: skip
     out = (n * C + c) * P + part
     plane = N * C * P
@@ -153,7 +156,8 @@ def _backward_dx_kernel(
     BLOCK_M: tl.constexpr,  # POOLED: partials pooled per step
 ):
     n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(C, S, BLOCK_C, BLOCK_S)
-    g_ptr = _preload(g_ptr, n, c, c_mask, sgn, sgc, BLOCK_C, GAMMA)
+    if GAMMA == VECTOR:
+        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
     rstd_c = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)
     rstd = rstd_c[:, None]
     offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]

@@ -88,16 +88,13 @@ def _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S: tl.constexpr, NEEDED: tl.c
 
 
 @triton.jit
-def _preload(ptr, n, c, c_mask, sn, sc, BLOCK_C: tl.constexpr, KIND: tl.constexpr):
-    """A VECTOR gamma or beta as its [BLOCK_C, 1] fp32 values, read once per program; any other kind unchanged.
+def _vector_values(ptr, n, c, c_mask, sn, sc):
+    """[BLOCK_C, 1] fp32 values of a VECTOR gamma or beta (constant over S), read once per program.
 
-    The kernels pass what this returns wherever gamma or beta goes, and :func:`_modulation` gives VECTOR values
-    back as they are, so no tile loads a broadcast tensor element by element.
+    The kernels pass them wherever the tensor goes (``if KIND == VECTOR: ptr = _vector_values(...)``) and
+    :func:`_modulation` gives them back as they are, so no tile loads a broadcast tensor element by element.
     """
-    if KIND == VECTOR:
-        return tl.load(ptr + n * sn + c * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
-    else:
-        return ptr
+    return tl.load(ptr + n * sn + c * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
 
 
 @triton.jit
@@ -254,12 +251,13 @@ def _merge_tile(count, mean, m2, x, mask, s_mask):
 
 
 @triton.jit
-def _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    """Per-channel (count, mean, M2) of x over positions [start, end), tile by tile."""
+def _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+             STAGES: tl.constexpr):  # fmt: skip
+    """Per-channel (count, mean, M2) of x over positions [start, end), tile by tile (STAGES-deep pipelined loads)."""
     count = tl.zeros([BLOCK_C], dtype=tl.float32)
     mean = tl.zeros([BLOCK_C], dtype=tl.float32)
     m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for s0 in tl.range(start, end, BLOCK_S, num_stages=3):  # software-pipelined loads
+    for s0 in tl.range(start, end, BLOCK_S, num_stages=STAGES):
         s = s0 + tl.arange(0, BLOCK_S)
         s_mask = s < end
         mask = c_mask[:, None] & s_mask[None, :]
@@ -271,17 +269,17 @@ def _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C: tl.conste
 @triton.jit
 def _grad_sums(dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, start, end, sdn, sdc, sds,
                sxn, sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA: tl.constexpr, BETA: tl.constexpr,
-               HAS_SCALE: tl.constexpr, NEED_Z: tl.constexpr, BLOCK_C: tl.constexpr,
-               BLOCK_S: tl.constexpr):  # fmt: skip
+               HAS_SCALE: tl.constexpr, NEED_Z: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+               STAGES: tl.constexpr):  # fmt: skip
     """Per-channel sums over [start, end) of dz, dz * x_hat, g, g * x_hat, dy and (NEED_Z) dy * z, tile by tile
-    (see :func:`_tile_grad_sums`)."""
+    (see :func:`_tile_grad_sums`; STAGES-deep pipelined loads)."""
     sum_dz = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_dzx = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_dy = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_dyz = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for s0 in tl.range(start, end, BLOCK_S, num_stages=3):  # software-pipelined loads
+    for s0 in tl.range(start, end, BLOCK_S, num_stages=STAGES):
         s = s0 + tl.arange(0, BLOCK_S)
         s_mask = s < end
         mask = c_mask[:, None] & s_mask[None, :]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .common import _elementwise_tile, _output_tile, _per_channel, _preload
+from .common import VECTOR, _elementwise_tile, _output_tile, _per_channel, _vector_values
 
 
 @triton.jit
@@ -56,8 +56,10 @@ def _modulate_fwd_kernel(
     BLOCK_S: tl.constexpr,
 ):
     n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(C, S, BLOCK_C, BLOCK_S)
-    g_ptr = _preload(g_ptr, n, c, c_mask, sgn, sgc, BLOCK_C, GAMMA)
-    b_ptr = _preload(b_ptr, n, c, c_mask, sbn, sbc, BLOCK_C, BETA)
+    if GAMMA == VECTOR:
+        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
+    if BETA == VECTOR:
+        b_ptr = _vector_values(b_ptr, n, c, c_mask, sbn, sbc)
     rstd = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)

@@ -23,17 +23,18 @@ import triton
 import triton.language as tl
 
 from .common import (
+    VECTOR,
     _grad_sums,
     _input_grad_tile,
     _merge_tile,
     _moments,
     _output_tile,
     _per_channel,
-    _preload,
     _row_channels,
     _store_input_grads,
     _store_output,
     _tile_grad_sums,
+    _vector_values,
 )
 
 
@@ -104,6 +105,7 @@ def _row_fwd_kernel(
     RESIDENT: tl.constexpr,  # each row is one tile, kept in registers (S <= BLOCK_S)
     EVICT_FIRST: tl.constexpr,  # store y with an evict-first hint
     PERSISTENT: tl.constexpr,  # fewer programs than rows: each loops over rows (else program i does row i)
+    STAGES: tl.constexpr,  # pipeline depth of the two sweeps
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -113,14 +115,14 @@ def _row_fwd_kernel(
                 row, x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, shift_ptr, C, S,
                 grid_c, channels_per_program, eps, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln,
                 sls, ssn, ssc, stn, stc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, RESIDENT, EVICT_FIRST,
-                BLOCK_C, BLOCK_S,
+                BLOCK_C, BLOCK_S, STAGES,
             )  # fmt: skip
     else:
         _forward_row(
             tl.program_id(0), x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr,
             shift_ptr, C, S, grid_c, channels_per_program, eps, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn,
             sbc, sbs, sln, sls, ssn, ssc, stn, stc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, RESIDENT,
-            EVICT_FIRST, BLOCK_C, BLOCK_S,
+            EVICT_FIRST, BLOCK_C, BLOCK_S, STAGES,
         )  # fmt: skip
 
 
@@ -129,11 +131,13 @@ def _forward_row(row, x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, 
                  grid_c, channels_per_program, eps, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln,
                  sls, ssn, ssc, stn, stc, PER_CHANNEL: tl.constexpr, GAMMA: tl.constexpr, BETA: tl.constexpr,
                  HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, RESIDENT: tl.constexpr, EVICT_FIRST: tl.constexpr,
-                 BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+                 BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """One row of the forward: its statistics (stored) and its output."""
     n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
-    g_ptr = _preload(g_ptr, n, c, c_mask, sgn, sgc, BLOCK_C, GAMMA)
-    b_ptr = _preload(b_ptr, n, c, c_mask, sbn, sbc, BLOCK_C, BETA)
+    if GAMMA == VECTOR:
+        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
+    if BETA == VECTOR:
+        b_ptr = _vector_values(b_ptr, n, c, c_mask, sbn, sbc)
     scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
     shift = _per_channel(shift_ptr, n, c, c_mask, stn, stc, BLOCK_C, HAS_SHIFT)
     if RESIDENT:
@@ -152,11 +156,11 @@ def _forward_row(row, x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, 
             BLOCK_S, EVICT_FIRST,
         )  # fmt: skip
     else:
-        count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
+        count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S, STAGES)
         rstd, offset = _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
                                          PER_CHANNEL)  # fmt: skip
         num_chunks = tl.cdiv(S, BLOCK_S)
-        for i in tl.range(0, num_chunks, num_stages=3):
+        for i in tl.range(0, num_chunks, num_stages=STAGES):
             s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
             s_mask = s < S
             mask = c_mask[:, None] & s_mask[None, :]
@@ -237,6 +241,7 @@ def _row_bwd_kernel(
     RESIDENT: tl.constexpr,
     EVICT_FIRST: tl.constexpr,
     PERSISTENT: tl.constexpr,  # fewer programs than rows: each loops over rows (else program i does row i)
+    STAGES: tl.constexpr,  # pipeline depth of the two sweeps
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -246,14 +251,14 @@ def _row_bwd_kernel(
                 row, dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr,
                 sums_ptr, N, C, S, grid_c, channels_per_program, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn,
                 sgc, sgs, sbn, sbc, sbs, sln, sls, ssn, ssc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, NEED_Z, WRITE_DX,
-                WRITE_DGAMMA, WRITE_DBETA, RESIDENT, EVICT_FIRST, BLOCK_C, BLOCK_S,
+                WRITE_DGAMMA, WRITE_DBETA, RESIDENT, EVICT_FIRST, BLOCK_C, BLOCK_S, STAGES,
             )  # fmt: skip
     else:
         _backward_row(
             tl.program_id(0), dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr,
             db_ptr, sums_ptr, N, C, S, grid_c, channels_per_program, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn,
             sgc, sgs, sbn, sbc, sbs, sln, sls, ssn, ssc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, NEED_Z, WRITE_DX,
-            WRITE_DGAMMA, WRITE_DBETA, RESIDENT, EVICT_FIRST, BLOCK_C, BLOCK_S,
+            WRITE_DGAMMA, WRITE_DBETA, RESIDENT, EVICT_FIRST, BLOCK_C, BLOCK_S, STAGES,
         )  # fmt: skip
 
 
@@ -263,11 +268,14 @@ def _backward_row(row, dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_pt
                   sgc, sgs, sbn, sbc, sbs, sln, sls, ssn, ssc, PER_CHANNEL: tl.constexpr, GAMMA: tl.constexpr,
                   BETA: tl.constexpr, HAS_SCALE: tl.constexpr, NEED_Z: tl.constexpr, WRITE_DX: tl.constexpr,
                   WRITE_DGAMMA: tl.constexpr, WRITE_DBETA: tl.constexpr, RESIDENT: tl.constexpr,
-                  EVICT_FIRST: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+                  EVICT_FIRST: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+                  STAGES: tl.constexpr):  # fmt: skip
     """One row of the backward: its sums (stored) and its gradient maps."""
     n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
-    g_ptr = _preload(g_ptr, n, c, c_mask, sgn, sgc, BLOCK_C, GAMMA)
-    b_ptr = _preload(b_ptr, n, c, c_mask, sbn, sbc, BLOCK_C, BETA)
+    if GAMMA == VECTOR:
+        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
+    if BETA == VECTOR:
+        b_ptr = _vector_values(b_ptr, n, c, c_mask, sbn, sbc)
     rstd_c = tl.load(rstd_ptr + n * C + c, mask=c_mask, other=0.0)
     rstd = rstd_c[:, None]
     offset = tl.load(offset_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]
@@ -294,11 +302,12 @@ def _backward_row(row, dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_pt
         sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
             dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, 0, S, sdn, sdc, sds, sxn,
             sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_C, BLOCK_S,
+            STAGES,
         )  # fmt: skip
         coef_x, coef_0 = _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c,
                                          c_mask, N, C, S, PER_CHANNEL)  # fmt: skip
         num_chunks = tl.cdiv(S, BLOCK_S)
-        for i in tl.range(0, num_chunks, num_stages=3):
+        for i in tl.range(0, num_chunks, num_stages=STAGES):
             s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
             s_mask = s < S
             mask = c_mask[:, None] & s_mask[None, :]

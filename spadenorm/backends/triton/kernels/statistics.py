@@ -39,7 +39,8 @@ def _stats_partial_kernel(
     c_mask = c < C
     start = part * span
     end = tl.minimum(start + span, S)
-    _count, mean, m2 = _moments(x_ptr, n, c.to(tl.int64)[:, None], c_mask, start, end, sxn, sxc, sxs, BLOCK_C, BLOCK_S)
+    c2 = c.to(tl.int64)[:, None]
+    _count, mean, m2 = _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C, BLOCK_S, 3)
     out = (n * C + c) * P + part
     tl.store(mean_ptr + out, mean, mask=c_mask)
     tl.store(m2_ptr + out, m2, mask=c_mask)
