@@ -33,6 +33,8 @@ from .kernels.statistics import _finalize_stats_kernel, _stats_partial_kernel
 from .layout import (
     PERSISTENT_TILE_BYTES,
     PERSISTENT_TILE_BYTES_BACKWARD,
+    RESIDENT_MAX,
+    RESIDENT_MAX_TABLES,
     RowLaunch,
     Strides,
     Tiles,
@@ -115,7 +117,8 @@ def row_plan(x: Tensor, groups: int, kernel: str = "_row_fwd_kernel", tables: bo
     small_tiles = tables or kernel == "_row_bwd_kernel"
     return row_launch(n, c, s, strides, x.element_size(), groups, fill=_device_programs(x.device), capacity=capacity,
                       strategy=OVERRIDES.row_strategy,
-                      tile_bytes=PERSISTENT_TILE_BYTES_BACKWARD if small_tiles else PERSISTENT_TILE_BYTES)  # fmt: skip
+                      tile_bytes=PERSISTENT_TILE_BYTES_BACKWARD if small_tiles else PERSISTENT_TILE_BYTES,
+                      resident_max=RESIDENT_MAX_TABLES if tables else RESIDENT_MAX)  # fmt: skip
 
 
 def use_row_kernels(x: Tensor, groups: int) -> bool:
@@ -321,7 +324,7 @@ def backward_sums(
         dy, x, rstd, offset, gamma, beta, labels, scale, sums, x.shape[0], x.shape[1], spatial_size(x), grid[2], span,
         *ncs_strides(dy), *xs, _row_stride(rstd), *gs, *bs, *_label_strides(labels), *_per_sample_channel(scale),
         GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None, NEED_Z=need_z,
-        BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s,
+        BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s, STAGES=2 if need_z else 3,
     )  # fmt: skip
     occupancy.record("_backward_sums_kernel", x.dtype, compiled)
     return sums

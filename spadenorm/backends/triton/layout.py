@@ -38,6 +38,7 @@ class Tiles(NamedTuple):
 
 
 RESIDENT_MAX = 8192  # elements of a row kept in registers by one program (32 fp32 values per thread at 8 warps)
+RESIDENT_MAX_TABLES = 2048  # the same with class tables, whose gathers and int64 labels need registers of their own
 # Tile of the persistent row kernels: 16 KB of x forward; 8 KB backward (three streamed tensors, dy, x, gamma) and
 # with class tables (int64 labels beside each tile), which keeps their pipelined loads in registers and shared memory.
 PERSISTENT_TILE_BYTES = 16 << 10
@@ -58,8 +59,8 @@ class RowLaunch(NamedTuple):
         block_c, block_s: the tile.
         num_warps: warps per program.
         programs: the grid (at most ``N * grid_c``).
-        stages: pipeline depth of the two sweeps (3 for the previous kernel's NCHW instance rows, 2 for the others,
-            whose larger tiles or scalar loads would spill registers at 3).
+        stages: pipeline depth of the two sweeps (3 for the previous kernel's NCHW instance rows of 1 or 2 channels,
+            2 for the others, whose wider tiles would spill registers at 3).
     """
 
     strategy: str
@@ -192,6 +193,7 @@ def row_launch(
     capacity: int,
     strategy: str | None = None,
     tile_bytes: int = PERSISTENT_TILE_BYTES,
+    resident_max: int = RESIDENT_MAX,
 ) -> RowLaunch | None:
     """Geometry of the row kernels for ``groups`` statistics per sample, or None when they do not apply.
 
@@ -201,7 +203,7 @@ def row_launch(
     default a row that fits :data:`RESIDENT_MAX` elements (channels_last: with tiles of at least 16 channels, whole
     32-byte sectors) is ``"resident"``, a long NCHW instance row ``"persistent"``, anything else ``"swept"``.
     Resident and swept tiles of several channels narrow until the launch has ``fill`` programs where it can;
-    persistent tiles hold ``tile_bytes`` of x.
+    persistent tiles hold ``tile_bytes`` of x; resident rows hold at most ``resident_max`` elements.
     Group statistics need groups of at most 64 channels (layer statistics are one group).
     """
     channels_last = strides.c == 1 and strides.s != 1
@@ -213,7 +215,7 @@ def row_launch(
         if per_group > 64:
             return None
         block_c = next_pow2(per_group)
-        resident = block_c * max(16, span) <= RESIDENT_MAX
+        resident = block_c * max(16, span) <= resident_max
         if strategy == "resident" and not resident:
             return None
         if resident and strategy in (None, "resident"):
@@ -222,14 +224,14 @@ def row_launch(
         block_s = max(16, min(span, max(16, 2048 // block_c)))
         return RowLaunch("swept", groups, per_group, block_c, block_s, 4, n * groups, stages=2)
     min_c = 16 if channels_last else 1
-    resident = min_c * max(16, span) <= RESIDENT_MAX
+    resident = min_c * max(16, span) <= resident_max
     if strategy is None:
         strategy = "resident" if resident else ("swept" if channels_last else "persistent")
     if strategy == "resident":
         if not resident:
             return None
         block_s = max(16, span)
-        block_c = _narrowed(min(64 if channels_last else 2048, next_pow2(c), RESIDENT_MAX // block_s), min_c, n, c,
+        block_c = _narrowed(min(64 if channels_last else 2048, next_pow2(c), resident_max // block_s), min_c, n, c,
                             fill)  # fmt: skip
         return RowLaunch("resident", cdiv(c, block_c), block_c, block_c, block_s, _warps(block_c * block_s),
                          n * cdiv(c, block_c))  # fmt: skip
@@ -244,7 +246,7 @@ def row_launch(
         block_c = _narrowed(block_c, 16, n, c, fill)
         block_s = max(16, min(span, 2048 // block_c))
     return RowLaunch("swept", cdiv(c, block_c), block_c, block_c, block_s, 4, n * cdiv(c, block_c),
-                     stages=2 if channels_last else 3)  # fmt: skip
+                     stages=2 if channels_last or block_c > 2 else 3)  # fmt: skip
 
 
 def fills_device(plan: RowLaunch, n: int, fill: int) -> bool:

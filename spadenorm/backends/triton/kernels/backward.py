@@ -75,6 +75,7 @@ def _backward_sums_kernel(
     NEED_Z: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
+    STAGES: tl.constexpr,  # pipeline depth (2 with NEED_Z, whose extra tiles would spill at 3)
 ):
     n = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -92,7 +93,7 @@ def _backward_sums_kernel(
     sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
         dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, start, tl.minimum(start + span, S),
         sdn, sdc, sds, sxn, sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z,
-        BLOCK_C, BLOCK_S, 3,
+        BLOCK_C, BLOCK_S, STAGES,
     )  # fmt: skip
     out = (n * C + c) * P + part
     plane = N * C * P
