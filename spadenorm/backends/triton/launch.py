@@ -324,7 +324,7 @@ def backward_sums(
         dy, x, rstd, offset, gamma, beta, labels, scale, sums, x.shape[0], x.shape[1], spatial_size(x), grid[2], span,
         *ncs_strides(dy), *xs, _row_stride(rstd), *gs, *bs, *_label_strides(labels), *_per_sample_channel(scale),
         GAMMA=gk, BETA=bk, HAS_SCALE=scale is not None, NEED_Z=need_z,
-        BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s, STAGES=2 if need_z else 3,
+        BLOCK_C=tiles.block_c, BLOCK_S=tiles.block_s, STAGES=2 if need_z else 3, num_warps=8 if need_z else 4,
     )  # fmt: skip
     occupancy.record("_backward_sums_kernel", x.dtype, compiled)
     return sums

@@ -245,8 +245,9 @@ def row_launch(
     if channels_last:
         block_c = _narrowed(block_c, 16, n, c, fill)
         block_s = max(16, min(span, 2048 // block_c))
-    return RowLaunch("swept", cdiv(c, block_c), block_c, block_c, block_s, 4, n * cdiv(c, block_c),
-                     stages=2 if channels_last or block_c > 2 else 3)  # fmt: skip
+    wide = channels_last or block_c > 2  # several channels per row: more live values per tile
+    return RowLaunch("swept", cdiv(c, block_c), block_c, block_c, block_s, 8 if wide and not channels_last else 4,
+                     n * cdiv(c, block_c), stages=2 if wide else 3)  # fmt: skip
 
 
 def fills_device(plan: RowLaunch, n: int, fill: int) -> bool:
