@@ -169,17 +169,19 @@ def predict(layer: str, shape: tuple[int, int, int, int], dtype: str, norm: str,
 
 
 def programs_per_sm_from_report(path: str) -> dict[str, int]:
-    """The fewest programs per SM of the row kernels' variants per strategy, and of the split-row kernels, from a
-    ``compile_check.py --json`` report."""
+    """Programs per SM of the forward launches the model describes, from a ``compile_check.py --json`` report: the
+    fewest among the variants of each row strategy (``_row_fwd_kernel``) and of the split-row forward kernels
+    (``_stats_partial_kernel``, ``_modulate_fwd_kernel``), for spatial gamma and beta without a second modulation."""
     variants: list[dict[str, Any]] = json.loads(Path(path).read_text())["variants"]
     out: dict[str, int] = {}
     for v in variants:
         constexprs = v["constexprs"]
-        if v["kernel"] in ("_row_fwd_kernel", "_row_bwd_kernel"):
+        if constexprs.get("GAMMA", 1) != 1 or constexprs.get("HAS_SCALE") or not constexprs.get("PER_CHANNEL", True):
+            continue
+        if v["kernel"] == "_row_fwd_kernel":
             kind = "resident" if constexprs.get("RESIDENT") else (
                 "persistent" if constexprs.get("EVICT_FIRST") else "swept")  # fmt: skip
-        elif v["kernel"] in ("_stats_partial_kernel", "_modulate_fwd_kernel", "_backward_sums_kernel",
-                             "_backward_dx_kernel"):  # fmt: skip
+        elif v["kernel"] in ("_stats_partial_kernel", "_modulate_fwd_kernel"):
             kind = "split"
         else:
             continue

@@ -15,6 +15,15 @@ ADE20K_256 = [
     ("up_3", 128, 256, 256),
 ]
 
+# The second normalization of each upsampling ResnetBlock (``norm_1``) sees ``fmiddle = min(fin, fout)`` channels at the
+# block's resolution: half the channels of ``norm_0`` (the block's input, listed above), the same spatial size.
+ADE20K_256_FMIDDLE = [
+    ("up_0.norm_1", 512, 32, 32),
+    ("up_1.norm_1", 256, 64, 64),
+    ("up_2.norm_1", 128, 128, 128),
+    ("up_3.norm_1", 64, 256, 256),
+]
+
 # Cityscapes: crop 512, aspect 2 (output 512x256), ``more`` upsampling: first block at 4x8 (h x w).
 CITYSCAPES_512 = [
     ("head_0", 1024, 4, 8),
