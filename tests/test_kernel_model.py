@@ -62,19 +62,22 @@ def test_programs_per_sm_from_a_compile_report(tmp_path):
 
     report = tmp_path / "cc.json"
     report.write_text(json.dumps({"triton": "3.6.0", "variants": [
-        variant("_row_fwd_kernel", 3, RESIDENT=True, EVICT_FIRST=False),
+        variant("_row_fwd_kernel", 3, RESIDENT=True, EVICT_FIRST=False, GAMMA=1),
+        variant("_row_fwd_kernel", 1, RESIDENT=True, EVICT_FIRST=False, GAMMA=2),  # class tables: not modelled
+        variant("_row_fwd_kernel", 1, RESIDENT=True, EVICT_FIRST=False, GAMMA=1, HAS_SCALE=True),
         variant("_row_bwd_kernel", 1, RESIDENT=True, EVICT_FIRST=False),
         variant("_row_fwd_kernel", 2, RESIDENT=False, EVICT_FIRST=True),
         variant("_row_fwd_kernel", 4, RESIDENT=False, EVICT_FIRST=False),
         variant("_modulate_fwd_kernel", 8),
-        variant("_backward_sums_kernel", 3),
+        variant("_stats_partial_kernel", 7),
+        variant("_backward_sums_kernel", 1),
         variant("_class_table_grad_kernel", 1),
     ]}))  # fmt: skip
     assert launch_model.programs_per_sm_from_report(str(report)) == {
-        "resident": 1,
+        "resident": 3,
         "persistent": 2,
         "swept": 4,
-        "split": 3,
+        "split": 7,
     }
 
 
