@@ -16,7 +16,9 @@ model with stated assumptions:
   backward (8), except that x stays in L2 between the two launches when it fits in half of it.
 * Time: bytes / copy bandwidth, divided by the wave efficiency (programs over whole waves of the device's
   capacity; a persistent grid's rows over its programs) and by a latency factor (loads in flight per SM below
-  ``--in-flight-kb``, by Little's law about 40 KB for HBM3e at 1.2 us), plus ``--launch-us`` per launch.
+  ``--in-flight-kb``, by Little's law about 40 KB for HBM3e at 1.2 us: a resident row's whole tile, a swept row's
+  pipeline of ``stages - 1`` tiles ahead), plus ``--launch-us`` per launch. The backward is modelled with the
+  forward's plan and programs per SM (its own use 8 KB persistent tiles and the backward kernels' occupancy).
 * Expected fraction of copy bandwidth: the ideal bytes (4 or 5 per element) over that time.
 
 The first GPU run of ``benchmarks/gpu_suite.sh`` measures what this predicts; ``docs/kernels.md`` shows both.
@@ -85,6 +87,11 @@ class Prediction:
     fraction_backward: float
 
 
+def _wave_efficiency(programs: int, capacity: int) -> float:
+    """Work over the device's slots in whole waves: under one wave, the share of slots used; above, the tail's loss."""
+    return programs / (math.ceil(programs / capacity) * capacity)
+
+
 def _latency_factor(device: Device, per_sm_programs: int, bytes_in_flight: float) -> float:
     return min(1.0, per_sm_programs * bytes_in_flight / device.in_flight_bytes)
 
@@ -110,12 +117,11 @@ def predict_row(layer: str, shape: tuple[int, int, int, int], dtype: str, norm: 
     per_sm = device.per_sm(plan.strategy)
     capacity = device.sms * per_sm
     rows = n * plan.grid_c
+    waves = plan.programs / capacity
     if plan.strategy == "persistent":
-        efficiency = rows / (math.ceil(rows / plan.programs) * plan.programs)
-        waves = plan.programs / capacity
+        efficiency = rows / (math.ceil(rows / plan.programs) * plan.programs) * min(1.0, waves)
     else:
-        waves = plan.programs / capacity
-        efficiency = plan.programs / (math.ceil(waves) * capacity) if waves > 1 else waves
+        efficiency = _wave_efficiency(plan.programs, capacity)
     in_flight_rows = min(plan.programs, capacity)
     tile_bytes = plan.block_c * plan.block_s * elem
     if plan.strategy == "resident":
@@ -125,7 +131,7 @@ def predict_row(layer: str, shape: tuple[int, int, int, int], dtype: str, norm: 
         row_bytes = plan.channels_per_program * s * elem
         forward = 4.0 + (1 - _hit(device, in_flight_rows, row_bytes, 2))
         backward = 5.0 + 3 * (1 - _hit(device, in_flight_rows, row_bytes, 3))
-        in_flight = tile_bytes * 2  # three pipeline stages: about two tiles ahead
+        in_flight = tile_bytes * (plan.stages - 1)  # a pipeline of STAGES keeps STAGES - 1 tiles ahead
     latency = _latency_factor(device, per_sm, in_flight)
     eff = max(1e-3, min(efficiency, 1.0) * latency)
     fractions = _fraction(4, forward, eff, 1, size, device), _fraction(5, backward, eff, 1, size, device)
@@ -142,7 +148,7 @@ def predict_split(layer: str, shape: tuple[int, int, int, int], dtype: str, norm
     capacity = device.sms * device.per_sm("split")
     tiles = choose_tiles_for(n, c, s, strides, interpreter=False, target_programs=capacity)
     programs = n * cdiv(c, tiles.block_c) * cdiv(s, tiles.span)
-    efficiency = min(1.0, programs / capacity)
+    efficiency = _wave_efficiency(programs, capacity)
     latency = _latency_factor(device, device.per_sm("split"), tiles.block_c * tiles.block_s * elem * 2)
     x_stays = size <= device.l2_bytes / 2
     forward = 5.0 - (1.0 if x_stays else 0.0)
@@ -171,7 +177,8 @@ def predict(layer: str, shape: tuple[int, int, int, int], dtype: str, norm: str,
 def programs_per_sm_from_report(path: str) -> dict[str, int]:
     """Programs per SM of the forward launches the model describes, from a ``compile_check.py --json`` report: the
     fewest among the variants of each row strategy (``_row_fwd_kernel``) and of the split-row forward kernels
-    (``_stats_partial_kernel``, ``_modulate_fwd_kernel``), for spatial gamma and beta without a second modulation."""
+    (``_stats_partial_kernel``, ``_modulate_fwd_kernel``) that have a spatial (or no) gamma, no scale and, for the
+    row kernels, instance statistics."""
     variants: list[dict[str, Any]] = json.loads(Path(path).read_text())["variants"]
     out: dict[str, int] = {}
     for v in variants:

@@ -246,3 +246,24 @@ def test_a_spade_block_is_captured_in_a_cuda_graph(norm):
     eager.square().sum().backward()
     torch.testing.assert_close(captured_y, eager.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(captured_dx, x.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 1), (1, 3, 1, 7), (2, 1, 5, 7)])
+def test_gamma_broadcast_over_some_spatial_dimensions(shape):
+    """A map of (N, C, H, 1) or (1, C, 1, W) is not a per-channel vector: it is read at x's positions."""
+    x, _, beta = _inputs((2, 3, 5, 7), seed=7)
+    gamma = torch.randn(shape, generator=torch.Generator().manual_seed(8)).to(DEVICE).requires_grad_(True)
+    for row_kernels in (True, False):
+        with launch.overridden(row_kernels=row_kernels):
+            check_against_reference(x, gamma, beta, norm="instance")
+
+
+def test_symbolic_tracing_records_the_registered_ops():
+    """Plans of symbolic shapes are computed without the caches (symbolic sizes are not hashable)."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    x, gamma, beta = (t.detach() for t in _inputs((2, 3, 4, 5), seed=9))
+    graph = make_fx(lambda x, g, b: spadenorm.functional.modulated_norm(x, g, b), tracing_mode="symbolic")(
+        x, gamma, beta
+    )
+    assert "spadenorm.row_forward" in str(graph.code)

@@ -4,17 +4,18 @@ collectives run here, in Python, between registered ops in both directions.
 Notation: ``x_hat = x * rstd + offset`` (``offset = -mean * rstd``), ``z = x_hat * (1 + gamma) + beta``,
 ``y = z * (1 + scale) + shift``, ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)``.
 
-Forward. :func:`statistics` returns, for every norm, either a :class:`RowPlan` (per-sample statistics that the
-row-persistent kernel computes in the same launch as the output) or :class:`Affine` values, fp32 ``rstd`` and
-``offset`` per (n, c) or per channel: from the partial-statistics kernel merged per reduction set in float64
-(all-gathered across processes for sync-batch, running statistics updated), from the running statistics (eval-mode
-batch norms), or the identity (``"none"``). Then exactly one kernel writes y, the second modulation included.
+Forward. :func:`statistics` returns, for every norm, either a :class:`RowPlan` (per-sample statistics that the row
+kernel computes in the same launch as the output) or :class:`Affine` values, fp32 ``rstd`` and ``offset`` per (n, c)
+or per channel: from the partial-statistics kernel merged per reduction set by the finalize kernel (running
+estimates updated there), or in torch in float64 (across processes for sync-batch, all-gathered; running estimates
+that are not fp32; when the launch overrides ask for it), from the running statistics (eval-mode batch norms), or
+the identity (``"none"``). Then exactly one kernel writes y, the second modulation included.
 
 Backward. The row plan launches one kernel for dx, the spatial dgamma/dbeta maps and the per-(n, c) sums of dz,
-dz * x_hat, dy and dy * z. Otherwise the sums kernel runs first; for statistics of x its sums of g and g * x_hat are
-pooled per reduction set (and all-reduced for sync-batch) into the dx coefficients; then the dx kernel. CLADE's table
-gradients have a kernel of their own. Saved for backward: x, gamma, labels, scale, the O(N*C) statistics, and beta
-only when scale needs a gradient (``d scale = sum dy * z``).
+dz * x_hat, dy and dy * z. Otherwise the sums kernel runs first and the dx kernel pools its partial sums of g and
+g * x_hat over each reduction set into the dx coefficients itself (for sync-batch, torch pools and all-reduces them
+and gives them to the dx kernel). CLADE's table gradients have a kernel of their own. Saved for backward: x, gamma,
+labels, scale, the O(N*C) statistics, and beta only when scale needs a gradient (``d scale = sum dy * z``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from . import launch, ops
 
 
 class RowPlan(NamedTuple):
-    """Per-sample statistics computed by the row-persistent kernel itself: ``groups`` sets per sample."""
+    """Per-sample statistics computed by the row kernel itself: ``groups`` sets per sample."""
 
     groups: int
 
@@ -79,9 +80,17 @@ def _affine(mean: Tensor, var: Tensor, eps: float) -> tuple[Tensor, Tensor]:
 
 
 def statistics(
-    x: Tensor, spec: NormSpec, running: RunningStats | None, factor: float | Tensor, training: bool
+    x: Tensor,
+    spec: NormSpec,
+    running: RunningStats | None,
+    factor: float | Tensor,
+    training: bool,
+    tables: bool = False,
 ) -> RowPlan | Affine:
-    """The statistics step of the forward: a plan for the row kernel, or fp32 rstd and offset values."""
+    """The statistics step of the forward: a plan for the row kernel, or fp32 rstd and offset values.
+
+    ``tables``: the modulation gathers class-table rows (the row kernels' tiles are smaller then).
+    """
     n, c = x.shape[:2]
     if spec.norm == "none":
         ones = x.new_ones((1, c), dtype=torch.float32)
@@ -91,7 +100,7 @@ def statistics(
         rstd, offset = _affine(running.mean.float(), running.var.float(), spec.eps)
         return Affine(rstd[None], offset[None])
     groups = c if spec.is_batch else spec.groups_per_sample(c)
-    if not spec.is_batch and launch.use_row_kernels(x, groups):
+    if not spec.is_batch and launch.use_row_kernels(x, groups, tables):
         return RowPlan(groups)
     span = launch.reduction_span(x)
     part_mean, part_m2 = ops.run(ops.partial_stats, x, span)
@@ -99,7 +108,8 @@ def statistics(
     if not _needs_torch_glue(spec, running):
         running_mean, running_var = (running.mean, running.var) if running is not None else (None, None)
         factor_value, factor_tensor = (0.0, factor) if isinstance(factor, Tensor) else (float(factor), None)
-        rstd, offset = ops.run(ops.finalize_stats, part_mean, part_m2, span, spatial, groups, spec.is_batch, spec.eps,
+        # Through the dispatcher even in eager mode: it bumps the version counters of the running estimates it mutates.
+        rstd, offset = ops.finalize_stats(part_mean, part_m2, span, spatial, groups, spec.is_batch, spec.eps,
                                           running_mean, running_var, factor_value, factor_tensor)  # fmt: skip
         return Affine(rstd, offset)
     mean, var = _merge_partials(part_mean, part_m2, span, spatial, groups if spec.is_batch else n * groups,
@@ -149,7 +159,7 @@ class TritonModulatedNorm(torch.autograd.Function):
         training: bool,
     ) -> Tensor:
         ctx.set_materialize_grads(False)  # no zeros for an unused output: backward returns no gradients then
-        stats = statistics(x, spec, running, factor, training)
+        stats = statistics(x, spec, running, factor, training, labels is not None)
         if isinstance(stats, RowPlan):
             y, rstd, offset = ops.run(ops.row_forward, x, gamma, beta, labels, scale, shift, stats.groups, spec.eps)
             ctx.row_groups = stats.groups
@@ -187,7 +197,7 @@ class TritonModulatedNorm(torch.autograd.Function):
             )  # fmt: skip
         table_grads = None
         if labels is not None and (need_gamma or need_beta):
-            span = launch.reduction_span(x, "_class_table_grad_kernel")
+            span = launch.reduction_span(x, "_class_table_grad_chunked_kernel")
             table_grads = ops.run(ops.class_table_grads, dy, x, labels, scale, rstd, offset, gamma.shape[0], span)
         dgamma = dbeta = dscale = dshift = None
         if need_gamma:
@@ -229,10 +239,11 @@ def _two_phase_backward(
     if projected or vector_grads or need_scale or need_shift:
         span = launch.reduction_span(x, "_backward_sums_kernel")
         partials = ops.run(ops.backward_sums, dy, x, gamma, beta, labels, scale, rstd, offset, span, need_scale)
-        if vector_grads or need_scale or need_shift or (projected and (_sync_active(spec) or launch.uses_torch_glue())):
+        pooled_in_torch = projected and (_sync_active(spec) or launch.uses_torch_glue())
+        if vector_grads or need_scale or need_shift or pooled_in_torch:
             sums = partials.sum(-1)
             per_nc = {"dz": sums[0], "dz_x_hat": sums[1], "dy": sums[4], "dy_z": sums[5]}
-        if projected and "dz" in per_nc and (_sync_active(spec) or launch.uses_torch_glue()):
+        if pooled_in_torch:
             pooled = _pool_to_sets(sums[2:4], spec)  # sum g, sum g * x_hat over each set, per (n, c)
             count = torch.full_like(pooled[:1], float(spec.set_size(x)))
             pooled = torch.cat([pooled, count])

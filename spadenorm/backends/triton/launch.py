@@ -121,14 +121,14 @@ def row_plan(x: Tensor, groups: int, kernel: str = "_row_fwd_kernel", tables: bo
                       resident_max=RESIDENT_MAX_TABLES if tables else RESIDENT_MAX)  # fmt: skip
 
 
-def use_row_kernels(x: Tensor, groups: int) -> bool:
+def use_row_kernels(x: Tensor, groups: int, tables: bool = False) -> bool:
     """Whether per-sample statistics with ``groups`` sets per sample run on the row kernels.
 
     Where they apply: always under the interpreter; on a GPU for resident rows (one launch, 4 passes), and for
     longer rows when there are enough of them to fill the device (persistent: one row per SM; swept: two per SM).
     Fewer, longer rows (batch 1 at 256x256) take the split-row path, which spreads each row over many programs.
     """
-    plan = row_plan(x, groups)
+    plan = row_plan(x, groups, tables=tables)
     if plan is None:
         return False
     if OVERRIDES.row_kernels is not None:
@@ -167,6 +167,10 @@ def _modulation(t: Tensor | None, x: Tensor, labels: Tensor | None) -> tuple[Ten
             # K entries together (a few cache lines) rather than K rows apart.
             t = t.t().contiguous().t()
         return t, (t.stride(0), t.stride(1), 0), Kind.TABLE
+    if any(size != 1 for size in t.shape[2:]) and t.shape[2:] != x.shape[2:]:
+        # Broadcast over some spatial dimensions only, such as (N, C, H, 1): no single stride walks its positions in
+        # x's order, so it is materialized at x's shape (copied in x's memory format below).
+        t = t.expand(*t.shape[:2], *x.shape[2:])
     t = as_flattenable(t, x)
     strides = ncs_strides(t)
     return t, tuple(strides), Kind.TENSOR if strides.s else Kind.VECTOR
@@ -390,7 +394,7 @@ def backward_dx(
     elif partials is not None:
         mode = Coefficients.POOLED
     else:
-        mode = Coefficients.RUNNING
+        mode = Coefficients.ABSENT
     parts = partials.shape[-1] if partials is not None else 1
     members = (n if batch else group_size) * parts
     _backward_dx_kernel[elementwise_grid(x, tiles)](

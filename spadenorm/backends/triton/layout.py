@@ -11,10 +11,13 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
+
+T = TypeVar("T")
 
 # Programs an H100/H200 runs at once with 4 per SM: the default reduction target where the device is not known.
 # Under the interpreter one program per (n, channel block) is fastest.
@@ -73,6 +76,21 @@ class RowLaunch(NamedTuple):
     stages: int = 2
 
 
+def _cached(fn: Callable[..., T]) -> Callable[..., T]:
+    """``functools.lru_cache`` for the plan functions, falling back to a plain call for unhashable arguments
+    (symbolic sizes while tracing with fake tensors)."""
+    cached = functools.lru_cache(maxsize=4096)(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return cached(*args, **kwargs)
+        except TypeError:
+            return fn(*args, **kwargs)
+
+    return call
+
+
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -83,14 +101,10 @@ def next_pow2(v: int) -> int:
 
 def _ncs_view(t: Tensor) -> Strides | None:
     """Strides of t's (N, C, S) view, or None when its spatial dimensions do not flatten into one stride."""
-    shape, strides = tuple(t.shape), t.stride()  # a plain tuple: torch.Size compares through symbolic shapes
-    try:
-        return _ncs_of(shape, strides)
-    except TypeError:  # symbolic sizes (fake tensors while tracing) are not hashable
-        return _ncs_of.__wrapped__(shape, strides)
+    return _ncs_of(tuple(t.shape), t.stride())  # a plain tuple: torch.Size compares through symbolic shapes
 
 
-@functools.lru_cache(maxsize=4096)  # asked for every tensor of every launch: keep it off the host's hot path
+@_cached  # asked for every tensor of every launch: keep it off the host's hot path
 def _ncs_of(shape: tuple[int, ...], strides: tuple[int, ...]) -> Strides | None:
     dims = [(size, stride) for size, stride in zip(shape[2:], strides[2:], strict=True) if size != 1]
     spatial = dims[-1][1] if dims else 0
@@ -135,15 +149,15 @@ def choose_tiles(
 ) -> Tiles:
     """Tiles that read memory contiguously: long along S for NCHW, wide along C for channels_last.
 
-    The reduction kernels split S into spans until the launch has at most ``target_programs`` programs (what the
-    GPU runs at once: one wave, no tail), and one span under the interpreter. ``min_block_c`` (16 for kernels using
-    ``tl.dot``) and ``max_span`` constrain it.
+    The reduction kernels split S into spans so that the launch fills whole waves of ``target_programs`` (what the
+    GPU runs at once) with at least 90 % of the slots busy where it can, and one span under the interpreter.
+    ``min_block_c`` (16 for kernels using ``tl.dot``) and ``max_span`` constrain it.
     """
     return choose_tiles_for(x.shape[0], x.shape[1], spatial_size(x), strides, interpreter=interpreter,
                             min_block_c=min_block_c, max_span=max_span, target_programs=target_programs)  # fmt: skip
 
 
-@functools.lru_cache(maxsize=4096)
+@_cached
 def choose_tiles_for(
     n: int,
     c: int,
@@ -163,11 +177,25 @@ def choose_tiles_for(
         block_s = max(16, min(1024, next_pow2(s)))
         block_c = max(min_block_c, min(next_pow2(c), max(1, 2048 // block_s)))
     blocks_s = cdiv(s, block_s)
-    parts = 1 if interpreter else min(blocks_s, max(1, target_programs // (n * cdiv(c, block_c))))
+    parts = 1 if interpreter else _spans_for_whole_waves(n * cdiv(c, block_c), blocks_s, target_programs)
     span = cdiv(blocks_s, parts) * block_s
     if max_span is not None:
         span = max(block_s, min(span, max_span // block_s * block_s))
     return Tiles(block_c, block_s, span)
+
+
+def _spans_for_whole_waves(rows: int, most: int, capacity: int) -> int:
+    """Spans per row (at most ``most``) whose launch fills whole waves of ``capacity`` programs best: the fewest that
+    keep 90 % of the slots busy, else the best found."""
+    best, best_efficiency = 1, 0.0
+    for parts in range(1, min(most, 64) + 1):
+        programs = rows * parts
+        efficiency = programs / (cdiv(programs, capacity) * capacity)
+        if efficiency >= 0.9:
+            return parts
+        if efficiency > best_efficiency + 1e-9:
+            best, best_efficiency = parts, efficiency
+    return best
 
 
 def reduction_grid(x: Tensor, tiles: Tiles, span: int) -> tuple[int, int, int]:
@@ -180,7 +208,7 @@ def elementwise_grid(x: Tensor, tiles: Tiles) -> tuple[int]:
     return (x.shape[0] * cdiv(x.shape[1], tiles.block_c) * cdiv(spatial_size(x), tiles.block_s),)
 
 
-@functools.lru_cache(maxsize=4096)
+@_cached
 def row_launch(
     n: int,
     c: int,
@@ -202,7 +230,8 @@ def row_launch(
     where it does not apply: resident rows that do not fit, persistent rows in channels_last); by
     default a row that fits :data:`RESIDENT_MAX` elements (channels_last: with tiles of at least 16 channels, whole
     32-byte sectors) is ``"resident"``, a long NCHW instance row ``"persistent"``, anything else ``"swept"``.
-    Resident and swept tiles of several channels narrow until the launch has ``fill`` programs where it can;
+    Resident tiles of several channels, and swept channels_last tiles, narrow until the launch has ``fill``
+    programs where they can;
     persistent tiles hold ``tile_bytes`` of x; resident rows hold at most ``resident_max`` elements.
     Group statistics need groups of at most 64 channels (layer statistics are one group).
     """

@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
-# Per-SM limits of NVIDIA GPUs from compute capability 8.0 on (H100/H200: 64K registers, 228 KB shared memory of
-# which 1 KB is reserved per block, 64 resident warps, 32 resident blocks).
+# Per-SM limits of an H100/H200 (compute capability 9.0: 64K registers, 228 KB shared memory of which 1 KB is
+# reserved per block, 64 resident warps, 32 resident blocks). GPUs with smaller limits hold fewer programs than this
+# counts, so their grids run a few more waves than planned: slower, never wrong.
 REGISTERS_PER_SM = 65536
 SHARED_BYTES_PER_SM = 228 * 1024
 SHARED_RESERVED_PER_BLOCK = 1024

@@ -28,6 +28,7 @@ from .launch import device_guard, grad_outputs_like, output_like
 from .layout import cdiv, spatial_size
 
 _PYTHON_FUNCTIONS: dict[Any, Callable[..., Any]] = {}  # registered op -> its Python function
+_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
 
 
 def _op(name: str, mutates_args: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Any]:
@@ -46,7 +47,7 @@ def run(op: Any, *args: Any) -> Any:
     direct = (
         not torch.compiler.is_compiling()
         and _get_current_dispatch_mode() is None
-        and all(type(a) is Tensor for a in args if isinstance(a, Tensor))
+        and all(type(a) in _PLAIN_TENSORS for a in args if isinstance(a, Tensor))
     )
     return _PYTHON_FUNCTIONS[op](*args) if direct else op(*args)
 

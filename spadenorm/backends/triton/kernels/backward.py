@@ -12,9 +12,10 @@ With ``x_hat = x * rstd + offset``, ``z = x_hat * (1 + gamma) + beta``, ``dz = d
   dbeta of a spatial beta is ``dy`` itself and needs no kernel. The coefficients come either as tensors (computed
   by the caller, e.g. after an all-reduce for sync-batch) or, pooled by each program itself, from the sums kernel's
   unreduced partials: no launch between the two kernels.
-* :func:`_class_table_grad_kernel` sums ``dz * x_hat`` and ``dz`` per class for CLADE's tables: each program turns
-  its label tile into a one-hot [BLOCK_S, BLOCK_K] matrix and accumulates ``tl.dot`` products ("tf32x3"), then
-  writes a partial table; the partials are summed in torch. Deterministic, no atomics.
+* :func:`_class_table_grad_chunked_kernel` sums ``dz * x_hat`` and ``dz`` per class for CLADE's tables, visiting
+  only the classes present in each tile (see its docstring); :func:`_class_table_grad_kernel`, the previous kernel,
+  turns each label tile into a one-hot [BLOCK_S, BLOCK_K] matrix over every class and accumulates ``tl.dot``
+  products ("tf32x3"). Both write partial tables that torch sums: deterministic, no atomics.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import triton
 import triton.language as tl
 
 from .common import (
+    ABSENT,
     GIVEN,
     POOLED,
-    RUNNING,
     VECTOR,
     _elementwise_tile,
     _grad_sums,
@@ -96,7 +97,7 @@ def _backward_sums_kernel(
         BLOCK_C, BLOCK_S, STAGES,
     )  # fmt: skip
     out = (n * C + c) * P + part
-    plane = N * C * P
+    plane = tl.cast(N, tl.int64) * C * P
     tl.store(out_ptr + out, sum_dz, mask=c_mask)
     tl.store(out_ptr + plane + out, sum_dzx, mask=c_mask)
     tl.store(out_ptr + 2 * plane + out, sum_g, mask=c_mask)
@@ -146,7 +147,7 @@ def _backward_dx_kernel(
     ssn,
     ssc,
     GAMMA: tl.constexpr,
-    COEF: tl.constexpr,  # RUNNING (no coefficients), GIVEN (tensors) or POOLED (from the partial sums)
+    COEF: tl.constexpr,  # ABSENT (no coefficients), GIVEN (tensors) or POOLED (from the partial sums)
     BATCH: tl.constexpr,  # POOLED: the sets are channels over the batch
     HAS_SCALE: tl.constexpr,
     WRITE_DX: tl.constexpr,
@@ -172,7 +173,7 @@ def _backward_dx_kernel(
     _input_grad_tile(
         dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, coef_x,
         coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln, sls,
-        GAMMA, COEF != RUNNING, HAS_SCALE, WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, False,
+        GAMMA, COEF != ABSENT, HAS_SCALE, WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, False,
     )  # fmt: skip
 
 
@@ -185,7 +186,7 @@ def _pooled_coefficients(partials_ptr, n, c, c_mask, rstd, N, C, P, members, gro
     Batch sets: channel c of every sample, ``members = N * P``. Per-sample sets: the ``group_size`` channels of c's
     group in sample n, ``members = group_size * P``.
     """
-    plane = N * C * P
+    plane = tl.cast(N, tl.int64) * C * P
     sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
     for m0 in range(0, members, BLOCK_M):
@@ -255,7 +256,7 @@ def _class_table_grad_kernel(
         # relative error ~2^-21) and runs on tensor cores, where "ieee" would fall back to scalar FMAs.
         acc_gamma = tl.dot(dz * (x * rstd + offset), one_hot, acc_gamma, input_precision="tf32x3")
         acc_beta = tl.dot(dz, one_hot, acc_beta, input_precision="tf32x3")
-    plane = N * P * C * BLOCK_K
+    plane = tl.cast(N, tl.int64) * P * C * BLOCK_K
     out = ((n * P + part) * C + c2) * BLOCK_K + k[None, :]
     out_mask = c_mask[:, None] & (k[None, :] < BLOCK_K)
     tl.store(out_ptr + out, acc_gamma, mask=out_mask)
@@ -326,7 +327,7 @@ def _class_table_grad_chunked_kernel(
     rstd = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
     scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    plane = N * P * C * K_pad
+    plane = tl.cast(N, tl.int64) * P * C * K_pad
     rows = ((n * P + part) * C + c2) * K_pad  # [BLOCK_C, 1]
     start = part * span
     end = tl.minimum(start + span, S)

@@ -37,12 +37,12 @@ VECTOR: tl.constexpr = tl.constexpr(int(Kind.VECTOR))
 class Coefficients(enum.IntEnum):
     """Where the dx kernel gets its projection coefficients (host side; the kernels compare the constexprs below)."""
 
-    RUNNING = 0  # none: statistics that do not depend on x (running estimates, identity)
+    ABSENT = 0  # none: statistics that do not depend on x (running estimates, identity)
     GIVEN = 1  # per-(n, c) tensors computed by the caller
     POOLED = 2  # pooled by each program from the sums kernel's partials
 
 
-RUNNING: tl.constexpr = tl.constexpr(int(Coefficients.RUNNING))
+ABSENT: tl.constexpr = tl.constexpr(int(Coefficients.ABSENT))
 GIVEN: tl.constexpr = tl.constexpr(int(Coefficients.GIVEN))
 POOLED: tl.constexpr = tl.constexpr(int(Coefficients.POOLED))
 
@@ -94,7 +94,7 @@ def _vector_values(ptr, n, c, c_mask, sn, sc):
     The kernels pass them wherever the tensor goes (``if KIND == VECTOR: ptr = _vector_values(...)``) and
     :func:`_modulation` gives them back as they are, so no tile loads a broadcast tensor element by element.
     """
-    return tl.load(ptr + n * sn + c * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
+    return tl.load(ptr + n * sn + c.to(tl.int64) * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
 
 
 @triton.jit
@@ -124,7 +124,7 @@ def _modulation(
 def _per_channel(ptr, n, c, c_mask, sn, sc, BLOCK_C: tl.constexpr, PRESENT: tl.constexpr):
     """[BLOCK_C, 1] fp32 values of a per-(n, c) tensor at n * sn + c * sc (zeros when absent)."""
     if PRESENT:
-        return tl.load(ptr + n * sn + c * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
+        return tl.load(ptr + n * sn + c.to(tl.int64) * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
     else:
         return tl.zeros([BLOCK_C, 1], dtype=tl.float32)
 
@@ -230,11 +230,11 @@ def _set_members(n, c, m, C, P, span, S, group_size, BATCH: tl.constexpr):
     """Flat (N, C, P) indices [BLOCK_C, BLOCK_M] of the partials ``m`` of each channel's set, and their counts."""
     part = (m % P)[None, :]
     if BATCH:
-        row = (m // P)[None, :] * C + c[:, None]  # int32: N * C < 2**31
+        row = (m // P).to(tl.int64)[None, :] * C + c.to(tl.int64)[:, None]
     else:
-        row = n.to(tl.int32) * C + ((c // group_size) * group_size)[:, None] + (m // P)[None, :]
+        row = n * C + ((c // group_size) * group_size).to(tl.int64)[:, None] + (m // P)[None, :]
     count = tl.minimum(span, S - part * span).to(tl.float32)
-    return row.to(tl.int64) * P + part, count
+    return row * P + part, count
 
 
 @triton.jit

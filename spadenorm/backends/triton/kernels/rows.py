@@ -175,7 +175,7 @@ def _forward_row(row, x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, 
 def _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c, c_mask, N, C, S,
                     PER_CHANNEL: tl.constexpr):  # fmt: skip
     """Store the per-(n, c) sums (4, N, C) and return the dx coefficients [BLOCK_C, 1] of each channel's set."""
-    plane = N * C
+    plane = tl.cast(N, tl.int64) * C
     tl.store(sums_ptr + n * C + c, sum_dz, mask=c_mask)
     tl.store(sums_ptr + plane + n * C + c, sum_dzx, mask=c_mask)
     tl.store(sums_ptr + 2 * plane + n * C + c, sum_dy, mask=c_mask)
