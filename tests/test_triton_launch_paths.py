@@ -267,3 +267,18 @@ def test_symbolic_tracing_records_the_registered_ops():
         x, gamma, beta
     )
     assert "spadenorm.row_forward" in str(graph.code)
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "dispatcher"])
+def test_running_estimates_updated_in_place_bump_their_version(traced, monkeypatch):
+    """The finalize kernel's in-place update is visible to autograd's version counters on both call paths."""
+    from spadenorm.backends.triton import ops
+
+    if traced:  # what a traced call does: through the registered op
+        monkeypatch.setattr(ops, "_PYTHON_FUNCTIONS", {})
+        monkeypatch.setattr(ops, "run", lambda op, *args: op(*args))
+    norm = spadenorm.ParamFreeNorm(4, "batch").to(DEVICE)
+    before = norm.running_mean._version, norm.running_var._version
+    norm(torch.randn(2, 4, 3, 3, device=DEVICE))
+    assert norm.running_mean._version > before[0]
+    assert norm.running_var._version > before[1]

@@ -108,8 +108,7 @@ def statistics(
     if not _needs_torch_glue(spec, running):
         running_mean, running_var = (running.mean, running.var) if running is not None else (None, None)
         factor_value, factor_tensor = (0.0, factor) if isinstance(factor, Tensor) else (float(factor), None)
-        # Through the dispatcher even in eager mode: it bumps the version counters of the running estimates it mutates.
-        rstd, offset = ops.finalize_stats(part_mean, part_m2, span, spatial, groups, spec.is_batch, spec.eps,
+        rstd, offset = ops.run(ops.finalize_stats, part_mean, part_m2, span, spatial, groups, spec.is_batch, spec.eps,
                                           running_mean, running_var, factor_value, factor_tensor)  # fmt: skip
         return Affine(rstd, offset)
     mean, var = _merge_partials(part_mean, part_m2, span, spatial, groups if spec.is_batch else n * groups,

@@ -15,6 +15,7 @@ export and any other tracing (a dispatch mode, tensor subclasses such as fake te
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from .launch import device_guard, grad_outputs_like, output_like
 from .layout import cdiv, spatial_size
 
 _PYTHON_FUNCTIONS: dict[Any, Callable[..., Any]] = {}  # registered op -> its Python function
+_MUTATED: dict[Any, tuple[int, ...]] = {}  # registered op -> positions of the arguments it mutates
 _PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
 
 
@@ -37,6 +39,8 @@ def _op(name: str, mutates_args: tuple[str, ...] = ()) -> Callable[[Callable[...
     def register(fn: Callable[..., Any]) -> Any:
         op = torch.library.custom_op(f"spadenorm::{name}", fn, mutates_args=mutates_args)
         _PYTHON_FUNCTIONS[op] = fn
+        parameters = list(inspect.signature(fn).parameters)
+        _MUTATED[op] = tuple(parameters.index(arg) for arg in mutates_args)
         return op
 
     return register
@@ -49,7 +53,13 @@ def run(op: Any, *args: Any) -> Any:
         and _get_current_dispatch_mode() is None
         and all(type(a) in _PLAIN_TENSORS for a in args if isinstance(a, Tensor))
     )
-    return _PYTHON_FUNCTIONS[op](*args) if direct else op(*args)
+    if not direct:
+        return op(*args)
+    out = _PYTHON_FUNCTIONS[op](*args)
+    for position in _MUTATED[op]:  # as the dispatcher would: in-place updates bump the version counter
+        if args[position] is not None:
+            torch.autograd.graph.increment_version(args[position])
+    return out
 
 
 @_op("partial_stats")
