@@ -250,12 +250,13 @@ def _two_phase_backward(
                 (pooled,) = _distributed.all_reduce_sum([pooled], spec.process_group)
             mean_g, mean_gx = pooled[0] / pooled[2], pooled[1] / pooled[2]
             coef_x, coef_0 = (-rstd * mean_gx).contiguous(), (-rstd * mean_g).contiguous()
-        if not projected:
-            partials = None
+            partials = None  # the dx kernel takes the coefficients instead
+        elif not projected:
+            partials = None  # dx needs no coefficients
     dx = dgamma_map = dbeta_map = x.new_empty(0)
     if need_x or gamma_map or beta_map:
         c = x.shape[1]
-        pooling = partials is not None
+        pooling = partials is not None  # the dx kernel pools the coefficients from these partials
         group_size = c // spec.groups_per_sample(c) if pooling and not spec.is_batch else 1
         dx, dgamma_map, dbeta_map = ops.run(
             ops.backward_dx, dy, x, gamma, beta, labels, scale, rstd, offset, coef_x, coef_0, partials,
