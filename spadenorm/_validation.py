@@ -255,16 +255,31 @@ def check_table(table: object, name: str, x: Tensor) -> Tensor:
     return table
 
 
+# Integer dtypes whose ids most operators take as they are; the wide unsigned ones (uint16, e.g. 16-bit PNG maps,
+# uint32, uint64) have few kernels in torch and are widened to int64 once, at the edge.
+_NARROW_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def check_integer_ids(ids: object, name: str) -> Tensor:
+    """``ids`` as a tensor of integer ids: uint8 (as PNG label maps load), int8, int16, int32 and int64 as they are,
+    the wide unsigned dtypes as int64; bool, floating-point and complex tensors raise ``TypeError``."""
+    if not isinstance(ids, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of integer class ids, got {type(ids).__name__}")
+    if ids.dtype in _NARROW_INTEGERS:
+        return ids
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class ids (an integer dtype such as torch.long), got {ids.dtype}")
+    return ids.long()
+
+
 def check_label_map(labels: object, num_classes: int, x: Tensor, name: str = "labels") -> Tensor:
     """An integer label map for ``x``: (N, *spatial) or (N, 1, *spatial), ids in [0, num_classes).
 
-    ``spatial`` has ``x``'s spatial rank but any size (the map is resized to ``x`` later). Returns the map without
-    its channel dimension. The id range is checked by :func:`check_label_range`.
+    ``spatial`` has ``x``'s spatial rank but any size (the map is resized to ``x`` later). Any integer dtype is
+    accepted (see :func:`check_integer_ids`). Returns the map without its channel dimension. The id range is checked
+    by :func:`check_label_range`.
     """
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of integer class ids, got {type(labels).__name__}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class ids (an integer dtype such as torch.long), got {labels.dtype}")
+    labels = check_integer_ids(labels, name)
     spatial_rank = x.dim() - 2
     if labels.dim() == spatial_rank + 2 and labels.shape[1] == 1:
         labels = labels.squeeze(1)

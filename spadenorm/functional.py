@@ -134,14 +134,16 @@ def modulated_norm(
 def resize_labels(labels: Tensor, size: tuple[int, ...]) -> Tensor:
     """Nearest-neighbour resize of an integer label map (N, \\*spatial) to ``size``; no-op when the sizes match.
 
+    Position ``i`` of the result reads the source position ``F.interpolate(..., mode="nearest")`` reads, so the map
+    stays aligned with float maps resized by torch; the ids are gathered, never converted, so every integer dtype
+    keeps its values and dtype (the wide unsigned dtypes come back as int64).
+
     Example:
         >>> import torch
-        >>> resize_labels(torch.tensor([[[0, 1], [2, 3]]]), (4, 4))[0, :, 0]
-        tensor([0, 0, 2, 2])
+        >>> resize_labels(torch.tensor([[[0, 1], [2, 3]]], dtype=torch.uint8), (4, 4))[0, :, 0]
+        tensor([0, 0, 2, 2], dtype=torch.uint8)
     """
-    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex():
-        kind = labels.dtype if isinstance(labels, Tensor) else type(labels).__name__
-        raise TypeError(f"labels must be a tensor of integer class ids, got {kind}")
+    labels = _validation.check_integer_ids(labels, "labels")
     if not isinstance(size, (tuple, list)) or not all(isinstance(s, int) for s in size):
         raise TypeError(f"size must be a tuple of ints, got {size!r}")
     if labels.dim() != len(size) + 1:
@@ -151,8 +153,19 @@ def resize_labels(labels: Tensor, size: tuple[int, ...]) -> Tensor:
         )
     if tuple(labels.shape[1:]) == tuple(size):
         return labels
-    resized = F.interpolate(labels.unsqueeze(1).float(), size=size, mode="nearest")
-    return resized.squeeze(1).to(labels.dtype)
+    rank = len(size)
+    index: list[Tensor | slice] = [slice(None)]
+    for dim, (source, target) in enumerate(zip(labels.shape[1:], size, strict=True)):
+        shape = [1] * rank
+        shape[dim] = target
+        index.append(_nearest_source(source, target, labels.device).view(shape))
+    return labels[tuple(index)]
+
+
+def _nearest_source(source: int, target: int, device: torch.device) -> Tensor:
+    """(target,) int64 source positions of a nearest-neighbour resize along one dimension, as torch computes them."""
+    positions = torch.arange(source, dtype=torch.float32, device=device).view(1, 1, source)
+    return F.interpolate(positions, size=(target,), mode="nearest").view(target).long()
 
 
 def class_modulated_norm(

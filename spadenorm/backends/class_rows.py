@@ -16,10 +16,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _indices(labels: Tensor) -> Tensor:
+    """Labels in a dtype that ``F.embedding`` and ``index_add_`` index with (int32 or int64)."""
+    return labels if labels.dtype in (torch.int32, torch.int64) else labels.int()
+
+
 @torch.library.custom_op("spadenorm::class_rows", mutates_args=())
 def class_rows(table: Tensor, labels: Tensor) -> Tensor:
-    """``table[labels]``: (K, C) table and integer (N, *spatial) labels -> (N, *spatial, C)."""
-    return F.embedding(labels, table)
+    """``table[labels]``: (K, C) table and (N, *spatial) labels of any integer dtype -> (N, *spatial, C)."""
+    return F.embedding(_indices(labels), table)
 
 
 @class_rows.register_fake
@@ -31,7 +36,7 @@ def _class_rows_fake(table: Tensor, labels: Tensor) -> Tensor:
 def class_rows_backward(grad: Tensor, labels: Tensor, num_rows: int) -> Tensor:
     """Sum of the (N, *spatial, C) gradient rows per class: the (num_rows, C) table gradient."""
     out = grad.new_zeros((num_rows, grad.shape[-1]))
-    return out.index_add_(0, labels.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+    return out.index_add_(0, _indices(labels).reshape(-1), grad.reshape(-1, grad.shape[-1]))
 
 
 @class_rows_backward.register_fake

@@ -85,12 +85,11 @@ class ConditionalBatchNorm(BatchNormBuffers):
         if not isinstance(y, Tensor):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
         if self.embedding is not None and self.num_classes is not None:
-            if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-                raise TypeError(f"y must hold integer class ids (an integer dtype such as torch.long), got {y.dtype}")
+            y = _validation.check_integer_ids(y, "y")
             if tuple(y.shape) != (batch,):
                 raise ValueError(f"y must be class ids of shape ({batch},), got {tuple(y.shape)}")
             _validation.check_label_range(y, self.num_classes, "y")
-            return self.embedding(y)
+            return self.embedding(y if y.dtype in (torch.int32, torch.int64) else y.long())
         assert self.projection is not None  # exactly one of the two exists
         if not y.is_floating_point():
             raise TypeError(f"y must be floating-point condition vectors, got dtype {y.dtype}")

@@ -169,8 +169,10 @@ class SPADE(nn.Module):
                 )
             labels = _validation.check_label_map(segmap, self.label_nc, x, "segmap")
             if self.interpolation == "nearest":
-                return F.one_hot(resize_labels(labels, size), self.label_nc).movedim(-1, 1).to(dtype)
-            segmap = F.one_hot(labels, self.label_nc).movedim(-1, 1).to(dtype)
+                labels = resize_labels(labels, size)
+            segmap = F.one_hot(labels.long(), self.label_nc).movedim(-1, 1).to(dtype)
+            if self.interpolation == "nearest":
+                return segmap
         if segmap.dim() != soft_rank or segmap.shape[0] != x.shape[0] or segmap.shape[1] != self.label_nc:
             spatial = ", ".join(["d", "h", "w"][-self.spatial_dims :])
             raise ValueError(

@@ -176,11 +176,15 @@ def _modulation(t: Tensor | None, x: Tensor, labels: Tensor | None) -> tuple[Ten
     return t, tuple(strides), Kind.TENSOR if strides.s else Kind.VECTOR
 
 
+def _flat_labels(labels: Tensor | None) -> Tensor | None:
+    """A label map (N, *spatial) as the (N, S) tensor the kernels read: a view where the spatial dimensions merge
+    into one stride, else a copy (a transposed map, one sliced with a step or cut from a wider buffer)."""
+    return None if labels is None else labels.flatten(1)
+
+
 def _label_strides(labels: Tensor | None) -> tuple[int, int]:
-    if labels is None:
-        return 0, 0
-    flat = labels.reshape(labels.shape[0], -1)
-    return flat.stride(0), flat.stride(1)
+    """(n, s) strides of an (N, S) label map from :func:`_flat_labels`; zeros when absent."""
+    return (0, 0) if labels is None else (labels.stride(0), labels.stride(1))
 
 
 def _row_stride(stat: Tensor) -> int:
@@ -250,6 +254,7 @@ def row_forward(
     eps: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(y, rstd, offset)``: per-sample statistics and the modulated output in one launch; fp32 (N, C) statistics."""
+    labels = _flat_labels(labels)
     x = as_flattenable(x, x)
     xs = ncs_strides(x)
     plan = _row_plan(x, groups, "_row_fwd_kernel", labels is not None)
@@ -283,6 +288,7 @@ def modulate(
     offset: Tensor,
 ) -> Tensor:
     """``y = ((x * rstd + offset) * (1 + gamma) + beta) * (1 + scale) + shift``; fp32 (N, C) or (1, C) statistics."""
+    labels = _flat_labels(labels)
     x = as_flattenable(x, x)
     xs = ncs_strides(x)
     tiles = choose_tiles(x, xs, interpreter=triton_interpreter())
@@ -316,6 +322,7 @@ def backward_sums(
     ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)``, ``z = x_hat * (1 + gamma) + beta``; beta is read only for
     ``need_z`` (the scale's gradient), and the last sum is 0 without it.
     """
+    labels = _flat_labels(labels)
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
@@ -382,6 +389,7 @@ def backward_dx(
     ``partials`` of :func:`backward_sums` over each channel's set (``set_size`` positions: the channel over the
     batch, or ``group_size`` channels of a sample), or absent (running statistics). beta is read for its dtype only.
     """
+    labels = _flat_labels(labels)
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
@@ -428,6 +436,7 @@ def row_backward(
 
     sums: fp32 (4, N, C) of dz, dz * x_hat, dy and (``need_z``, reading beta) dy * z per (n, c).
     """
+    labels = _flat_labels(labels)
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
@@ -463,6 +472,7 @@ def class_table_grads(
     span: int,
 ) -> Tensor:
     """fp32 (2, K, C): per-class sums of dz * x_hat (the gamma table's gradient) and of dz (the beta table's)."""
+    labels = labels.flatten(1)
     if OVERRIDES.table_grad not in (None, "chunked", "dense"):
         raise ValueError(f"table_grad must be 'chunked' or 'dense', got {OVERRIDES.table_grad!r}")
     if OVERRIDES.table_grad == "dense":
@@ -498,6 +508,7 @@ def _dense_class_table_grads(
     span: int,
 ) -> Tensor:
     """:func:`class_table_grads` by a one-hot product over every class (the previous kernel)."""
+    labels = labels.flatten(1)
     x = as_flattenable(x, x)
     dy = as_flattenable(dy, x)
     xs = ncs_strides(x)
