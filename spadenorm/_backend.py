@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._core import Modulation, NormSpec, RunningStats, normalized_dtype_under_autocast
+from ._core import Modulation, NormSpec, RunningStats, modulate_empty, normalized_dtype_under_autocast
 
 BackendName = Literal["auto", "torch", "triton"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
@@ -152,10 +152,16 @@ def modulated_norm(x: Tensor, mod: Modulation, spec: NormSpec, running: RunningS
 
     Every argument is already checked and resolved (see :class:`~spadenorm._core.Modulation` for the shapes). In an
     autocast region the result has the dtype the original formulation would have (torch's own norm, promoted with
-    the modulation): x is taken in float32 where torch's norm of the same kind would be.
+    the modulation): x is taken in float32 where torch's norm of the same kind would be. An x with a zero-sized
+    dimension gets what torch's norms give it (:func:`~spadenorm._core.modulate_empty`), on every backend.
     """
     x = x.to(normalized_dtype_under_autocast(x, spec))
-    if resolve_backend(x) == "triton":
+    backend = resolve_backend(x)
+    if x.numel() == 0:  # as torch's norms: an empty result, running estimates kept, the batch counted
+        if running is not None and training:
+            running.count_batch()
+        return modulate_empty(x, mod)
+    if backend == "triton":
         from .backends import triton as fused
 
         return fused.modulated_norm(x, mod, spec, running, training)

@@ -131,9 +131,15 @@ class RunningStats:
             raise ValueError("momentum=None (cumulative moving average) needs num_batches_tracked, got None")
         return self.num_batches_tracked.to(self.mean.dtype).reciprocal()
 
-    def update(self, mean: Tensor, var: Tensor, count: int, factor: float | Tensor) -> None:
-        """``running = (1 - factor) * running + factor * batch``, with the unbiased variance of ``count`` values."""
-        unbiased = var * (count / (count - 1)) if count > 1 else var
+    def update(self, mean: Tensor, var: Tensor, count: int | Tensor, factor: float | Tensor) -> None:
+        """``running = (1 - factor) * running + factor * batch``, with the unbiased variance of ``count`` values.
+
+        ``count`` may be a 0-d tensor (the total over processes of sync-batch), read on its device, never on the host.
+        """
+        if isinstance(count, Tensor):
+            unbiased = var * (count / (count - 1).clamp(min=1))
+        else:
+            unbiased = var * (count / (count - 1)) if count > 1 else var
         self.mean.lerp_(mean.to(self.mean.dtype), factor)
         self.var.lerp_(unbiased.to(self.var.dtype), factor)
 
@@ -168,3 +174,23 @@ def normalized_dtype_under_autocast(x: Tensor, spec: NormSpec) -> torch.dtype:
 def is_spatial(t: Tensor) -> bool:
     """Whether a modulation tensor varies over the spatial dimensions (its gradient is then a full map)."""
     return any(size != 1 for size in t.shape[2:])
+
+
+def modulate_empty(x: Tensor, mod: Modulation) -> Tensor:
+    """The op on an x with a zero-sized dimension (an empty batch, say), as torch's norms treat one.
+
+    No statistic is taken: the result is the (empty) formula ``(x * (1 + gamma) + beta) * (1 + scale) + shift``
+    broadcast as usual, so that it has x's shape and the promoted dtype, and every modulation tensor that needs a
+    gradient gets one, zero where it has elements (a sum over no position), as torch gives its norms' weight and bias.
+    """
+    gamma, beta, labels, scale, shift = mod
+    if labels is not None:  # (K, C) tables: rows per position, channels-first
+        ids = labels.long()
+        gamma = None if gamma is None else gamma[ids].movedim(-1, 1)
+        beta = None if beta is None else beta[ids].movedim(-1, 1)
+    spatial = (1,) * (x.dim() - 2)
+    y = x if gamma is None else x * (1 + gamma)
+    y = y if beta is None else y + beta
+    y = y if scale is None else y * (1 + scale.view(*scale.shape, *spatial))
+    y = y if shift is None else y + shift.view(*shift.shape, *spatial)
+    return y if y is not x else x.clone()

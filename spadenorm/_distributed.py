@@ -29,8 +29,8 @@ def is_sync_active(process_group: ProcessGroup | None = None) -> bool:
 
 def sync_mean_var(
     mean: Tensor, var: Tensor, count: int, process_group: ProcessGroup | None = None
-) -> tuple[Tensor, Tensor, int]:
-    """Merge per-process statistics into global ones.
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Merge per-process statistics into global ones, without reading anything back to the host.
 
     Args:
         mean: local mean, any shape (typically (1, C, 1, 1)), fp32 or fp64.
@@ -39,7 +39,8 @@ def sync_mean_var(
         process_group: the group to reduce over (``None``: the default group).
 
     Returns:
-        ``(mean, var, total_count)``: the global mean and biased variance, shaped like the inputs, and the total count.
+        ``(mean, var, total_count)``: the global mean and biased variance, shaped like the inputs, and the total count
+        as a 0-d tensor in ``mean``'s dtype on its device (exact: counts below 2**24 in fp32, 2**53 in fp64).
     """
     world = dist.get_world_size(process_group)
     # float64 for the exchange: counts stay exact and the merge adds no rounding of its own.
@@ -51,7 +52,7 @@ def sync_mean_var(
     total = counts.sum(0)
     global_mean = (counts * means).sum(0) / total
     m2 = (m2s + counts * (means - global_mean) ** 2).sum(0)
-    total_count = round(float(total.reshape(-1)[0]))
+    total_count = total.reshape(-1)[0].to(mean.dtype)
     return global_mean.to(mean.dtype), (m2 / total).to(var.dtype), total_count
 
 

@@ -1,7 +1,9 @@
-"""sync_batch across 2 processes (gloo) equals one process on the concatenated batch: outputs, gradients, stats."""
+"""sync_batch across 2 processes (gloo) equals one process on the concatenated batch: outputs, gradients, stats;
+and its statistics stay on the device (no host read, so no stall per layer and CUDA graphs can capture it)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -11,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import spadenorm
 from spadenorm import SPADE
@@ -128,3 +131,77 @@ def test_sync_batch_two_processes_equals_one_process_on_the_whole_batch(backend)
 def test_sync_batch_without_process_group_is_batch_norm():
     x = torch.randn(4, 3, 5, 5)
     torch.testing.assert_close(modulated_norm(x, norm="sync_batch"), modulated_norm(x, norm="batch"))
+
+
+class _NoHostReads(TorchDispatchMode):
+    """Fails on any read of a tensor's value back to the host (``item``, ``float``, ``int``, ``bool``, ``tolist``):
+    every one of them dispatches ``aten._local_scalar_dense``, which on a GPU waits for the device."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            raise AssertionError("a tensor value was read back to the host")
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _no_host_reads(device: torch.device):
+    """Fail on a host read: CUDA's sync debug mode on a GPU, :class:`_NoHostReads` elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    else:
+        with _NoHostReads():
+            yield
+
+
+def test_the_host_read_check_catches_a_host_read():
+    with pytest.raises(AssertionError, match="read back to the host"), _NoHostReads():
+        float(torch.ones(2).sum())
+
+
+def _mirrored_world(monkeypatch, world: int = 2) -> None:
+    """Make sync-batch see ``world`` identical processes: every rank holds this process's tensors."""
+
+    def all_gather(tensors, tensor, group=None):
+        for t in tensors:
+            t.copy_(tensor)
+
+    monkeypatch.setattr(spadenorm._distributed, "is_sync_active", lambda group=None: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: world)
+    monkeypatch.setattr(dist, "all_gather", all_gather)
+    monkeypatch.setattr(dist, "all_reduce", lambda tensor, op=None, group=None: tensor.mul_(world))
+
+
+@pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum", "cumulative"])
+@pytest.mark.parametrize(
+    "backend", ["torch", pytest.param("triton", marks=pytest.mark.skipif(
+        not spadenorm._backend._TRITON_INSTALLED, reason="Triton is not installed"))]
+)  # fmt: skip
+def test_sync_batch_reads_nothing_back_to_the_host(backend, momentum, monkeypatch):
+    """Counts and statistics stay on the device, forward and backward; the results are those of the whole batch."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gen = torch.Generator().manual_seed(0)
+    x, gamma, beta, dy = (torch.randn(3, 6, 5, 7, generator=gen).to(device) for _ in range(4))
+    x = (x * 3 + 2).requires_grad_(True)
+    gamma.requires_grad_(True)
+    beta.requires_grad_(True)
+    expected_stats = torch.zeros(6, device=device), torch.ones(6, device=device), torch.tensor(0, device=device)
+    whole = [t.detach().repeat(2, 1, 1, 1).requires_grad_(True) for t in (x, gamma, beta)]  # the two ranks' data
+    y_whole = modulated_norm(*whole, norm="batch", running_mean=expected_stats[0], running_var=expected_stats[1],
+                             num_batches_tracked=expected_stats[2], momentum=momentum)  # fmt: skip
+    y_whole.backward(dy.repeat(2, 1, 1, 1))
+
+    _mirrored_world(monkeypatch)
+    stats = torch.zeros(6, device=device), torch.ones(6, device=device), torch.tensor(0, device=device)
+    with spadenorm.use_backend(backend), _no_host_reads(device):
+        y = modulated_norm(x, gamma, beta, norm="sync_batch", running_mean=stats[0], running_var=stats[1],
+                           num_batches_tracked=stats[2], momentum=momentum)  # fmt: skip
+        y.backward(dy)
+    torch.testing.assert_close(y, y_whole[:3])
+    for got, t in zip((x.grad, gamma.grad, beta.grad), whole, strict=True):
+        torch.testing.assert_close(got, t.grad[:3], atol=1e-5, rtol=1e-5)
+    for got, want in zip(stats, expected_stats, strict=True):
+        torch.testing.assert_close(got, want)

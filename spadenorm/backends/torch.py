@@ -129,9 +129,13 @@ class _ProductSums:
 
 def _batch_statistics(
     x: Tensor, spec: NormSpec, running: RunningStats | None, factor: float | Tensor, sync: bool
-) -> tuple[Tensor | None, Tensor, Tensor, int]:
-    """Training-mode per-channel statistics: (x_hat or None, mean, rstd, count); running statistics updated."""
-    count = spec.set_size(x)
+) -> tuple[Tensor | None, Tensor, Tensor, int | Tensor]:
+    """Training-mode per-channel statistics: (x_hat or None, mean, rstd, count); running statistics updated.
+
+    The count is the local set size, or for sync-batch the total over processes as a 0-d tensor (no host read).
+    """
+    local = spec.set_size(x)
+    count: int | Tensor = local
     if not sync and (running is None or (running.mean.dtype == x.dtype and not isinstance(factor, Tensor))):
         # One native call: statistics, x_hat and torch's own running-statistics update.
         mean_buf, var_buf = (None, None) if running is None else (running.mean, running.var)
@@ -141,7 +145,7 @@ def _batch_statistics(
     _, mean, rstd0 = torch.native_batch_norm(x, None, None, None, None, True, 0.0, 0.0)
     var = rstd0.pow(-2)
     if sync:
-        mean, var, count = _distributed.sync_mean_var(mean, var, count, spec.process_group)
+        mean, var, count = _distributed.sync_mean_var(mean, var, local, spec.process_group)
     if running is not None:
         running.update(mean, var, count, factor)
     return None, mean, torch.rsqrt(var + spec.eps), count
@@ -177,6 +181,7 @@ class TorchModulatedNorm(torch.autograd.Function):
         from_input = spec.uses_batch_statistics(training)
         sync = False
         y: Tensor | None
+        count: int | Tensor
         if not spec.is_batch:
             y, mean, rstd = _per_sample_statistics(xc, spec)
             count = spec.set_size(x)

@@ -118,9 +118,9 @@ def statistics(
         per_set = torch.stack([rstd, offset]).float().reshape(2, n, groups, 1)
         per_channel = per_set.expand(2, n, groups, c // groups).reshape(2, n, c)
         return Affine(per_channel[0].contiguous(), per_channel[1].contiguous())
-    count = n * spatial
+    count: int | Tensor = n * spatial
     if spec.norm == "sync_batch" and _distributed.is_sync_active(spec.process_group):
-        mean, var, count = _distributed.sync_mean_var(mean, var, count, spec.process_group)
+        mean, var, count = _distributed.sync_mean_var(mean, var, n * spatial, spec.process_group)
     if running is not None:
         running.update(mean, var, count, factor)
     rstd, offset = _affine(mean, var, spec.eps)
