@@ -385,3 +385,62 @@ def test_running_estimates_updated_in_place_bump_their_version(traced, monkeypat
     norm(torch.randn(2, 4, 3, 3, device=DEVICE))
     assert norm.running_mean._version > before[0]
     assert norm.running_var._version > before[1]
+
+
+_DIRECT_LAUNCH_SCRIPT = r"""
+import os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+sys.path.insert(0, sys.argv[1])
+import torch
+from triton.runtime import driver
+from benchmarks.stub_driver import HostOnlyDriver, NoLaunch
+from benchmarks.variants import planned_as
+from spadenorm.backends.triton import launcher, occupancy
+from spadenorm.functional import modulated_norm
+
+calls = []
+NoLaunch.__call__ = lambda self, *args: calls.append(args)
+driver.set_active(HostOnlyDriver(90))
+
+
+def described(args):
+    return [(tuple(a.shape), a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args]
+
+
+with planned_as(occupancy.Device(132, occupancy.HOPPER)):
+    x, gamma = torch.randn(2, 8, 6, 5), torch.randn(2, 8, 6, 5)
+    with torch.no_grad():
+        for _ in range(2):  # the first launch through kernel[grid], the second directly
+            modulated_norm(x, gamma, None)
+        assert launcher.DIRECT and len(launcher._VARIANTS) == 1, launcher._VARIANTS
+        (variant,) = launcher._VARIANTS.values()
+        assert variant.compiled is not None
+        first, second = calls
+        # grid and stream; the compiled function and its packed metadata; launch metadata and hooks; the arguments
+        assert first[:4] == second[:4]
+        assert first[4] is second[4] and first[5] is second[5]
+        assert [type(a) for a in first[6:9]] == [type(a) for a in second[6:9]]
+        assert described(first[9:]) == described(second[9:]), (first[9:], second[9:])
+        shifted = torch.randn(2 * 8 * 6 * 5 + 1)[1:].view(2, 8, 6, 5)  # 4 bytes past a 16-byte boundary
+        modulated_norm(shifted, gamma, None)
+        assert len(launcher._VARIANTS) == 2  # another specialization: its own variant, compiled on its own
+        other = next(v for v in launcher._VARIANTS.values() if v is not variant)
+        assert other.compiled is not None and other.compiled.hash != variant.compiled.hash
+print("ok")
+"""
+
+
+def test_the_cached_compiled_kernel_is_launched_with_what_tritons_own_launch_passes(tmp_path):
+    """From the second launch of a signature on, the launcher calls the compiled kernel with exactly the arguments
+    Triton's ``kernel[grid]`` passed it on the first; a misaligned input (which Triton specializes differently) gets
+    a variant of its own. Compiled for sm_90 with Triton itself; only the device launch is stubbed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "direct_launch.py"
+    script.write_text(_DIRECT_LAUNCH_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(root)], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")

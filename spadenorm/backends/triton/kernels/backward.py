@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from .common import (
+    TENSOR,
     VECTOR,
     _elementwise_tile,
     _grad_sums,
@@ -55,7 +56,7 @@ def _backward_sums_kernel(
     ss,
     GAMMA: tl.constexpr,
     BETA: tl.constexpr,
-    NEED_Z: tl.constexpr,  # the scale needs a gradient: sum dy * z, which reads beta (pipelined 2 deep, else 3)
+    NEED_Z: tl.constexpr,  # the scale needs a gradient: sum dy * z, which reads beta
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -78,7 +79,7 @@ def _backward_sums_kernel(
     sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
         dy_ptr, dys, x_ptr, xs, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c.to(tl.int64)[:, None], c_mask, rstd[:, None],
         offset[:, None], scale, start, tl.minimum(start + span, S), GAMMA, BETA, NEED_Z, BLOCK_C, BLOCK_S,
-        2 if NEED_Z else 3,
+        2 if NEED_Z or GAMMA == TENSOR else 3,  # three or four streamed tiles: 3 stages would spill (Triton 3.6)
     )  # fmt: skip
     out = (n * C + c) * P + part
     plane = tl.cast(N, tl.int64) * C * P
