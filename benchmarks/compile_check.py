@@ -207,15 +207,16 @@ def backward_rows(capability: int) -> list[dict[str, Any]]:
 
 
 def occupancy_families(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], tuple[int, int]]:
-    """The most registers and shared memory per variant family (kernel, element size, warps, tile elements) of the
-    kernels whose grids are sized from them; row kernels only where persistent."""
+    """The most registers and shared memory per variant family (kernel, element size, warps, tile, tables, need_z)
+    of the kernels whose grids are sized from them; row kernels only where persistent."""
     families: dict[tuple[Any, ...], tuple[int, int]] = {}
     for r in rows:
         constexprs = r["constexprs"]
         if r["kernel"] not in SIZED or constexprs.get("STRATEGY", 2) != 2:
             continue
-        key = occupancy.family(r["kernel"], r["element_size"], r["num_warps"],
-                               constexprs["BLOCK_C"] * constexprs["BLOCK_S"])  # fmt: skip
+        tables = r["kernel"] == "_class_table_grad_kernel" or 2 in (constexprs.get("GAMMA"), constexprs.get("BETA"))
+        key = occupancy.family(r["kernel"], r["element_size"], r["num_warps"], constexprs["BLOCK_C"],
+                               constexprs["BLOCK_S"], tables, bool(constexprs.get("NEED_Z", False)))  # fmt: skip
         registers, shared = families.get(key, (0, 0))
         families[key] = (max(registers, r["registers"]), max(shared, r["shared_bytes"]))
     return dict(sorted(families.items()))
@@ -225,7 +226,9 @@ def write_occupancy(families: dict[tuple[Any, ...], tuple[int, int]], path: Path
     head, _ = path.read_text().split("FAMILIES:")
     lines = [f"    {key!r}: {value!r}," for key, value in families.items()]
     body = "\n".join([f"# Triton {version}, sm_90, benchmarks/compile_check.py --write-occupancy", *lines])
-    path.write_text(f"{head}FAMILIES: dict[tuple[str, int, int, int], tuple[int, int]] = {{\n{body}\n}}\n")
+    path.write_text(
+        f"{head}FAMILIES: dict[tuple[str, int, int, int, int, bool, bool], tuple[int, int]] = {{\n{body}\n}}\n"
+    )
 
 
 def main() -> int:

@@ -17,8 +17,9 @@ the Triton of the GPU), the fewest among the variants with spatial gamma and bet
   backward (8), except that x stays in L2 between the two launches when it fits in half of it.
 * Time: bytes / copy bandwidth, divided by the wave efficiency (programs over whole waves of the device's
   capacity; a persistent grid's rows over its programs) and by a latency factor (loads in flight per SM below
-  ``--in-flight-kb``, by Little's law about 40 KB for HBM3e at 1.2 us: a resident row's whole tile, a swept row's
-  pipeline of one tile ahead), plus ``--launch-us`` per launch.
+  ``--in-flight-kb``, by Little's law about 40 KB for HBM3e at 1.2 us: a resident row's whole tile, a swept or
+  persistent row's pipeline of one tile ahead of each tensor its first sweep reads: x forward, dy, x and gamma
+  backward), plus ``--launch-us`` per launch.
 * Expected fraction of copy bandwidth: the ideal bytes (4 or 5 per element) over that time.
 
 The first GPU run of ``benchmarks/gpu_suite.sh`` measures what this predicts; ``docs/kernels.md`` shows both.
@@ -136,7 +137,7 @@ def _row(launch: Launch, shape: tuple[int, int, int, int], elem: int, device: De
         tensors = 3 if backward else 2
         moved = ideal + (tensors if backward else 1) * (1 - _hit(device, min(launch.grid0, capacity), row_bytes,
                                                                   tensors))  # fmt: skip
-        in_flight = tile_bytes  # a pipeline of 2 stages keeps one tile ahead
+        in_flight = tile_bytes * (3 if backward else 1)  # 2 stages: one tile ahead of each tensor of the sweep
     return moved, max(1e-3, min(efficiency, 1.0) * _latency_factor(device, per_sm, in_flight)), launch.grid0
 
 

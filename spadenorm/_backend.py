@@ -164,16 +164,22 @@ def modulated_norm(x: Tensor, mod: Modulation, spec: NormSpec, running: RunningS
         if running is not None and training:
             running.count_batch()
         return modulate_empty(x, mod)
-    if backend == "triton":
-        return _implementation("triton").modulated_norm(x, mod, spec, running, training)
-    return _implementation("torch").modulated_norm(x, mod, spec, running, training)
+    if torch.compiler.is_compiling():  # traced: plain imports, no module cache
+        if backend == "triton":
+            from .backends import triton as fused
+
+            return fused.modulated_norm(x, mod, spec, running, training)
+        from .backends import torch as lean
+
+        return lean.modulated_norm(x, mod, spec, running, training)
+    return _implementation(backend).modulated_norm(x, mod, spec, running, training)
 
 
 _IMPLEMENTATIONS: dict[str, ModuleType] = {}
 
 
 def _implementation(name: str) -> ModuleType:
-    """``spadenorm.backends.<name>``, imported on first use (the Triton backend imports Triton)."""
+    """``spadenorm.backends.<name>``, imported on first use (the Triton backend imports Triton), then kept."""
     module = _IMPLEMENTATIONS.get(name)
     if module is None:
         module = _IMPLEMENTATIONS[name] = importlib.import_module(f"spadenorm.backends.{name}")

@@ -122,7 +122,7 @@ def _grad_kind(shape: torch.Size | None, labels: Tensor | None) -> str:
         return "none"
     if labels is not None:
         return "table"
-    return _spatial_kind(shape)
+    return _spatial_kind.__wrapped__(shape) if torch.compiler.is_compiling() else _spatial_kind(shape)
 
 
 @functools.lru_cache(maxsize=256)

@@ -40,6 +40,8 @@ def spatial_size(x: Tensor) -> int:
 
 def ncs_view(t: Tensor) -> Strides | None:
     """Strides of t's (N, C, S) view, or None when its spatial dimensions do not flatten into one stride."""
+    if torch.compiler.is_compiling():  # traced once: no cache (and symbolic sizes are not hashable)
+        return _ncs_of.__wrapped__(tuple(t.shape), t.stride())
     try:
         return _ncs_of(tuple(t.shape), t.stride())  # a plain tuple: torch.Size compares through symbolic shapes
     except TypeError:  # symbolic sizes while tracing: not hashable

@@ -6,10 +6,11 @@ persistent row kernels launch one program per slot. Nothing is recorded at run t
 on its shapes, strides, dtype and device: two identical calls launch identical grids, and a CUDA graph captured
 after one warm-up replays what eager runs.
 
-Variants are grouped into families, ``(kernel, element size, warps, tile elements)``; :data:`FAMILIES`
-(:mod:`._occupancy_sm90`, written by ``benchmarks/compile_check.py --write-occupancy``) holds the most registers
-and shared memory of any variant of each family compiled for sm_90, so the figure never overstates what fits. On
-another GPU the same figures are set against that device's own limits (``torch.cuda.get_device_properties``):
+Variants are grouped into families, ``(kernel, element size, warps, BLOCK_C, BLOCK_S, tables, need_z)``;
+:data:`FAMILIES` (:mod:`._occupancy_sm90`, written by ``benchmarks/compile_check.py --write-occupancy``) holds the
+most registers and shared memory of any variant of each family compiled for sm_90, so the figure never overstates
+what fits. On another GPU the same figures are set against that device's own limits
+(``torch.cuda.get_device_properties``):
 
 .. math::
     P = \min\Bigl(\Bigl\lfloor \frac{R_{SM}}{32 w \cdot 8 \lceil r / 8 \rceil}\Bigr\rfloor,
@@ -89,12 +90,17 @@ def cuda_device(index: int) -> Device:
     return Device(props.multi_processor_count, limits)
 
 
-def family(kernel: str, element_size: int, num_warps: int, tile_elements: int) -> tuple[str, int, int, int]:
-    """The key of a variant family in :data:`FAMILIES`."""
-    return kernel, element_size, num_warps, tile_elements
+Family = tuple[str, int, int, int, int, bool, bool]
 
 
-def resident_programs(key: tuple[str, int, int, int], device: Device) -> int:
+def family(kernel: str, element_size: int, num_warps: int, block_c: int, block_s: int, tables: bool = False,
+           need_z: bool = False) -> Family:  # fmt: skip
+    """The key of a variant family in :data:`FAMILIES`: kernel, element size of x, warps, tile, whether class tables
+    are gathered and whether the backward reads beta for the scale's gradient (both need registers of their own)."""
+    return kernel, element_size, num_warps, block_c, block_s, tables, need_z
+
+
+def resident_programs(key: Family, device: Device) -> int:
     """Programs of a variant family that ``device`` runs at once (:data:`INTERPRETER_PROGRAMS` under the
     interpreter)."""
     if device.sms == 0:

@@ -252,7 +252,8 @@ def row_launch(sig: Signature, device: Device, backward: bool, forced: Strategy 
         tile = PERSISTENT_TILE_BYTES_BACKWARD if backward or sig.tables else PERSISTENT_TILE_BYTES
         block_s = min(span, tile // sig.element_size)
         kernel = "_row_bwd_kernel" if backward else "_row_fwd_kernel"
-        slots = resident_programs(family(kernel, sig.element_size, 8, block_s), device)
+        slots = resident_programs(family(kernel, sig.element_size, 8, 1, block_s, sig.tables, backward and sig.need_z),
+                                  device)  # fmt: skip
         return Launch(
             min(n * c, slots),
             block_s=block_s,
@@ -307,22 +308,27 @@ def reduction_span(sig: Signature, block_c: int, block_s: int, capacity: int, ma
     ``capacity`` programs with at least 90 % of the slots busy (else the best found), one span under the
     interpreter (``capacity`` 0); at most ``max_span``, a multiple of ``block_s``."""
     blocks_s = cdiv(sig.s, block_s)
-    parts = 1 if capacity == 0 else _spans_for_whole_waves(sig.n * cdiv(sig.c, block_c), blocks_s, capacity)
-    span = cdiv(blocks_s, parts) * block_s
+    tiles = blocks_s if capacity == 0 else _tiles_per_span(sig.n * cdiv(sig.c, block_c), blocks_s, capacity)
+    span = tiles * block_s
     if max_span is not None:
         span = max(block_s, min(span, max_span // block_s * block_s))
     return span
 
 
-def _spans_for_whole_waves(rows: int, most: int, capacity: int) -> int:
-    best, best_efficiency = 1, 0.0
-    for parts in range(1, min(most, 64) + 1):
+def _tiles_per_span(rows: int, blocks_s: int, capacity: int) -> int:
+    """Tiles per span for ``rows`` rows of ``blocks_s`` tiles: the longest spans (fewest programs, at most 64 per
+    row) whose launch keeps 90 % of whole waves of ``capacity`` programs busy, else the best found."""
+    best, best_efficiency = blocks_s, 0.0
+    for tiles in range(blocks_s, 0, -1):
+        parts = cdiv(blocks_s, tiles)
+        if parts > 64:
+            break
         programs = rows * parts
         efficiency = programs / (cdiv(programs, capacity) * capacity)
         if efficiency >= 0.9:
-            return parts
+            return tiles
         if efficiency > best_efficiency + 1e-9:
-            best, best_efficiency = parts, efficiency
+            best, best_efficiency = tiles, efficiency
     return best
 
 
@@ -332,8 +338,12 @@ def _reduction(sig: Signature, device: Device, overrides: LaunchOverrides, kerne
     if kernel == "_class_table_grad_kernel":  # a table tile and its one-hot [BLOCK_S, 16] operand in registers
         block_c = min(block_c, 64)
         block_s = max(16, min(block_s, 2048 // block_c))
+    if kernel == "_backward_sums_kernel" and block_c >= 16 and block_s >= 128:
+        num_warps = 8  # [16, 128] NCHW tiles of three streamed tensors spill at 4 warps (Triton 3.6)
+    tables = sig.tables and kernel != "_stats_partial_kernel"
+    need_z = sig.need_z and kernel == "_backward_sums_kernel"
     capacity = 0 if device.sms == 0 else resident_programs(
-        family(kernel, sig.element_size, num_warps, block_c * block_s), device)  # fmt: skip
+        family(kernel, sig.element_size, num_warps, block_c, block_s, tables, need_z), device)  # fmt: skip
     span = reduction_span(sig, block_c, block_s, capacity, overrides.max_span)
     return Launch(sig.n, cdiv(sig.c, block_c), cdiv(sig.s, span), block_c, block_s, num_warps, span)
 
