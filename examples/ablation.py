@@ -30,17 +30,17 @@ import platform
 import sys
 from pathlib import Path
 
-import script_setup  # the repository's spadenorm, from a plain clone too
 import torch
+from spade_gan import command_line  # the repository's spadenorm, from a plain clone too
 
 if __name__ == "__main__":
-    script_setup.flush_denormals()
+    command_line.flush_denormals()
 
-from spade_gan.ablation_runs import device_name, markdown_table, run_one, summarise
-from spade_gan.baselines import BASELINES
-from spade_gan.dependencies import MissingPackageError
-from spade_gan.fidelity import WeightsError, load_inception
-from spade_gan.model_spec import GENERATORS
+from spade_gan.ablation.runs import device_name, markdown_table, run_one, summarise
+from spade_gan.models.baselines import BASELINES
+from spade_gan.models.spec import GENERATORS
+from spade_gan.optional_packages import MissingPackageError
+from spade_gan.scoring.fidelity import WeightsError, load_inception
 
 
 def build_parser() -> argparse.ArgumentParser:

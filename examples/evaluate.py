@@ -14,7 +14,7 @@ Generates one image per validation label map (the images go to ``<out>/images/<i
   resized to 299x299 inside the network (TensorFlow-1 bilinear), 2048-d pool features; FID over all images, KID
   over 100 subsets of min(1000, N) images; generated against the real images of the same label maps;
 * segmenter accuracy / mIoU (``--segmenter``): a ``torch.export`` or TorchScript model you supply (see
-  ``spade_gan/segmenter.py``).
+  ``spade_gan/scoring/segmenter.py``).
 
 ``<out>/results.json`` holds the numbers and the protocol; it is written last, atomically, and a failed run leaves
 none (the images are generated into a temporary folder). Nothing is downloaded.
@@ -30,15 +30,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import script_setup  # the repository's spadenorm, from a plain clone too
+from spade_gan import command_line  # the repository's spadenorm, from a plain clone too
 
 if __name__ == "__main__":
-    script_setup.flush_denormals()
+    command_line.flush_denormals()
 
 from spade_gan.data import DATASETS
 from spade_gan.data.presets import PRESETS
-from spade_gan.dependencies import MissingPackageError
 from spade_gan.evaluation_setup import EvaluationError, evaluate_checkpoint
+from spade_gan.optional_packages import MissingPackageError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-import script_setup  # the repository's spadenorm, from a plain clone too
+from spade_gan import command_line  # the repository's spadenorm, from a plain clone too
 
 if __name__ == "__main__":
-    script_setup.flush_denormals()
+    command_line.flush_denormals()
 
 from spade_gan.data.presets import PRESETS
-from spade_gan.inference import synthesize_folder
-from spade_gan.model_loading import SynthesisError, load_model
+from spade_gan.synthesis.inference import synthesize_folder
+from spade_gan.synthesis.loading import SynthesisError, load_model
 
 
 def build_parser() -> argparse.ArgumentParser:

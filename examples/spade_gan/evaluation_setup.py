@@ -16,10 +16,10 @@ from .data import build_dataset
 from .data.build import LabelledDataset
 from .data.errors import DatasetLayoutError, LabelRangeError
 from .data.semantics import to_semantics
-from .fidelity import FEATURE_DIM, WeightsError, load_inception
-from .model_loading import LoadedModel, SynthesisError, load_model
-from .quality import GenerateFn, QualityOptions, format_results, score_generator
-from .segmenter import SegmenterError, SegmenterScorer, read_class_mapping
+from .scoring.fidelity import FEATURE_DIM, WeightsError, load_inception
+from .scoring.generator_scores import GenerateFn, QualityOptions, format_results, score_generator
+from .scoring.segmenter import SegmenterError, SegmenterScorer, read_class_mapping
+from .synthesis.loading import LoadedModel, SynthesisError, load_model
 
 SYNTHETIC_EVAL_IMAGES = 64
 """Default number of held-out built-in scenes (the training run's ``--eval-images`` default)."""
@@ -33,7 +33,7 @@ def evaluate_checkpoint(args: argparse.Namespace, image_dir: Path) -> dict[str, 
     """Run the evaluation ``args`` (``evaluate.py``'s parsed command line) describes, saving images to ``image_dir``.
 
     Returns:
-        the results of :func:`~spade_gan.quality.score_generator` plus ``"checkpoint"``, ``"dataset"``,
+        the results of :func:`~spade_gan.scoring.generator_scores.score_generator` plus ``"checkpoint"``, ``"dataset"``,
         ``"protocol"`` and ``"table"`` (the printed form).
 
     Raises:

@@ -1,4 +1,4 @@
-"""Synthesis from a folder of label maps with a loaded generator (see :mod:`spade_gan.model_loading`).
+"""Synthesis from a folder of label maps with a loaded generator (see :mod:`spade_gan.synthesis.loading`).
 
 Inputs are read as the original test pipeline reads them: the label PNG's stored values are the ids; maps are resized
 with nearest-neighbour sampling to the generator's output size; with ``contain_dontcare`` the id 255 becomes
@@ -17,14 +17,14 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .data.errors import LabelRangeError
-from .data.io import read_image, read_instance, read_label
-from .data.semantics import check_label_range, instance_edges, map_dontcare, to_semantics
-from .data.transforms import Geometry, apply_to_ids, apply_to_image
-from .encoder import reparameterize
-from .logging_utils import to_uint8
-from .model_loading import LoadedModel, SynthesisError
-from .model_spec import ModelSpec
+from ..data.errors import LabelRangeError
+from ..data.io import read_image, read_instance, read_label
+from ..data.semantics import check_label_range, instance_edges, map_dontcare, to_semantics
+from ..data.transforms import Geometry, apply_to_ids, apply_to_image
+from ..images import to_uint8
+from ..models.encoder import reparameterize
+from ..models.spec import ModelSpec
+from .loading import LoadedModel, SynthesisError
 
 
 def label_files(directory: str | os.PathLike[str]) -> list[Path]:

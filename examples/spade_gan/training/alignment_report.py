@@ -1,17 +1,17 @@
 """The end-of-run alignment report: how well generated images follow held-out label maps, against reference levels.
 
-Four rows, each scored with :class:`spade_gan.metrics.AlignmentMeter` (pixel accuracy and mIoU of the classes read
-back from the images): the generated images; the real images; uniform noise (chance); and real images scored
-against other scenes' maps (what the layout alone explains, the floor a generator's score is read against).
+Four rows, each scored with :class:`spade_gan.scoring.alignment.AlignmentMeter` (pixel accuracy and mIoU of the
+classes read back from the images): the generated images; the real images; uniform noise (chance); and real images
+scored against other scenes' maps (what the layout alone explains, the floor a generator's score is read against).
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import metrics
-from .data.build import LabelledDataset
-from .quality import item_batches
+from ..data.build import LabelledDataset
+from ..scoring import alignment as metrics
+from ..scoring.generator_scores import item_batches
 from .trainer import SPADETrainer
 
 EVAL_SEED = 1234

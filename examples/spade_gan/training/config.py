@@ -1,7 +1,7 @@
 """Training configuration of ``train_spade.py``: one dataclass, its command line, and plain-dict round trips.
 
 The generator's architecture is not a second set of fields: :meth:`TrainConfig.model_spec` turns the configuration's
-model fields into the :class:`~spade_gan.model_spec.ModelSpec` both training and synthesis build networks from.
+model fields into the :class:`~spade_gan.models.spec.ModelSpec` both training and synthesis build networks from.
 
 The defaults train a small model on the built-in synthetic scenes on a CPU in a few minutes; the original SPADE's
 values (ngf 64, 256 crops, batch 32 over 8 GPUs, 50 + 50 epochs) are reached by passing them explicitly.
@@ -21,10 +21,10 @@ import torch
 
 from spadenorm.functional import NormName
 
-from .data import DATASETS, DatasetOptions
-from .data.build import preset_for
-from .generator import NUM_UPSAMPLINGS, Upsampling
-from .model_spec import GENERATORS, GeneratorKind, ModelSpec
+from ..data import DATASETS, DatasetOptions
+from ..data.build import preset_for
+from ..models.generator import NUM_UPSAMPLINGS, Upsampling
+from ..models.spec import GENERATORS, GeneratorKind, ModelSpec
 
 DEFAULT_SYNTHETIC_EPOCHS = 3
 DEFAULT_SYNTHETIC_DECAY_EPOCHS = 4

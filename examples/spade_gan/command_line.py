@@ -11,7 +11,7 @@ import torch
 try:
     import spadenorm  # noqa: F401
 except ImportError:  # a clone without `pip install -e .`: use the repository's copy
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def flush_denormals() -> None:
