@@ -37,7 +37,7 @@ if __name__ == "__main__":
 
 from spade_gan.data import DATASETS
 from spade_gan.data.presets import PRESETS
-from spade_gan.evaluation_setup import EvaluationError, evaluate_checkpoint
+from spade_gan.evaluation import EvaluationError, evaluate_checkpoint
 from spade_gan.optional_packages import MissingPackageError
 
 

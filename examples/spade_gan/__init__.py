@@ -7,7 +7,7 @@
 * ``training/``: what ``train_spade.py`` runs: configuration, set-up, trainer, losses, checkpoints, logs, torchrun;
 * ``synthesis/``: what ``synthesize.py`` runs: a checkpoint's or ``latest_net_G.pth``'s generator, images from label
   maps;
-* ``evaluation_setup``: what ``evaluate.py`` runs: a checkpoint scored on a validation split, with the protocol;
+* ``evaluation``: what ``evaluate.py`` runs: a checkpoint scored on a validation split, with its protocol;
 * ``ablation/``: what ``ablation.py`` runs: one training run per generator and seed, the wash-away probe, the table;
 * ``images``: generated images as uint8 arrays and PNG grids;
 * ``optional_packages``: torch-fidelity and tensorboard, imported on first use;
@@ -15,6 +15,7 @@
 
 Imports go one way: ``images``, ``optional_packages`` and ``command_line`` import nothing of ``spade_gan``;
 ``models`` imports spadenorm and torch only; ``data`` imports ``models`` (one type); ``scoring`` imports ``data``;
-``training`` imports ``models``, ``data`` and ``scoring``; ``synthesis`` imports ``models``, ``data`` and ``training``
-(the configuration and the checkpoint format); ``evaluation_setup`` and ``ablation`` import what they need of these.
+``training`` imports ``models``, ``data`` and ``scoring``; ``synthesis`` imports ``models``, ``data``, ``training``
+(the configuration and the checkpoint format) and ``scoring`` (one type); ``evaluation`` and ``ablation`` import what
+they need of these, and nothing imports them. ``tests/examples/test_gan_layout.py`` checks this order.
 """

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from ..data import build_dataset, colorize_labels
-from ..evaluation_setup import SYNTHETIC_EVAL_IMAGES, generator_function
 from ..images import save_grid
 from ..models.baselines import parameter_count
-from ..scoring.generator_scores import QualityOptions, score_generator
+from ..scoring.generator_scores import SYNTHETIC_EVAL_IMAGES, QualityOptions, score_generator
+from ..synthesis.inference import generator_function
 from ..synthesis.loading import load_model
 from ..training.checkpoints import LATEST
 from ..training.config import config_from_args

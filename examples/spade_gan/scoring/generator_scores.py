@@ -35,6 +35,9 @@ from .segmenter import SegmenterScorer
 GenerateFn = Callable[[Mapping[str, Any]], Tensor]
 """Images ``(N, 3, H, W)`` in ``[-1, 1]`` (any device) for a collated batch of dataset items."""
 
+SYNTHETIC_EVAL_IMAGES = 64
+"""Default number of held-out built-in scenes (the training run's ``--eval-images`` default)."""
+
 
 @dataclass
 class QualityOptions:

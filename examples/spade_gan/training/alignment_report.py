@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..data.build import LabelledDataset
-from ..scoring import alignment as metrics
+from ..scoring.alignment import AlignmentMeter
 from ..scoring.generator_scores import item_batches
 from .trainer import SPADETrainer
 
@@ -22,7 +22,7 @@ def evaluate_generator(
     trainer: SPADETrainer, eval_set: LabelledDataset, batch_size: int = 16
 ) -> dict[str, dict[str, float]]:
     """``{row: {"accuracy": ..., "miou": ...}}`` for the four rows above, over every item of ``eval_set``."""
-    generated, real_meter, noise_meter, layout_meter = (metrics.AlignmentMeter() for _ in range(4))
+    generated, real_meter, noise_meter, layout_meter = (AlignmentMeter() for _ in range(4))
     g = torch.Generator().manual_seed(EVAL_SEED)
     for _, batch in item_batches(eval_set, batch_size):
         seg, _ = trainer.batch_inputs(batch)

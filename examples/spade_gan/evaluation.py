@@ -1,11 +1,9 @@
-"""What ``evaluate.py`` does with its command line: load the generator, build the validation split and the scorers,
-generate, score, and describe the protocol. Every unusable input becomes an :class:`EvaluationError` naming the flag
-or the file."""
+"""What ``evaluate.py`` runs: load the generator, build the validation split and the scorers, generate, score, and
+describe the protocol. Every unusable input becomes an :class:`EvaluationError` naming the flag or the file."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +13,11 @@ from torch.utils.data import Subset
 from .data import build_dataset
 from .data.build import LabelledDataset
 from .data.errors import DatasetLayoutError, LabelRangeError
-from .data.semantics import to_semantics
 from .scoring.fidelity import FEATURE_DIM, WeightsError, load_inception
-from .scoring.generator_scores import GenerateFn, QualityOptions, format_results, score_generator
+from .scoring.generator_scores import SYNTHETIC_EVAL_IMAGES, QualityOptions, format_results, score_generator
 from .scoring.segmenter import SegmenterError, SegmenterScorer, read_class_mapping
+from .synthesis.inference import generator_function
 from .synthesis.loading import LoadedModel, SynthesisError, load_model
-
-SYNTHETIC_EVAL_IMAGES = 64
-"""Default number of held-out built-in scenes (the training run's ``--eval-images`` default)."""
 
 
 class EvaluationError(ValueError):
@@ -135,23 +130,6 @@ def validation_split(args: argparse.Namespace, model: LoadedModel) -> tuple[str,
     if args.num_images is not None and name != "synthetic" and args.num_images < len(dataset):
         dataset = Subset(dataset, range(args.num_images))  # type: ignore[assignment]
     return name, dataset
-
-
-def generator_function(model: LoadedModel, seed: int, device: str | torch.device) -> GenerateFn:
-    """Images for a collated batch: the semantic map of its labels (and instance edges) through the generator; a
-    VAE generator draws z from N(0, I) with a generator seeded with ``seed`` (the same draws on every run)."""
-    rng = torch.Generator().manual_seed(seed)
-    spec = model.spec
-
-    @torch.no_grad()
-    def generate(batch: Mapping[str, Any]) -> torch.Tensor:
-        seg = to_semantics(
-            batch["label"], batch.get("instance"), label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare
-        ).to(device)
-        z = torch.randn(seg.shape[0], spec.z_dim, generator=rng).to(device) if spec.use_vae else None
-        return model.generator(seg, z)
-
-    return generate
 
 
 def protocol(results: dict[str, Any], options: QualityOptions) -> dict[str, Any]:
