@@ -45,10 +45,8 @@ from spade_gan.scoring.fidelity import WeightsError, load_inception
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``ablation.py`` (training arguments follow ``--``)."""
-    p = argparse.ArgumentParser(
-        prog="ablation.py",
-        description="SPADE vs input-only (pix2pixHD), concat and CLADE generators on the built-in scenes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command_line.parser(
+        "ablation.py", "SPADE vs input-only (pix2pixHD), concat and CLADE generators on the built-in scenes."
     )
     p.add_argument("--out", default="runs/ablation", help="root folder of the runs and the report")
     p.add_argument("--generators", nargs="+", choices=GENERATORS, default=["spade", "pix2pixhd", "concat", "clade"])
@@ -70,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     split = argv.index("--") if "--" in argv else len(argv)
     args, train_args = build_parser().parse_args(argv[:split]), argv[split + 1 :]
     if any(a.split("=")[0] in ("--generator", "--seed", "--out", "--dataset") for a in train_args):
-        print("ablation.py: error: --generator, --seed, --out and --dataset are set by the ablation", file=sys.stderr)
-        return 2
+        return command_line.report_error(
+            "ablation.py", "--generator, --seed, --out and --dataset are set by the ablation"
+        )
     try:
         inception = load_inception(args.inception_weights) if args.inception_weights else None
     except (WeightsError, MissingPackageError) as exc:
-        print(f"ablation.py: error: {exc}", file=sys.stderr)
-        return 2
+        return command_line.report_error("ablation.py", exc)
     root = Path(args.out)
     started = datetime.datetime.now(datetime.timezone.utc)
     results = []

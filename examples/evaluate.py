@@ -43,10 +43,8 @@ from spade_gan.optional_packages import MissingPackageError
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``evaluate.py``."""
-    p = argparse.ArgumentParser(
-        prog="evaluate.py",
-        description="Evaluate a SPADE generator on a validation split: alignment, FID/KID, segmenter mIoU.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command_line.parser(
+        "evaluate.py", "Evaluate a SPADE generator on a validation split: alignment, FID/KID, segmenter mIoU."
     )
     p.add_argument("--checkpoint", required=True, help="train_spade.py checkpoint or original latest_net_G.pth")
     p.add_argument("--out", required=True, help="output folder: images/ and results.json")
@@ -85,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         table = results.pop("table")
         _publish(out, results, partial)
     except (EvaluationError, MissingPackageError, OSError) as exc:
-        print(f"evaluate.py: error: {exc}", file=sys.stderr)
-        return 2
+        return command_line.report_error("evaluate.py", exc)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     print(table)

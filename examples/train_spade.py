@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         MissingPackageError,
     ) as exc:
-        print(f"train_spade.py: error: {exc}", file=sys.stderr)
-        return 2
+        return command_line.report_error("train_spade.py", exc)
     return 0
 
 

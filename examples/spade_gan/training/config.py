@@ -21,6 +21,7 @@ import torch
 
 from spadenorm.functional import NormName
 
+from .. import command_line
 from ..data import DATASETS, DatasetOptions
 from ..data.build import preset_for
 from ..models.generator import NUM_UPSAMPLINGS, Upsampling
@@ -290,11 +291,10 @@ class TrainConfig:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``train_spade.py``; every flag maps to a :class:`TrainConfig` field."""
-    p = argparse.ArgumentParser(
-        prog="train_spade.py",
-        description="Train the SPADE GAN. Without arguments: a small model on the built-in synthetic scenes (CPU, "
-        "a few minutes), ending with the alignment metric on held-out label maps.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command_line.parser(
+        "train_spade.py",
+        "Train the SPADE GAN. Without arguments: a small model on the built-in synthetic scenes (CPU, a few minutes), "
+        "ending with the alignment metric on held-out label maps.",
     )
     defaults = TrainConfig()
     _add_data_flags(p, defaults)
