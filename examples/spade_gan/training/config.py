@@ -152,6 +152,11 @@ class TrainConfig:
             raise ValueError("TrainConfig.lr is unset: call resolve() first")
         return self.lr
 
+    def is_log_step(self, step: int) -> bool:
+        """Whether a run logs its losses at ``step`` on the way past it: every ``log_every`` steps, and every step
+        with ``log_checksums`` (a run also logs its last step, wherever it falls)."""
+        return step % self.log_every == 0 or self.log_checksums
+
     def resolve(self, device: torch.device | None = None) -> TrainConfig:
         """Fill the dataset-dependent defaults from the dataset's preset (geometry, labels, generator depth) and the
         ``"auto"`` precision and memory format for ``device`` (default: the CPU).

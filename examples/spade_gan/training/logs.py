@@ -20,15 +20,18 @@ from ..optional_packages import import_optional
 class JsonlLogger:
     """Appends one JSON object per line and flushes it at once (a killed run loses at most the line being written).
 
-    On resume, :meth:`truncate_after` drops the lines of steps past the checkpoint, so the file reads like one
-    uninterrupted run.
+    On resume, :meth:`truncate_after` drops the lines of steps past the checkpoint and, where the checkpoint's step is
+    not a logging step, the loss line the stopped run wrote there only because it ended there, so the file reads like
+    one uninterrupted run.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def truncate_after(self, step: int) -> None:
+    def truncate_after(self, step: int, *, keep_losses_at_step: bool = True) -> None:
+        """Drop the records of steps past ``step`` and, with ``keep_losses_at_step=False``, the loss record of
+        ``step`` itself (its evaluation record, ``{"step", "eval"}``, stays)."""
         if not self.path.exists():
             return
         kept = []
@@ -37,7 +40,8 @@ class JsonlLogger:
                 record = json.loads(line)
             except json.JSONDecodeError:  # a line torn by a kill
                 continue
-            if record.get("step", 0) <= step:
+            at = record.get("step", 0)
+            if at < step or (at == step and (keep_losses_at_step or "eval" in record)):
                 kept.append(line)
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(k + "\n" for k in kept))

@@ -86,7 +86,9 @@ def prepare_run(cfg: TrainConfig, info: DistInfo) -> TrainingRun:
     eval_set = eval_dataset(cfg)
     logger = JsonlLogger(Path(cfg.out) / "log.jsonl") if info.is_main else None
     if logger is not None:
-        logger.truncate_after(start)
+        # A run that stopped at ``start`` logged its losses there as its last step; one that goes on past ``start``
+        # keeps that record only where ``start`` is a logging step, as an uninterrupted run writes it.
+        logger.truncate_after(start, keep_losses_at_step=start >= total or cfg.is_log_step(start))
     board = open_tensorboard(Path(cfg.out) / "tensorboard", start) if cfg.tensorboard and info.is_main else None
     info.say(
         f"training {cfg.dataset} {cfg.crop_size}px, ngf {cfg.ngf}, ndf {cfg.ndf}, batch {cfg.batch_size} x "

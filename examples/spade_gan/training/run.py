@@ -94,7 +94,7 @@ def log_step(run: TrainingRun, step: int, epoch: int, losses: dict[str, float], 
     ``log_checksums`` every step, with every rank's weight checksum (a collective: all ranks call this)."""
     cfg, trainer = run.cfg, run.trainer
     checksums = gather_objects(module_checksum(*trainer.networks()), run.info) if cfg.log_checksums else None
-    if run.logger is None or not (step % cfg.log_every == 0 or step == run.total or checksums is not None):
+    if run.logger is None or not (cfg.is_log_step(step) or step == run.total):
         return
     record: dict[str, Any] = {
         "step": step,
