@@ -128,7 +128,7 @@ def test_gan_resume_equals_uninterrupted_run(tmp_path, flags):
 
 
 def test_log_truncation_on_resume_keeps_what_an_uninterrupted_run_wrote(tmp_path):
-    from spade_gan.logging_utils import JsonlLogger
+    from spade_gan.training.logs import JsonlLogger
 
     records = [{"step": 10, "G_GAN": 1.0}, {"step": 15, "G_GAN": 2.0}, {"step": 15, "eval": {"miou": 0.5}}]
     records.append({"step": 20, "G_GAN": 3.0})
