@@ -306,7 +306,7 @@ def check_layouts(entry: str, backend: str, data: st.DataObject) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("entry", list(ENTRIES))
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(data=st.data())
 def test_every_argument_may_be_a_view(entry, backend, data):
     check_layouts(entry, backend, data)
