@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from spade_gan.config import TrainConfig
-from spade_gan.logging_utils import read_log
-from spade_gan.model_spec import ModelSpec
-from spade_gan.train_checkpoints import FORMAT, load_checkpoint
+from spade_gan.models.spec import ModelSpec
+from spade_gan.training.checkpoints import FORMAT, load_checkpoint
+from spade_gan.training.config import TrainConfig
+from spade_gan.training.logs import read_log
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REPO = EXAMPLES.parent
@@ -128,7 +128,7 @@ def test_gan_resume_equals_uninterrupted_run(tmp_path, flags):
 
 
 def test_log_truncation_on_resume_keeps_what_an_uninterrupted_run_wrote(tmp_path):
-    from spade_gan.logging_utils import JsonlLogger
+    from spade_gan.training.logs import JsonlLogger
 
     records = [{"step": 10, "G_GAN": 1.0}, {"step": 15, "G_GAN": 2.0}, {"step": 15, "eval": {"miou": 0.5}}]
     records.append({"step": 20, "G_GAN": 3.0})
@@ -162,9 +162,9 @@ def test_gan_resume_errors(tmp_path, capsys):
 
 
 def test_ema_generator_follows_the_update_rule_and_is_what_synthesis_loads(tmp_path):
-    from spade_gan.distributed_utils import DistInfo
-    from spade_gan.model_loading import load_model
-    from spade_gan.trainer import SPADETrainer
+    from spade_gan.synthesis.loading import load_model
+    from spade_gan.training.distributed import DistInfo
+    from spade_gan.training.trainer import SPADETrainer
 
     cfg = TrainConfig(label_nc=8, contain_dontcare=False, use_instance=False, ngf=2, crop_size=32, ema_decay=0.999)
     cfg.resolve()
@@ -193,7 +193,7 @@ def test_ema_generator_follows_the_update_rule_and_is_what_synthesis_loads(tmp_p
 
 
 def test_auto_precision_resolves_per_dataset_and_device(monkeypatch):
-    from spade_gan import config as config_module
+    from spade_gan.training import config as config_module
 
     for fast in (True, False):
         monkeypatch.setattr(config_module, "bf16_is_fast", lambda device, fast=fast: fast)
@@ -278,8 +278,8 @@ def test_eval_flags_are_checked(capsys):
 
 
 def test_default_schedule_on_the_synthetic_scenes_decays_the_learning_rate():
-    from spade_gan.run_setup import total_steps
-    from spade_gan.trainer import learning_rate
+    from spade_gan.training.prepare import total_steps
+    from spade_gan.training.trainer import learning_rate
 
     cfg = TrainConfig().resolve()
     assert (cfg.max_steps, cfg.epochs, cfg.decay_epochs, cfg.lr) == (None, 3, 4, 4e-4)

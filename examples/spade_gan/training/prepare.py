@@ -15,17 +15,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, default_collate
 
-from .baselines import BASELINES
+from ..data import build_dataset
+from ..data.build import LabelledDataset
+from ..data.errors import DatasetLayoutError
+from ..data.order import KeyedDataset, StepBatchSampler, steps_per_epoch
+from ..models.baselines import BASELINES
+from ..scoring.fidelity import load_inception
+from .checkpoints import LATEST, load_checkpoint, restore_rng_state
 from .config import ARCHITECTURE_KEYS, TRAINING_KEYS, TrainConfig
-from .data import build_dataset
-from .data.build import LabelledDataset
-from .data.errors import DatasetLayoutError
-from .data.order import KeyedDataset, StepBatchSampler, steps_per_epoch
-from .distributed_utils import DistInfo
-from .fidelity import load_inception
-from .logging_utils import JsonlLogger, open_tensorboard
+from .distributed import DistInfo
+from .logs import JsonlLogger, open_tensorboard
 from .losses import VGGLoss
-from .train_checkpoints import LATEST, load_checkpoint, restore_rng_state
 from .trainer import SPADETrainer
 
 SAMPLE_COLUMNS = 8

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data import colorize_labels
+from ..images import save_grid
+from ..scoring.generator_scores import QualityOptions, format_results, score_generator
+from .alignment_report import EVAL_SEED, alignment_table, evaluate_generator
+from .checkpoints import capture_rng_state, make_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import colorize_labels
-from .distributed_utils import cleanup_distributed, gather_objects, init_distributed, module_checksum
-from .evaluation import EVAL_SEED, alignment_table, evaluate_generator
-from .logging_utils import format_losses, save_grid, scalar_losses
-from .quality import QualityOptions, format_results, score_generator
-from .run_setup import TrainingRun, prepare_run
-from .train_checkpoints import capture_rng_state, make_checkpoint, save_checkpoint
+from .distributed import cleanup_distributed, gather_objects, init_distributed, module_checksum
+from .logs import format_losses, scalar_losses
+from .prepare import TrainingRun, prepare_run
 from .trainer import SPADETrainer
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .data.semantics import to_semantics
-from .metrics import evaluate_alignment
+from ..data.semantics import to_semantics
+from ..scoring.alignment import evaluate_alignment
 
 
 def uniform_label_maps(num_classes: int, size: tuple[int, int]) -> Tensor:
