@@ -405,6 +405,7 @@ import os, sys
 os.environ.pop("TRITON_INTERPRET", None)
 sys.path.insert(0, sys.argv[1])
 import torch
+import triton
 from triton.runtime import driver
 from benchmarks.stub_driver import HostOnlyDriver, NoLaunch
 from benchmarks.variants import planned_as
@@ -429,11 +430,25 @@ with planned_as(occupancy.Device(132, occupancy.HOPPER)):
         (variant,) = launcher._VARIANTS.values()
         assert variant.compiled is not None
         first, second = calls
-        # grid and stream; the compiled function and its packed metadata; launch metadata and hooks; the arguments
+        # grid and stream; the compiled function and its packed metadata; the hooks; the arguments
         assert first[:4] == second[:4]
         assert first[4] is second[4] and first[5] is second[5]
-        assert [type(a) for a in first[6:9]] == [type(a) for a in second[6:9]]
+        assert [type(a) for a in first[7:9]] == [type(a) for a in second[7:9]]
         assert described(first[9:]) == described(second[9:]), (first[9:], second[9:])
+        # launch metadata: only built while a hook is registered to read it, then as Triton builds it
+        enter = triton.knobs.runtime.launch_enter_hook
+        assert second[6] is None or type(second[6]) is type(first[6])
+        hook = lambda metadata: None
+        if hasattr(enter, "add"):  # Triton 3.9: a chain of hooks
+            enter.add(hook)
+        else:
+            triton.knobs.runtime.launch_enter_hook = hook
+        modulated_norm(x, gamma, None)
+        assert calls[-1][6] is not None and type(calls[-1][6]) is type(first[6])
+        if hasattr(enter, "remove"):
+            enter.remove(hook)
+        else:
+            triton.knobs.runtime.launch_enter_hook = enter
         shifted = torch.randn(2 * 8 * 6 * 5 + 1)[1:].view(2, 8, 6, 5)  # 4 bytes past a 16-byte boundary
         modulated_norm(shifted, gamma, None)
         assert len(launcher._VARIANTS) == 2  # another specialization: its own variant, compiled on its own

@@ -74,7 +74,9 @@ def launch(kernel: Any, v: Variant, args: Sequence[Any]) -> None:
         knobs = triton.knobs.runtime
         enter = knobs.launch_enter_hook
         grid = v.grid
-        metadata = None if enter is None else compiled.launch_metadata(grid, stream, *args, *v.values)
+        # Triton 3.9 keeps its hooks in a chain that is never None: no metadata while the chain is empty
+        hooked = enter is not None and getattr(enter, "calls", True) != []
+        metadata = compiled.launch_metadata(grid, stream, *args, *v.values) if hooked else None
         compiled.run(grid[0], grid[1], grid[2], stream, compiled.function, compiled.packed_metadata, metadata, enter,
                      knobs.launch_exit_hook, *args, *v.values)  # fmt: skip
         return
