@@ -15,7 +15,7 @@ from torch.utils.data import Subset
 from .data import build_dataset
 from .data.build import LabelledDataset
 from .data.errors import DatasetLayoutError, LabelRangeError
-from .data.semantics import to_semantics
+from .data.semantics import semantic_inputs
 from .fidelity import FEATURE_DIM, WeightsError, load_inception
 from .model_loading import LoadedModel, SynthesisError, load_model
 from .quality import GenerateFn, QualityOptions, format_results, score_generator
@@ -145,11 +145,12 @@ def generator_function(model: LoadedModel, seed: int, device: str | torch.device
 
     @torch.no_grad()
     def generate(batch: Mapping[str, Any]) -> torch.Tensor:
-        seg = to_semantics(
+        seg = semantic_inputs(
             batch["label"], batch.get("instance"), label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare
-        ).to(device)
-        z = torch.randn(seg.shape[0], spec.z_dim, generator=rng).to(device) if spec.use_vae else None
-        return model.generator(seg, z)
+        )
+        edges = None if seg.edges is None else seg.edges.to(device)
+        z = torch.randn(seg.ids.shape[0], spec.z_dim, generator=rng).to(device) if spec.use_vae else None
+        return model.generator(seg.ids.to(device), z, extra=edges)
 
     return generate
 
