@@ -4,6 +4,7 @@ Inputs (any subset):
 
 * ``--cpu``: ``test_cpu_modulated_norm.py`` results (the op and the SPADE layer against the original formulation);
 * ``--model``: ``test_cpu_model_step.py`` results (one training step of the reference GAN);
+* ``--label-conv``: ``test_cpu_label_conv.py`` results (SPADE layers and generators fed class ids);
 * ``--gpu``: ``test_gpu_kernels.py`` results (``gpu_bench.json`` from ``benchmarks/gpu_suite.sh``).
 
 The markdown tables of the op and kernel suites come from :mod:`summarize` (this script only adds the provenance
@@ -12,9 +13,9 @@ date of the run and the command that produced the JSON. pytest-benchmark does no
 (``--cpu-command``, ``--gpu-command``); the model suite records its own.
 
 Each section is written between ``<!-- report:NAME:begin -->`` and ``<!-- report:NAME:end -->`` markers
-(NAME: ``cpu``, ``model``, ``gpu``) of the page given with ``--write``, leaving the prose around them alone;
-without ``--write`` the sections are printed. Plots go to ``--figures`` (default ``docs/figures``); a section
-without input keeps the page's current text, except ``gpu``, which then says that no GPU figures exist.
+(NAME: ``cpu``, ``model``, ``label-conv``, ``gpu``) of the page given with ``--write``, leaving the prose around
+them alone; without ``--write`` the sections are printed. Plots go to ``--figures`` (default ``docs/figures``); a
+section without input keeps the page's current text, except ``gpu``, which then says that no GPU figures exist.
 
 Example (the page's CPU sections)::
 
@@ -60,6 +61,10 @@ def subset(data: dict, keep) -> dict:
 
 def is_model_step(bench: dict) -> bool:
     return bench["extra_info"].get("benchmark") == "model_step"
+
+
+def is_label_conv(bench: dict) -> bool:
+    return str(bench["extra_info"].get("benchmark", "")).startswith("label_conv")
 
 
 def stamp(data: dict, command: str | None) -> dict[str, str]:
@@ -124,6 +129,11 @@ def model_rows(data: dict) -> list[dict]:
                 },
                 **{f"{kind}_ratio": _median(info[f"{kind}_ratios"]) for kind in ("wall_s", "cpu_s")},
                 **{
+                    f"map_{kind}_ratio": _median(info[f"map_{kind}_ratios"])
+                    for kind in ("wall_s", "cpu_s")
+                    if f"map_{kind}_ratios" in info
+                },
+                **{
                     f"{kind}_ratio_range": (min(info[f"{kind}_ratios"]), max(info[f"{kind}_ratios"]))
                     for kind in ("wall_s", "cpu_s")
                 },
@@ -141,7 +151,10 @@ def model_table(data: dict) -> str:
         "| saved for backward, G step: original / spadenorm (MiB) | of which G forward (MiB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in model_rows(data):
+    rows = model_rows(data)
+    if any("spadenorm_map_wall_s" in r for r in rows):
+        return model_table_with_map(rows)
+    for r in rows:
         step = (r["original_step_saved_bytes"] / mib, r["spadenorm_step_saved_bytes"] / mib)
         gen = (r["original_generator_saved_bytes"] / mib, r["spadenorm_generator_saved_bytes"] / mib)
         lines.append(
@@ -152,6 +165,67 @@ def model_table(data: dict) -> str:
             f"| {r['cpu_s_ratio']:.2f}x ({r['cpu_s_ratio_range'][0]:.2f} to {r['cpu_s_ratio_range'][1]:.2f}) "
             f"| {step[0]:.1f} / {step[1]:.1f} (-{step[0] - step[1]:.1f}, -{1 - step[1] / step[0]:.0%}) "
             f"| {gen[0]:.1f} / {gen[1]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def model_table_with_map(rows: list[dict]) -> str:
+    """The model-step table with the third variant: spadenorm fed the one-hot map (its convolution)."""
+    mib = 2.0**20
+    lines = [
+        "| configuration | step, wall clock: original / spadenorm, one-hot map / spadenorm, class ids (s) "
+        "| speedup of class ids, median (range) over rounds | speedup of the map | same in CPU time: ids, map "
+        "| saved for backward, G step: original / map / ids (MiB) | of which G forward (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        step = [r[f"{v}_step_saved_bytes"] / mib for v in ("original", "spadenorm_map", "spadenorm")]
+        gen = [r[f"{v}_generator_saved_bytes"] / mib for v in ("original", "spadenorm_map", "spadenorm")]
+        lines.append(
+            f"| {r['group']} "
+            f"| {r['original_wall_s']:.2f} / {r['spadenorm_map_wall_s']:.2f} / {r['spadenorm_wall_s']:.2f} "
+            f"| {r['wall_s_ratio']:.2f}x ({r['wall_s_ratio_range'][0]:.2f} to {r['wall_s_ratio_range'][1]:.2f}) "
+            f"| {r['map_wall_s_ratio']:.2f}x "
+            f"| {r['cpu_s_ratio']:.2f}x, {r['map_cpu_s_ratio']:.2f}x "
+            f"| {step[0]:.1f} / {step[1]:.1f} / {step[2]:.1f} ({step[2] / step[0]:.2f}x) "
+            f"| {gen[0]:.1f} / {gen[1]:.1f} / {gen[2]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def label_conv_rows(data: dict) -> list[dict]:
+    """Per case: median times of the three variants, the median and range of the per-round ratios to the original,
+    and the saved bytes."""
+    rows = []
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        row = {"case": info["case"], "saved": info["saved_bytes"], "rounds": len(info["times"]["original"]["wall_s"])}
+        for name, times in info["times"].items():
+            row[f"{name}_ms"] = _median(times["wall_s"]) * 1e3
+        for name in ("spadenorm", "spadenorm_map"):
+            for kind in ("wall_s", "cpu_s"):
+                values = info[f"{name}_{kind}_ratios"]
+                row[f"{name}_{kind}"] = (_median(values), min(values), max(values))
+        rows.append(row)
+    return rows
+
+
+def label_conv_table(data: dict) -> str:
+    """SPADE layers and generators fed class ids against the original formulation: time and bytes relative to it."""
+    mib = 2.0**20
+    lines = [
+        "| case (forward + backward) | original (ms) | spadenorm, one-hot map (ms) | spadenorm, class ids (ms) "
+        "| ids / original, wall clock: median (range) | ids / original, CPU time | map / original, wall clock "
+        "| saved for backward: original / map / ids (MiB) | ids / original, bytes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in label_conv_rows(data):
+        saved = [r["saved"][v] / mib for v in ("original", "spadenorm_map", "spadenorm")]
+        wall, cpu, wall_map = r["spadenorm_wall_s"], r["spadenorm_cpu_s"], r["spadenorm_map_wall_s"]
+        lines.append(
+            f"| {r['case']} | {r['original_ms']:.1f} | {r['spadenorm_map_ms']:.1f} | {r['spadenorm_ms']:.1f} "
+            f"| {wall[0]:.2f}x ({wall[1]:.2f} to {wall[2]:.2f}) | {cpu[0]:.2f}x | {wall_map[0]:.2f}x "
+            f"| {saved[0]:.1f} / {saved[1]:.1f} / {saved[2]:.1f} | {saved[2] / saved[0]:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -341,7 +415,7 @@ def _images(names: list[str], figures: Path, page: Path | None) -> str:
 
 
 def cpu_section(path: str, command: str | None, figures: Path | None, page: Path | None) -> str:
-    data = subset(load(path), lambda b: not is_model_step(b))
+    data = subset(load(path), lambda b: not is_model_step(b) and not is_label_conv(b))
     s = stamp(data, command)
     parts = [stamp_markdown(s), "", summarize.summarize_cpu(data), "", rounds_note(data)]
     if figures is not None:
@@ -358,6 +432,13 @@ def model_section(path: str, command: str | None, figures: Path | None, page: Pa
     if figures is not None:
         parts += ["", _images(plot_model(data, s, figures), figures, page)]
     return "\n".join(parts)
+
+
+def label_conv_section(path: str, command: str | None) -> str:
+    data = subset(load(path), is_label_conv)
+    if not data["benchmarks"]:
+        raise ValueError(f"{path}: no label-lookup benchmarks")
+    return "\n".join([stamp_markdown(stamp(data, command)), "", label_conv_table(data), "", rounds_note(data)])
 
 
 def gpu_section(path: str | None, command: str | None, figures: Path | None, page: Path | None) -> str:
@@ -384,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu-command", help="the command that produced --cpu")
     parser.add_argument("--model", help="JSON of test_cpu_model_step.py")
     parser.add_argument("--model-command", help="overrides the command recorded in the model JSON")
+    parser.add_argument("--label-conv", help="JSON of test_cpu_label_conv.py")
+    parser.add_argument("--label-conv-command", help="overrides the command recorded in the label-conv JSON")
     parser.add_argument("--gpu", help="JSON of test_gpu_kernels.py (gpu_bench.json)")
     parser.add_argument("--gpu-command", help="the command that produced --gpu (default benchmarks/gpu_suite.sh)")
     parser.add_argument("--figures", default="docs/figures", help="where the PNGs go (default docs/figures)")
@@ -400,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
         sections["cpu"] = cpu_section(args.cpu, args.cpu_command, figures, page)
     if args.model:
         sections["model"] = model_section(args.model, args.model_command, figures, page)
+    if args.label_conv:
+        sections["label-conv"] = label_conv_section(args.label_conv, args.label_conv_command)
 
     if page is None:
         for name, body in sections.items():

@@ -170,6 +170,7 @@ def label_conv(
     *,
     extra: Tensor | None = None,
     padding_mode: str = "zeros",
+    channels_last: bool = False,
 ) -> Tensor:
     r"""The convolution of a one-hot label map, computed by table lookups: equal to
     ``F.conv{1,2,3}d(cat([one_hot(labels), extra], 1), weight, bias, padding=k // 2)`` without building the map.
@@ -192,9 +193,11 @@ def label_conv(
         bias: (O,) or ``None``.
         extra: ``None`` or floating-point (N, E, \*spatial): the input channels after the classes.
         padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``, as ``nn.Conv*d``'s.
+        channels_last: return the result channels last in memory, (N, \*spatial, O), the order the lookup
+            computes it in (no transposing copy); else contiguous.
 
     Returns:
-        (N, O, \*spatial) in the weight's dtype, channels last in memory (as ``F.conv*d`` with a channels-last input).
+        (N, O, \*spatial) in the weight's dtype.
 
     Raises:
         TypeError, ValueError: for invalid arguments, before any computation.
@@ -210,7 +213,8 @@ def label_conv(
         True
     """
     ids, extra = _validation.check_label_conv(labels, weight, bias, extra, padding_mode)
-    return _label_conv(ids, weight, bias, extra, padding_mode)
+    _validation.check_bool(channels_last, "channels_last")
+    return _label_conv(ids, weight, bias, extra, padding_mode, channels_last)
 
 
 def _nearest_source(source: int, target: int, device: torch.device) -> Tensor:

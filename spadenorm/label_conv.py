@@ -16,8 +16,8 @@ of ``K * taps``, and the (N, K, \*S) one-hot map is never built.
 Forward. The weight becomes a table of ``taps * (K + 1)`` rows of length O, row ``t * (K + 1) + c`` holding
 :math:`W[:, c, t]`, row ``t * (K + 1) + K`` zero (the id the padding gets under zero padding), the bias added to the
 centre tap's rows (the centre tap always reads a real label). Each output position is one bag of ``taps`` row
-indices, and ``F.embedding_bag(mode="sum")`` gathers and sums them: (N * prod(S), O), returned as an (N, O, \*S)
-tensor whose memory is (N, \*S, O) (channels last).
+indices, and ``F.embedding_bag(mode="sum")`` gathers and sums them: (N * prod(S), O) rows, returned as a
+contiguous (N, O, \*S) tensor (one 2-D transpose per sample) or, on request, as the channels-last view of the rows.
 
 Backward. :math:`\partial L / \partial b = \sum_p G[p]` and
 
@@ -94,15 +94,39 @@ def _tap_offsets(kernel_size: list[int], device: torch.device) -> list[Tensor]:
     return [g.reshape(-1) for g in grids]
 
 
+def _channels_first(rows: Tensor, n: int, spatial: list[int]) -> Tensor:
+    """(N * prod(S), C) rows -> a contiguous (N, C, \\*S) tensor, one 2-D transpose per sample (``copy_``'s fast
+    path for a transposed matrix; a 4-D permuted copy is about twice as slow on CPU)."""
+    channels = rows.shape[1]
+    out = rows.new_empty((n, channels, math.prod(spatial)))
+    for sample, block in zip(out, rows.view(n, -1, channels), strict=True):
+        sample.copy_(block.t())
+    return out.view(n, channels, *spatial)
+
+
+def _position_rows(t: Tensor) -> Tensor:
+    """(N, C, \\*S) -> contiguous (N * prod(S), C) rows: a view of a channels-last tensor, else per-sample 2-D
+    transposes."""
+    n, channels = t.shape[:2]
+    moved = t.movedim(1, -1)
+    if moved.is_contiguous():
+        return moved.view(-1, channels)
+    rows = t.new_empty((n, t.numel() // max(n * channels, 1), channels))
+    for sample, block in zip(rows, t.reshape(n, channels, -1), strict=True):
+        sample.copy_(block.t())
+    return rows.view(-1, channels)
+
+
 @torch.library.custom_op("spadenorm::label_conv", mutates_args=())
-def _label_conv(labels: Tensor, weight: Tensor, bias: Tensor | None, padding_mode: str) -> Tensor:
-    """``conv(one_hot(labels), weight, bias)`` by table lookups: (N, \\*S) ids, (O, K, \\*k) -> (N, O, \\*S)."""
+def _label_conv(labels: Tensor, weight: Tensor, bias: Tensor | None, padding_mode: str, channels_last: bool) -> Tensor:
+    """``conv(one_hot(labels), weight, bias)`` by table lookups: (N, \\*S) ids, (O, K, \\*k) -> (N, O, \\*S),
+    channels last in memory or contiguous."""
     out_channels, num_classes = weight.shape[:2]
     kernel_size = list(weight.shape[2:])
     taps = math.prod(kernel_size)
     n, spatial = labels.shape[0], list(labels.shape[1:])
     if n * math.prod(spatial) * out_channels == 0:
-        return weight.new_empty((n, *spatial, out_channels)).movedim(-1, 1)
+        return _label_conv_fake(labels, weight, bias, padding_mode, channels_last)
     dtype = _index_dtype(taps * (num_classes + 1))
     padded = _padded_labels(labels, [k // 2 for k in kernel_size], padding_mode, num_classes, dtype)
     for dim, k in enumerate(kernel_size):
@@ -113,13 +137,19 @@ def _label_conv(labels: Tensor, weight: Tensor, bias: Tensor | None, padding_mod
     table[:, :num_classes] = weight.reshape(out_channels, num_classes, taps).permute(2, 1, 0)
     if bias is not None:
         table[taps // 2, :num_classes] += bias
-    out = F.embedding_bag(bags, table.view(-1, out_channels), mode="sum")  # (N * prod(S), O)
-    return out.view(n, *spatial, out_channels).movedim(-1, 1)
+    rows = F.embedding_bag(bags, table.view(-1, out_channels), mode="sum")  # (N * prod(S), O)
+    if channels_last:
+        return rows.view(n, *spatial, out_channels).movedim(-1, 1)
+    return _channels_first(rows, n, spatial)
 
 
 @_label_conv.register_fake
-def _label_conv_fake(labels: Tensor, weight: Tensor, bias: Tensor | None, padding_mode: str) -> Tensor:
-    return weight.new_empty((labels.shape[0], *labels.shape[1:], weight.shape[0])).movedim(-1, 1)
+def _label_conv_fake(
+    labels: Tensor, weight: Tensor, bias: Tensor | None, padding_mode: str, channels_last: bool
+) -> Tensor:
+    if channels_last:
+        return weight.new_empty((labels.shape[0], *labels.shape[1:], weight.shape[0])).movedim(-1, 1)
+    return weight.new_empty((labels.shape[0], weight.shape[0], *labels.shape[1:]))
 
 
 @torch.library.custom_op("spadenorm::label_conv_backward", mutates_args=())
@@ -165,8 +195,7 @@ def _label_conv_backward(
     rows_index = torch.where(inside, row, 0).to(dtype).reshape(-1)
     weights = inside.to(grad.dtype).reshape(-1)
     bag_starts = (starts.view(1, -1) + torch.arange(taps, device=ids.device).view(-1, 1) * q_total).to(dtype)
-    # (positions, O) rows; a view when grad is channels last, else one transposing copy.
-    rows = grad.movedim(1, -1).reshape(num_positions, out_channels).contiguous()
+    rows = _position_rows(grad)  # (positions, O)
     sums = F.embedding_bag(rows_index, rows, bag_starts.reshape(-1), mode="sum", per_sample_weights=weights)
     sums = sums.view(taps, num_classes + 1, out_channels)
     grad_weight.copy_(sums[:, :num_classes].permute(2, 1, 0).reshape(grad_weight.shape))
@@ -181,8 +210,8 @@ def _label_conv_backward_fake(
     return grad.new_empty((grad.shape[1], num_classes, *kernel_size)), grad.new_empty(grad.shape[1])
 
 
-def _setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor | None, str], output: Tensor) -> None:
-    labels, weight, bias, padding_mode = inputs
+def _setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor | None, str, bool], output: Tensor) -> None:
+    labels, weight, bias, padding_mode, _ = inputs
     ctx.save_for_backward(labels)
     ctx.num_classes = weight.shape[1]
     ctx.kernel_size = list(weight.shape[2:])
@@ -190,10 +219,10 @@ def _setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor | None, str], 
     ctx.has_bias = bias is not None
 
 
-def _backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, Tensor | None, None]:
+def _backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, Tensor | None, None, None]:
     (labels,) = ctx.saved_tensors
     grad_weight, grad_bias = _label_conv_backward(grad, labels, ctx.num_classes, ctx.kernel_size, ctx.padding_mode)
-    return None, grad_weight, grad_bias if ctx.has_bias else None, None
+    return None, grad_weight, grad_bias if ctx.has_bias else None, None, None
 
 
 _label_conv.register_autograd(_backward, setup_context=_setup_context)
@@ -217,6 +246,7 @@ def label_conv(
     bias: Tensor | None = None,
     extra: Tensor | None = None,
     padding_mode: str = "zeros",
+    channels_last: bool = False,
 ) -> Tensor:
     """``conv(cat([one_hot(labels), extra], 1), weight, bias)`` with padding ``k // 2`` in ``padding_mode``: the
     first K = ``weight.shape[1] - E`` input channels by table lookups (see the module docstring), the E ``extra``
@@ -232,16 +262,18 @@ def label_conv(
         bias: (O,) or ``None``.
         extra: ``None`` or floating-point (N, E, \\*S): the input channels after the K classes.
         padding_mode: one of :data:`PADDING_MODES`.
+        channels_last: return the result channels last in memory ((N, \\*S, O), the order it is computed in),
+            else contiguous.
 
     Returns:
-        (N, O, \\*S) in the weight's dtype (the autocast dtype under autocast), channels last in memory.
+        (N, O, \\*S) in the weight's dtype (the autocast dtype under autocast).
     """
     device_type = labels.device.type
     if torch.is_autocast_enabled(device_type) and weight.dtype != torch.float64:
         dtype = torch.get_autocast_dtype(device_type)
         weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
     num_classes = weight.shape[1] - (0 if extra is None else extra.shape[1])
-    out = _label_conv(labels, weight[:, :num_classes], bias, padding_mode)
+    out = _label_conv(labels, weight[:, :num_classes], bias, padding_mode, channels_last)
     if extra is None:
         return out
     return out + _conv(extra.to(weight.dtype), weight[:, num_classes:], padding_mode)  # keeps out's layout

@@ -66,11 +66,12 @@ def _one_hot_conv(labels, weight, bias, extra, padding_mode="zeros"):
     return conv(F.pad(inputs, [p for pad in reversed(pads) for p in (pad, pad)], mode=padding_mode), weight, bias)
 
 
-def _check_identity(labels, weight, bias, extra, padding_mode="zeros"):
+def _check_identity(labels, weight, bias, extra, padding_mode="zeros", channels_last=False):
     """Output and gradients of weight, bias and extra: lookup against the convolution of the one-hot map."""
     leaves = [t for t in (weight, bias, extra) if t is not None]
     expected = _one_hot_conv(labels, weight, bias, extra, padding_mode)
-    got = label_conv(labels, weight, bias, extra=extra, padding_mode=padding_mode)
+    got = label_conv(labels, weight, bias, extra=extra, padding_mode=padding_mode, channels_last=channels_last)
+    assert (got.movedim(1, -1) if channels_last else got).is_contiguous()
     assert got.shape == expected.shape
     assert got.dtype == expected.dtype
     dy = torch.randn(expected.shape, dtype=expected.dtype, generator=_generator(7))
@@ -95,7 +96,7 @@ def _parameters(rank: int, k: int, in_channels: int, out_channels: int = 5, seed
 def test_lookup_equals_the_convolution_of_the_one_hot_map(rank, k, kind, dtype):
     labels = _label_map(kind, 2, SPATIAL[rank], 6).to(dtype)
     weight, bias = _parameters(rank, k, 6)
-    _check_identity(labels, weight, bias, None)
+    _check_identity(labels, weight, bias, None, channels_last=dtype == torch.uint8)
 
 
 @pytest.mark.parametrize("kind", MAPS)
@@ -107,6 +108,7 @@ def test_extra_channels_after_the_classes(rank, kind):
     extra = torch.cat([edges, torch.randn(2, 1, *SPATIAL[rank], dtype=torch.float64)], 1).requires_grad_()
     weight, bias = _parameters(rank, 3, 6)
     _check_identity(labels, weight, bias, extra)
+    _check_identity(labels, weight, bias, extra, channels_last=True)
 
 
 @pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
@@ -147,12 +149,15 @@ def test_the_registered_ops_pass_opcheck():
     labels = torch.randint(0, 4, (2, 5, 6), generator=gen)
     weight = torch.randn(3, 4, 3, 3, generator=gen, requires_grad=True)
     bias = torch.randn(3, generator=gen, requires_grad=True)
-    torch.library.opcheck(_label_conv, (labels, weight, bias, "zeros"))
-    torch.library.opcheck(_label_conv, (labels.to(torch.uint8), weight, None, "reflect"))
+    torch.library.opcheck(_label_conv, (labels, weight, bias, "zeros", False))
+    torch.library.opcheck(_label_conv, (labels.to(torch.uint8), weight, None, "reflect", True))
     volume = torch.randn(3, 4, 3, 3, 3, generator=gen, requires_grad=True)
-    torch.library.opcheck(_label_conv, (torch.randint(0, 4, (1, 3, 4, 5), generator=gen), volume, bias, "circular"))
+    volume_ids = torch.randint(0, 4, (2, 3, 4, 5), generator=gen)
+    torch.library.opcheck(_label_conv, (volume_ids, volume, bias, "circular", False))
     grad = torch.randn(2, 3, 5, 6, generator=gen)
     torch.library.opcheck(_label_conv_backward, (grad, labels, 4, [3, 3], "zeros"))
+    channels_last = grad.contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(_label_conv_backward, (channels_last, labels, 4, [3, 3], "zeros"))
 
 
 def test_autocast_casts_the_weight_as_the_convolution_does():

@@ -159,8 +159,11 @@ class SPADEGenerator(nn.Module):
                 return self.fc(F.interpolate(seg, size=size, mode="nearest"))
             assert isinstance(self.fc, nn.Conv2d)
             small = None if extra is None else F.interpolate(extra, size=size, mode="nearest")
-            out = label_conv(resize_labels(seg, size), self.fc.weight, self.fc.bias, extra=small)
-            return out.contiguous(memory_format=_conv_output_format(self.fc.weight))
+            # channels last where the network is (its weights moved with memory_format=torch.channels_last)
+            channels_last = _is_channels_last(self.fc.weight)
+            return label_conv(
+                resize_labels(seg, size), self.fc.weight, self.fc.bias, extra=small, channels_last=channels_last
+            )
         n = seg.shape[0]
         if z is None:
             dtype = seg.dtype if seg.is_floating_point() else self.fc.weight.dtype
@@ -289,9 +292,7 @@ def _up(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
-def _conv_output_format(weight: Tensor) -> torch.memory_format:
-    """The layout ``F.conv2d`` gives a contiguous input with this weight: channels last for a channels-last weight
-    (a network moved with ``memory_format=torch.channels_last``)."""
-    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+def _is_channels_last(weight: Tensor) -> bool:
+    """Whether a 4-D weight is channels last (a network moved with ``memory_format=torch.channels_last``), as
+    ``F.conv2d`` makes its output then."""
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()

@@ -256,10 +256,11 @@ class SPADE(nn.Module):
             labels = resize_labels(labels, size)
             extra = None if extra is None else _resize(extra, size)
             conv = cast(_ConvNd, self.mlp_shared[0])
-            hidden = label_conv(labels, conv.weight, conv.bias, extra, conv.padding_mode)  # channels last
             # In x's layout, as the convolution of a map in x's layout gives it, so that mlp_gamma and mlp_beta
             # produce gamma and beta in it: mixed layouts make the norm and the convolutions' backward slow.
-            return self.mlp_shared[1](hidden.contiguous() if x.is_contiguous() else hidden)
+            channels_last = not x.is_contiguous()
+            hidden = label_conv(labels, conv.weight, conv.bias, extra, conv.padding_mode, channels_last)
+            return self.mlp_shared[1](hidden)
         actv = self.prepare_segmap(segmap, x, extra)
         return actv if self.mlp_shared is None else self.mlp_shared(actv)
 
