@@ -202,10 +202,14 @@ def label_conv_rows(data: dict) -> list[dict]:
         row = {"case": info["case"], "saved": info["saved_bytes"], "rounds": len(info["times"]["original"]["wall_s"])}
         for name, times in info["times"].items():
             row[f"{name}_ms"] = _median(times["wall_s"]) * 1e3
-        for name in ("spadenorm", "spadenorm_map"):
+        for name in ("spadenorm", "spadenorm_map", "spadenorm_fused"):
             for kind in ("wall_s", "cpu_s"):
-                values = info[f"{name}_{kind}_ratios"]
-                row[f"{name}_{kind}"] = (_median(values), min(values), max(values))
+                values = info.get(f"{name}_{kind}_ratios")
+                if values:
+                    row[f"{name}_{kind}"] = (_median(values), min(values), max(values))
+        if "spadenorm_fused" in info["times"]:
+            fused, ids = (info["times"][v]["wall_s"] for v in ("spadenorm_fused", "spadenorm"))
+            row["spadenorm_fused_over_ids"] = [a / b for a, b in zip(fused, ids, strict=True)]
         rows.append(row)
     return rows
 
@@ -219,6 +223,7 @@ def label_conv_table(data: dict) -> str:
         "| saved for backward: original / map / ids (MiB) | ids / original, bytes |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    fused = []
     for r in label_conv_rows(data):
         saved = [r["saved"][v] / mib for v in ("original", "spadenorm_map", "spadenorm")]
         wall, cpu, wall_map = r["spadenorm_wall_s"], r["spadenorm_cpu_s"], r["spadenorm_map_wall_s"]
@@ -227,6 +232,22 @@ def label_conv_table(data: dict) -> str:
             f"| {wall[0]:.2f}x ({wall[1]:.2f} to {wall[2]:.2f}) | {cpu[0]:.2f}x | {wall_map[0]:.2f}x "
             f"| {saved[0]:.1f} / {saved[1]:.1f} / {saved[2]:.1f} | {saved[2] / saved[0]:.2f}x |"
         )
+        if "spadenorm_fused_wall_s" in r:
+            per_round = r["spadenorm_fused_over_ids"]
+            fused.append(
+                f"| {r['case']} | {r['spadenorm_ms']:.1f} | {r['spadenorm_fused_ms']:.1f} "
+                f"| {_median(per_round):.2f}x ({min(per_round):.2f} to {max(per_round):.2f}) |"
+            )
+    if fused:
+        lines += [
+            "",
+            "gamma and beta from one convolution (`fuse_gamma_beta=True`), fed the ids, against two convolutions:",
+            "",
+            "| case (forward + backward) | two convolutions (ms) | one, 2C outputs (ms) "
+            "| one / two, wall clock: median (range) |",
+            "|---|---:|---:|---:|",
+            *fused,
+        ]
     return "\n".join(lines)
 
 

@@ -11,7 +11,8 @@ Cases, each at batch 1 unless said:
 Variants, one model with the same weights: ``original`` (every SPADE an :class:`spadenorm.reference.OriginalSPADE`,
 fed the contiguous float one-hot map, as the original data pipeline builds it), ``spadenorm_map`` (spadenorm's
 SPADE fed that map: its convolution) and ``spadenorm`` (spadenorm's SPADE fed the integer class ids: the first
-convolution by lookups, no one-hot map). Outputs are checked to agree before timing. The variants are timed in
+convolution by lookups, no one-hot map); for layers also ``spadenorm_fused`` (fed the ids, ``fuse_gamma_beta=True``:
+gamma and beta from one convolution). Outputs are checked to agree before timing. The variants are timed in
 alternation (:mod:`benchmarks.alternation`); ``extra_info`` keeps every call's wall-clock and CPU time, the
 per-round ratios spadenorm / original and spadenorm_map / original (the time relative to the original), and the bytes
 autograd saves for backward in the forward (each storage once).
@@ -52,6 +53,7 @@ MAP_SIZE = 256
 LAYER_ROUNDS = 9
 GENERATOR_ROUNDS = 5
 VARIANTS = ("original", "spadenorm_map", "spadenorm")
+LAYER_VARIANTS = (*VARIANTS, "spadenorm_fused")
 PRECISIONS = {"ade20k_256": ["fp32"], "default_64": ["fp32", "bf16"]}
 
 
@@ -67,7 +69,8 @@ def _record(fixture: Any, times: dict, saved: dict[str, int], **info: Any) -> No
         saved_bytes=saved,
         **{
             f"{name}_{kind}_ratios": values
-            for name in VARIANTS[1:]
+            for name in times
+            if name != "original"
             for kind, values in ratios(times, name, "original").items()
         },
         torch=torch.__version__,
@@ -95,14 +98,21 @@ def test_spade_layer(benchmark, layer, channels, height, width):
     original = OriginalSPADE("batch", 3, channels, LABEL_NC)
     ours = SPADE(channels, LABEL_NC, norm="sync_batch")
     ours.load_state_dict(original.state_dict())
+    fused = SPADE(channels, LABEL_NC, norm="sync_batch", fuse_gamma_beta=True)
+    fused.load_state_dict(original.state_dict())
     ids = torch.randint(0, LABEL_NC, (1, map_size, map_size), generator=torch.Generator().manual_seed(1))
     seg = _one_hot(ids, LABEL_NC)
     x = torch.randn(1, channels, height, width, requires_grad=True)
     dy = torch.randn_like(x)
-    variants = {"original": (original, seg), "spadenorm_map": (ours, seg), "spadenorm": (ours, ids)}
+    variants = {
+        "original": (original, seg),
+        "spadenorm_map": (ours, seg),
+        "spadenorm": (ours, ids),
+        "spadenorm_fused": (fused, ids),
+    }
     with spadenorm.use_backend("torch"):
         reference = original(x, seg)
-        for name in VARIANTS[1:]:
+        for name in LAYER_VARIANTS[1:]:
             module, segmap = variants[name]
             torch.testing.assert_close(module(x, segmap), reference, rtol=1e-4, atol=1e-4)
         saved = {name: saved_tensor_bytes(module, x, segmap) for name, (module, segmap) in variants.items()}
