@@ -193,6 +193,24 @@ def model_table_with_map(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def crossover_table(data: dict) -> str:
+    """The lookup against the one-hot convolution in one layer, by number of classes."""
+    lines = [
+        "| classes | one-hot map and convolution (ms) | lookup (ms) | lookup / convolution, wall clock: median (range) "
+        "| CPU time |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        wall, cpu = info["lookup_wall_s_ratios"], info["lookup_cpu_s_ratios"]
+        conv, lookup = (_median(info["times"][v]["wall_s"]) * 1e3 for v in ("convolution", "lookup"))
+        lines.append(
+            f"| {info['classes']} | {conv:.1f} | {lookup:.1f} "
+            f"| {_median(wall):.2f}x ({min(wall):.2f} to {max(wall):.2f}) | {_median(cpu):.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def label_conv_rows(data: dict) -> list[dict]:
     """Per case: median times of the three variants, the median and range of the per-round ratios to the original,
     and the saved bytes."""
@@ -354,16 +372,18 @@ def plot_model(data: dict, s: dict[str, str], figures: Path) -> list[str]:
     plt = _pyplot()
     rows = model_rows(data)
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    for k, impl in enumerate(("original", "spadenorm")):
-        xs = [j + (k - 0.5) * 0.4 for j in range(len(rows))]
+    impls = [impl for impl in ("original", "spadenorm_map", "spadenorm") if f"{impl}_wall_s" in rows[0]]
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        xs = [j + (k - (len(impls) - 1) / 2) * width for j in range(len(rows))]
         medians = [r[f"{impl}_wall_s"] for r in rows]
         spread = [
             [m - min(r["times"][impl]["wall_s"]) for m, r in zip(medians, rows, strict=True)],
             [max(r["times"][impl]["wall_s"]) - m for m, r in zip(medians, rows, strict=True)],
         ]
-        bars = ax_t.bar(xs, medians, 0.4, label=impl, yerr=spread, capsize=3, error_kw={"lw": 0.8})
+        bars = ax_t.bar(xs, medians, width, label=impl, yerr=spread, capsize=3, error_kw={"lw": 0.8})
         ax_t.bar_label(bars, fmt="%.2f", fontsize=7, label_type="center")
-        bars = ax_m.bar(xs, [r[f"{impl}_step_saved_bytes"] / 2**20 for r in rows], 0.4, label=impl)
+        bars = ax_m.bar(xs, [r[f"{impl}_step_saved_bytes"] / 2**20 for r in rows], width, label=impl)
         ax_m.bar_label(bars, fmt="%.1f", fontsize=7)
     for ax, label in (
         (ax_t, "training step, wall clock (s): median, min to max"),
@@ -372,7 +392,7 @@ def plot_model(data: dict, s: dict[str, str], figures: Path) -> list[str]:
         ax.set_xticks(range(len(rows)), [f"SPADE norm: {r['norm']}" for r in rows], fontsize=8)
         ax.set_ylabel(label)
         ax.set_ylim(0, 1.2 * ax.get_ylim()[1])
-        ax.legend(fontsize=8, loc="upper left", ncol=2)
+        ax.legend(fontsize=8, loc="upper left", ncol=len(impls))
     info = data["benchmarks"][0]["extra_info"]
     fig.suptitle(
         f"Reference GAN training step on CPU: G ngf {info['ngf']} + D ndf {info['ndf']}, {info['label_nc']} classes, "
@@ -459,7 +479,21 @@ def label_conv_section(path: str, command: str | None) -> str:
     data = subset(load(path), is_label_conv)
     if not data["benchmarks"]:
         raise ValueError(f"{path}: no label-lookup benchmarks")
-    return "\n".join([stamp_markdown(stamp(data, command)), "", label_conv_table(data), "", rounds_note(data)])
+    crossover = subset(data, lambda b: b["extra_info"]["benchmark"] == "label_conv_crossover")
+    models = subset(data, lambda b: b["extra_info"]["benchmark"] != "label_conv_crossover")
+    parts = [stamp_markdown(stamp(data, command)), ""]
+    if models["benchmarks"]:
+        parts += [label_conv_table(models), ""]
+    if crossover["benchmarks"]:
+        first = crossover["benchmarks"][0]["extra_info"]["shape"]
+        parts += [
+            f"The lookup against the convolution of the one-hot map, one SPADE layer {'x'.join(map(str, first))}, "
+            "fed the same ids:",
+            "",
+            crossover_table(crossover),
+            "",
+        ]
+    return "\n".join([*parts, rounds_note(data)])
 
 
 def gpu_section(path: str | None, command: str | None, figures: Path | None, page: Path | None) -> str:

@@ -6,16 +6,19 @@ Cases, each at batch 1 unless said:
   channels, a 256x256 label map resized inside), ``sync_batch`` statistics (batch statistics in one process);
 * ``test_generator``: the whole generator (``shapes.GENERATORS``): the ADE20K configuration (151 channels, ngf 64,
   256x256, spectral norm) and the reference GAN's default run (8 classes, ngf 16, 64x64, batch 8), in float32 and,
-  for the default run, as that run executes on a CPU with fast bf16 (autocast to bf16, channels-last).
+  for the default run, as that run executes on a CPU with fast bf16 (autocast to bf16, channels-last);
+* ``test_lookup_crossover``: where the lookup starts to pay: one SPADE layer (64 channels, 128x128, batch 2) fed
+  ids of 8 to 151 classes, with ``label_lookup=True`` against ``label_lookup=False`` (one-hot map and convolution),
+  the measurement behind ``spadenorm.modules.spade.LOOKUP_MIN_CLASSES``.
 
-Variants, one model with the same weights: ``original`` (every SPADE an :class:`spadenorm.reference.OriginalSPADE`,
-fed the contiguous float one-hot map, as the original data pipeline builds it), ``spadenorm_map`` (spadenorm's
-SPADE fed that map: its convolution) and ``spadenorm`` (spadenorm's SPADE fed the integer class ids: the first
-convolution by lookups, no one-hot map); for layers also ``spadenorm_fused`` (fed the ids, ``fuse_gamma_beta=True``:
-gamma and beta from one convolution). Outputs are checked to agree before timing. The variants are timed in
-alternation (:mod:`benchmarks.alternation`); ``extra_info`` keeps every call's wall-clock and CPU time, the
-per-round ratios spadenorm / original and spadenorm_map / original (the time relative to the original), and the bytes
-autograd saves for backward in the forward (each storage once).
+Variants of the layer and generator cases, one model with the same weights: ``original`` (every SPADE an
+:class:`spadenorm.reference.OriginalSPADE`, fed the contiguous float one-hot map, as the original data pipeline
+builds it), ``spadenorm_map`` (spadenorm's SPADE fed that map: its convolution) and ``spadenorm`` (spadenorm's SPADE
+fed the integer class ids: the first convolution by lookups, no one-hot map); for layers also ``spadenorm_fused``
+(fed the ids, ``fuse_gamma_beta=True``: gamma and beta from one convolution). Outputs are checked to agree before
+timing. The variants are timed in alternation (:mod:`benchmarks.alternation`); ``extra_info`` keeps every call's
+wall-clock and CPU time, the per-round ratios spadenorm / original and spadenorm_map / original (the time relative
+to the original), and the bytes autograd saves for backward in the forward (each storage once).
 
 With ``--benchmark-disable`` (CI's smoke run) each case runs one round at a small stand-in size.
 
@@ -195,4 +198,43 @@ def test_generator(benchmark, config, precision):
         config=config,
         precision=precision,
         **cfg,
+    )
+
+
+@pytest.mark.parametrize("classes", [8, 16, 32, 64, 151])
+def test_lookup_crossover(benchmark, classes):
+    """The same layer fed the same ids, its first convolution by lookups or as the convolution of the one-hot map."""
+    channels, size, batch = (8, 16, 1) if benchmark.disabled else (64, 128, 2)
+    torch.manual_seed(0)
+    layers = {
+        "convolution": SPADE(channels, classes, norm="sync_batch", label_lookup=False),
+        "lookup": SPADE(channels, classes, norm="sync_batch", label_lookup=True),
+    }
+    layers["lookup"].load_state_dict(layers["convolution"].state_dict())
+    ids = torch.randint(0, classes, (batch, size, size), generator=torch.Generator().manual_seed(1))
+    x = torch.randn(batch, channels, size, size, requires_grad=True)
+    dy = torch.randn_like(x)
+    with spadenorm.use_backend("torch"):
+        torch.testing.assert_close(layers["lookup"](x, ids), layers["convolution"](x, ids), rtol=1e-4, atol=1e-4)
+
+    def step(layer: torch.nn.Module) -> Callable[[], None]:
+        def call() -> None:
+            layer.zero_grad(set_to_none=True)
+            x.grad = None
+            layer(x, ids).backward(dy)
+
+        return call
+
+    benchmark.group = f"lookup crossover: SPADE {channels}x{size}x{size}, batch {batch}, {classes} classes"
+    times = _time(benchmark, {name: step(layer) for name, layer in layers.items()}, LAYER_ROUNDS)
+    benchmark.extra_info.update(
+        benchmark="label_conv_crossover",
+        impl="alternation",
+        classes=classes,
+        shape=[batch, channels, size, size],
+        times=times,
+        **{f"lookup_{kind}_ratios": values for kind, values in ratios(times, "lookup", "convolution").items()},
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        command="python -m pytest " + " ".join(sys.argv[1:]),
     )

@@ -28,7 +28,8 @@ Backward. :math:`\partial L / \partial b = \sum_p G[p]` and
 the gradient G scattered into the rows its positions selected. With the padded map's positions q sorted by their id,
 the positions of class c form one contiguous run, and the sum for (c, t) is one bag over the gradient rows
 ``p = q - t`` of that run, with weight 0 where p falls outside the map: one ``F.embedding_bag`` over
-``taps * prod(S_pad)`` entries, as fast as the forward. The bias gradient is the sum of the centre tap's bags.
+``taps * prod(S_pad)`` entries, like the forward's. The bias gradient is the sum of the centre tap's bags. The
+backward is linear in G and its adjoint is the forward, so it is differentiable in turn (double backward).
 
 Shapes: labels (N, \*S) of any integer dtype (ids in [0, K) are the caller's to check), weight (O, K, \*k) with one
 to three spatial dimensions, bias (O,) or ``None``; output (N, O, \*S) in the weight's dtype. Both passes are
@@ -226,6 +227,31 @@ def _backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, Tensor | None, None
 
 
 _label_conv.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _setup_backward_context(ctx: Any, inputs: tuple[Tensor, Tensor, int, list[int], str], output: Any) -> None:
+    grad, labels, num_classes, kernel_size, padding_mode = inputs
+    ctx.save_for_backward(labels)
+    ctx.padding_mode = padding_mode
+    ctx.channels_last = not grad.is_contiguous()
+    ctx.weight_shape = (grad.shape[1], num_classes, *kernel_size)
+
+
+def _backward_of_backward(
+    ctx: Any, grad_weight_grad: Tensor | None, grad_bias_grad: Tensor | None
+) -> tuple[Tensor | None, None, None, None, None]:
+    """The backward is linear in the output gradient, and its adjoint is the forward: gather the rows back."""
+    (labels,) = ctx.saved_tensors
+    if grad_weight_grad is None and grad_bias_grad is None:
+        return None, None, None, None, None
+    if grad_weight_grad is None:
+        assert grad_bias_grad is not None
+        grad_weight_grad = grad_bias_grad.new_zeros(ctx.weight_shape)
+    out = _label_conv(labels, grad_weight_grad, grad_bias_grad, ctx.padding_mode, ctx.channels_last)
+    return out, None, None, None, None
+
+
+_label_conv_backward.register_autograd(_backward_of_backward, setup_context=_setup_backward_context)
 
 
 _CONVS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}

@@ -46,7 +46,7 @@ def _cases():
         ("spade-batch-onehot", SPADE(8, 5, norm="batch", hidden_channels=16), (x, torch.rand(2, 5, 3, 3))),
         (  # the first convolution by table lookups, with an edge channel after the classes
             "spade-labels-edges",
-            _WithEdges(SPADE(8, 6, hidden_channels=16)),
+            _WithEdges(SPADE(8, 6, hidden_channels=16, label_lookup=True)),
             (x, labels, (torch.rand(2, 1, 12, 12) > 0.5).float()),
         ),
         ("spade-sync_batch", SPADE(8, 5, norm="sync_batch", hidden_channels=16), (x, labels)),

@@ -154,10 +154,23 @@ def test_the_registered_ops_pass_opcheck():
     volume = torch.randn(3, 4, 3, 3, 3, generator=gen, requires_grad=True)
     volume_ids = torch.randint(0, 4, (2, 3, 4, 5), generator=gen)
     torch.library.opcheck(_label_conv, (volume_ids, volume, bias, "circular", False))
-    grad = torch.randn(2, 3, 5, 6, generator=gen)
+    grad = torch.randn(2, 3, 5, 6, generator=gen, requires_grad=True)
     torch.library.opcheck(_label_conv_backward, (grad, labels, 4, [3, 3], "zeros"))
     channels_last = grad.contiguous(memory_format=torch.channels_last)
     torch.library.opcheck(_label_conv_backward, (channels_last, labels, 4, [3, 3], "zeros"))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gradcheck_and_double_backward(channels_last):
+    """The backward is linear in the output gradient; its own backward (the forward's gather) is checked numerically."""
+    labels = _label_map("random", 2, (4, 5), 4)
+    weight, bias = _parameters(2, 3, 4, out_channels=3)
+
+    def fn(w, b):
+        return label_conv(labels, w, b, channels_last=channels_last, padding_mode="replicate")
+
+    assert torch.autograd.gradcheck(fn, (weight, bias))
+    assert torch.autograd.gradgradcheck(fn, (weight, bias))
 
 
 def test_autocast_casts_the_weight_as_the_convolution_does():
@@ -244,7 +257,7 @@ def test_spade_with_ids_and_edges_equals_spade_with_the_one_hot_map(rank, backen
     Cityscapes/COCO-style maps; ids given at twice x's size (resized inside), dontcare in a corner block. The Triton
     backend runs float32 (its kernels' dtypes), compared within the bound of its own convolution path."""
     spatial = SPATIAL[rank]
-    layer = SPADE(3, label_nc=6, spatial_dims=rank, norm="batch", hidden_channels=8, kernel_size=3).double()
+    layer = SPADE(3, 6, spatial_dims=rank, norm="batch", hidden_channels=8, label_lookup=True).double()
     big = tuple(2 * s for s in spatial)
     ids = _label_map("blocky", 2, big, 4, seed=3)
     ids[(slice(None), *(slice(0, 2) for _ in big))] = 4  # the dontcare id, mapped to the channel after the classes
@@ -263,7 +276,7 @@ def test_spade_with_ids_and_edges_equals_spade_with_the_one_hot_map(rank, backen
 @pytest.mark.parametrize("kind", MAPS)
 def test_spade_lookup_at_x_size_for_every_map_kind_and_kernel(kind):
     for k in (1, 5):
-        layer = SPADE(4, label_nc=5, hidden_channels=6, kernel_size=k).double()
+        layer = SPADE(4, label_nc=5, hidden_channels=6, kernel_size=k, label_lookup=True).double()
         ids = _label_map(kind, 2, (6, 7), 5)
         x = torch.randn(2, 4, 6, 7, dtype=torch.float64, generator=_generator(1))
         want = _spade_grads(layer, x, F.one_hot(ids, 5).movedim(-1, 1).double())
@@ -274,7 +287,7 @@ def test_spade_state_dicts_are_the_original_layers():
     """The lookup reads mlp_shared.0's weight as it is: an original layer's state dict loads strictly and gives its
     results for the same ids, and the state dict goes back unchanged."""
     original = OriginalSPADE("instance", 3, 8, 7).double()
-    layer = SPADE(8, label_nc=7).double()
+    layer = SPADE(8, label_nc=7, label_lookup=True).double()
     layer.load_state_dict(original.state_dict(), strict=True)
     assert layer.state_dict().keys() == original.state_dict().keys()
     ids = _label_map("random", 2, (12, 12), 7)
@@ -289,14 +302,35 @@ def test_spade_runs_the_lookup_for_ids_only(monkeypatch):
     monkeypatch.setattr(spade_module, "label_conv", lambda *args: calls.append(1) or real(*args))
     x = torch.randn(2, 4, 6, 6)
     ids = torch.randint(0, 5, (2, 12, 12))
-    SPADE(4, label_nc=5, hidden_channels=8)(x, ids)
+    SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True)(x, ids)
     assert calls == [1]
-    SPADE(4, label_nc=5, hidden_channels=8)(x, torch.rand(2, 5, 12, 12))  # soft maps: the convolution
-    SPADE(4, label_nc=5, hidden_channels=0)(x, ids)  # no shared layer: gamma and beta convolve the map
-    SPADE(4, label_nc=5, hidden_channels=8, interpolation="bilinear")(x, ids)  # resized as a soft map
+    SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True)(x, torch.rand(2, 5, 12, 12))  # soft: convolution
+    SPADE(4, label_nc=5, hidden_channels=0, label_lookup=True)(x, ids)  # no shared layer: gamma, beta read the map
+    SPADE(4, 5, hidden_channels=8, interpolation="bilinear", label_lookup=True)(x, ids)  # resized as a soft map
+    SPADE(4, label_nc=5, hidden_channels=8, label_lookup=False)(x, ids)
     assert calls == [1]
-    SPADE(4, label_nc=5, hidden_channels=8, interpolation="bilinear")(x, ids[:, ::2, ::2])  # at x's size
+    SPADE(4, 5, hidden_channels=8, interpolation="bilinear", label_lookup=True)(x, ids[:, ::2, ::2])  # at x's size
     assert calls == [1, 1]
+
+
+def test_spade_looks_up_by_default_from_the_measured_number_of_classes(monkeypatch):
+    """label_lookup=None: the lookup from LOOKUP_MIN_CLASSES looked-up classes on (extra channels not counted)."""
+    calls = []
+    real = spade_module.label_conv
+    monkeypatch.setattr(spade_module, "label_conv", lambda *args: calls.append(args[1].shape[1]) or real(*args))
+    few, many = spade_module.LOOKUP_MIN_CLASSES - 1, spade_module.LOOKUP_MIN_CLASSES
+    x = torch.randn(1, 4, 6, 6)
+    SPADE(4, few, hidden_channels=8)(x, torch.randint(0, few, (1, 6, 6)))
+    assert calls == []
+    SPADE(4, many, hidden_channels=8)(x, torch.randint(0, many, (1, 6, 6)))
+    assert calls == [many]
+    edges = torch.rand(1, 1, 6, 6)
+    SPADE(4, many, hidden_channels=8)(x, torch.randint(0, few, (1, 6, 6)), extra=edges)  # few classes, one edge
+    SPADE(4, many + 1, hidden_channels=8)(x, torch.randint(0, many, (1, 6, 6)), extra=edges)
+    assert calls == [many, many + 1]  # the weight's input channels, the edge channel's among them
+    assert "label_lookup=False" in repr(SPADE(4, many, label_lookup=False))
+    with pytest.raises(TypeError, match="label_lookup must be a bool"):
+        SPADE(4, many, label_lookup=1)
 
 
 def test_spade_keeps_the_convolution_where_the_map_is_not_looked_up():
@@ -312,7 +346,7 @@ def test_spade_keeps_the_convolution_where_the_map_is_not_looked_up():
 
 def test_spade_without_the_one_hot_map_saves_less_for_backward():
     """The lookup keeps the ids for backward, not a (N, label_nc, H, W) map."""
-    layer = SPADE(4, label_nc=20, hidden_channels=8)
+    layer = SPADE(4, label_nc=20, hidden_channels=8, label_lookup=True)
     x = torch.randn(2, 4, 16, 16, requires_grad=True)
     ids = torch.randint(0, 20, (2, 16, 16))
     one_hot_bytes = 2 * 20 * 16 * 16 * 4
@@ -321,7 +355,7 @@ def test_spade_without_the_one_hot_map_saves_less_for_backward():
 
 
 def test_spade_keeps_channels_last_and_contiguous_layouts():
-    layer = SPADE(4, label_nc=5, hidden_channels=8)
+    layer = SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True)
     ids = torch.randint(0, 5, (2, 6, 6))
     x = torch.randn(2, 4, 6, 6)
     for x_in in (x, x.contiguous(memory_format=torch.channels_last)):
@@ -331,8 +365,8 @@ def test_spade_keeps_channels_last_and_contiguous_layouts():
 
 
 def test_spade_fused_gamma_beta_convolution_equals_two():
-    layer = SPADE(4, label_nc=5, hidden_channels=8).double()
-    fused = SPADE(4, label_nc=5, hidden_channels=8, fuse_gamma_beta=True).double()
+    layer = SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True).double()
+    fused = SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True, fuse_gamma_beta=True).double()
     fused.load_state_dict(layer.state_dict())
     assert fused.state_dict().keys() == layer.state_dict().keys()
     ids = _label_map("random", 2, (6, 6), 5)
@@ -360,7 +394,7 @@ def test_spade_extra_channels_are_checked():
 
 def test_spade_with_hooked_convolution_calls_it():
     """A forward pre-hook on mlp_shared.0 (as the hook-based spectral norm uses) must run: the convolution is called."""
-    layer = SPADE(4, label_nc=5, hidden_channels=8)
+    layer = SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True)
     seen = []
     layer.mlp_shared[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
     layer(torch.randn(2, 4, 6, 6), torch.randint(0, 5, (2, 6, 6)))

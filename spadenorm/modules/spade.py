@@ -30,6 +30,10 @@ INTERPOLATIONS: dict[str, tuple[int, ...]] = {
     "trilinear": (3,),
 }
 _CONVS: dict[int, Callable[..., _ConvNd]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+LOOKUP_MIN_CLASSES = 32
+"""With ``label_lookup=None``, the fewest classes (input channels looked up) for which the lookup runs. Measured on
+CPU (docs/benchmarks.md): from about 32 classes on the lookup is faster than building the one-hot map and convolving
+it; below, the convolution of so few channels is as fast or faster (8 classes: up to 10 % faster on 2 threads)."""
 
 
 class SPADE(nn.Module):
@@ -57,8 +61,9 @@ class SPADE(nn.Module):
     ``layer(x, ids, extra=edges)`` with ids in [0, label_nc - E) and ``edges`` (N, E, \*spatial'), the last E input
     channels of ``mlp_shared.0``, which an ordinary convolution reads. This is the layer's result for the float map
     ``cat([one_hot(ids), edges], 1)``, to rounding. The lookup runs whenever ids are resized by nearest neighbours
-    (``interpolation="nearest"``, or ids already at x's size) and ``hidden_channels > 0``; float (soft) maps, and
-    ids with ``hidden_channels=0`` or another interpolation, take the convolution of the one-hot map.
+    (``interpolation="nearest"``, or ids already at x's size), ``hidden_channels > 0`` and ``label_lookup`` allows it
+    (by default from :data:`LOOKUP_MIN_CLASSES` classes on, where it is the faster); float (soft) maps, and ids with
+    ``hidden_channels=0`` or another interpolation, take the convolution of the one-hot map.
 
     Args:
         num_features: C, channels of x.
@@ -79,6 +84,9 @@ class SPADE(nn.Module):
         interpolation: ``F.interpolate`` mode used to resize a float (soft) segmap, and an integer one whenever it
             is not ``"nearest"`` (ids are one-hot encoded first): ``"nearest"`` (the paper), ``"nearest-exact"``,
             ``"area"``, or the linear mode of the rank (``"linear"``, ``"bilinear"``/``"bicubic"``, ``"trilinear"``).
+        label_lookup: compute ``mlp_shared``'s convolution of integer ids by table lookups: ``True`` (whenever it
+            applies), ``False`` (never: one-hot encode and convolve) or ``None`` (when the ids index at least
+            :data:`LOOKUP_MIN_CLASSES` classes). The results agree to rounding either way.
         fuse_gamma_beta: compute ``mlp_gamma`` and ``mlp_beta`` as one convolution with 2C outputs (their weights
             concatenated per call; parameters and state-dict keys unchanged). Off by default: on CPU it was measured
             slower at every SPADE layer of the ADE20K generator (docs/benchmarks.md).
@@ -126,6 +134,7 @@ class SPADE(nn.Module):
         momentum: float | None = 0.1,
         num_groups: int | None = None,
         interpolation: str = "nearest",
+        label_lookup: bool | None = None,
         fuse_gamma_beta: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -143,6 +152,9 @@ class SPADE(nn.Module):
         _validation.check_choice(activation, "activation", ACTIVATIONS)
         _validation.check_bool(norm_affine, "norm_affine")
         _validation.check_choice(interpolation, "interpolation", tuple(INTERPOLATIONS))
+        if label_lookup is not None:
+            _validation.check_bool(label_lookup, "label_lookup")
+        self.label_lookup = label_lookup
         self.fuse_gamma_beta = _validation.check_bool(fuse_gamma_beta, "fuse_gamma_beta")
         if spatial_dims not in INTERPOLATIONS[interpolation]:
             dims = " or ".join(map(str, INTERPOLATIONS[interpolation]))
@@ -236,10 +248,16 @@ class SPADE(nn.Module):
             segmap = F.interpolate(segmap, size=size, mode=self.interpolation)
         return segmap
 
-    def _looks_up(self, segmap: object, x: Tensor) -> bool:
+    def _looks_up(self, segmap: object, x: Tensor, extra: object) -> bool:
         """Whether ``mlp_shared``'s convolution of this segmap runs as table lookups: integer ids, resized (if at
-        all) by nearest neighbours, and the convolution as built (stride 1, padding k // 2, no hooks)."""
-        if self.mlp_shared is None or not isinstance(segmap, Tensor) or segmap.is_floating_point():
+        all) by nearest neighbours, enough classes (``label_lookup``), and the convolution as built (stride 1,
+        padding k // 2, no hooks)."""
+        if self.mlp_shared is None or self.label_lookup is False:
+            return False
+        if not isinstance(segmap, Tensor) or segmap.is_floating_point():
+            return False
+        classes = self.label_nc - (extra.shape[1] if isinstance(extra, Tensor) and extra.dim() > 1 else 0)
+        if self.label_lookup is None and classes < LOOKUP_MIN_CLASSES:
             return False
         if segmap.dtype == torch.bool or segmap.is_complex():
             return False
@@ -249,7 +267,7 @@ class SPADE(nn.Module):
 
     def _hidden(self, segmap: Tensor, x: Tensor, extra: Tensor | None) -> Tensor:
         """What ``mlp_gamma`` and ``mlp_beta`` read: ``mlp_shared`` of the map, or the map itself without it."""
-        if self._looks_up(segmap, x):
+        if self._looks_up(segmap, x, extra):
             assert self.mlp_shared is not None
             labels, extra = self._label_ids(segmap, extra, x)
             size = tuple(x.shape[2:])
@@ -306,6 +324,10 @@ class SPADE(nn.Module):
         if self.spatial_dims != 2:
             parts.append(f"spatial_dims={self.spatial_dims}")
         parts.append(f"interpolation={self.interpolation!r}")
+        if self.label_lookup is not None:
+            parts.append(f"label_lookup={self.label_lookup}")
+        if self.fuse_gamma_beta:
+            parts.append("fuse_gamma_beta=True")
         return ", ".join(parts)
 
 

@@ -443,19 +443,25 @@ def test_integer_labels_equal_their_one_hot_map():
 
 
 @pytest.mark.parametrize("use_vae", [False, True])
-def test_ids_and_edges_equal_the_semantic_map_in_output_and_every_gradient(use_vae):
+def test_ids_and_edges_equal_the_semantic_map_in_output_and_every_gradient(use_vae, monkeypatch):
     """Classes, the dontcare id and the instance-edge channel as the trainer passes them (ids and edges: every layer's
-    first convolution and fc by table lookups) against the float map the discriminator reads (one-hot and edges), in
-    float64: the output and the gradient of every parameter."""
+    first convolution and fc by table lookups, 35 classes being enough for them) against the float map the
+    discriminator reads (one-hot and edges), in float64: the output and the gradient of every parameter."""
     from spade_gan.data.semantics import semantic_inputs
 
+    import spadenorm.modules.spade as spade_module
+
+    classes = spade_module.LOOKUP_MIN_CLASSES + 2  # and dontcare: one more id; then the edge channel
     torch.manual_seed(0)
-    generator = SPADEGenerator(6, ngf=2, crop_size=32, norm="batch", use_vae=use_vae, z_dim=4).double()
-    label = torch.randint(0, 4, (2, 1, 32, 32), generator=torch.Generator().manual_seed(1))
-    label[:, :, :6, :6] = 255  # don't care: the id after the 4 classes
+    generator = SPADEGenerator(classes + 2, ngf=2, crop_size=32, norm="batch", use_vae=use_vae, z_dim=4).double()
+    label = torch.randint(0, classes, (2, 1, 32, 32), generator=torch.Generator().manual_seed(1))
+    label[:, :, :6, :6] = 255  # don't care: the id after the classes
     instance = torch.randint(0, 3, (2, 1, 32, 32), generator=torch.Generator().manual_seed(2))
-    seg = semantic_inputs(label, instance, label_nc=4, contain_dontcare=True)
+    seg = semantic_inputs(label, instance, label_nc=classes, contain_dontcare=True)
     z = torch.randn(2, 4, dtype=torch.float64) if use_vae else None
+    lookups = []
+    real_lookup = spade_module.label_conv
+    monkeypatch.setattr(spade_module, "label_conv", lambda *a: lookups.append(1) or real_lookup(*a))
     results = []
     for args, kwargs in (((seg.map.double(), z), {}), ((seg.ids, z), {"extra": seg.edges.double()})):
         g = copy.deepcopy(generator)  # spectral norm's power iteration updates u in training: one copy per run
@@ -463,6 +469,7 @@ def test_ids_and_edges_equal_the_semantic_map_in_output_and_every_gradient(use_v
         out.backward(torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(3)))
         results.append((out, {name: p.grad for name, p in g.named_parameters()}))
     (want, want_grads), (got, got_grads) = results
+    assert len(lookups) == sum(isinstance(m, spade_module.SPADE) for m in generator.modules())  # the ids run only
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     for name, grad in want_grads.items():
         torch.testing.assert_close(got_grads[name], grad, rtol=1e-9, atol=1e-12, msg=lambda m, n=name: f"{n}: {m}")
