@@ -196,17 +196,18 @@ def model_table_with_map(rows: list[dict]) -> str:
 def crossover_table(data: dict) -> str:
     """The lookup against the one-hot convolution in one layer, by number of classes."""
     lines = [
-        "| classes | one-hot map and convolution (ms) | lookup (ms) | lookup / convolution, wall clock: median (range) "
-        "| CPU time |",
-        "|---:|---:|---:|---:|---:|",
+        "| threads | classes | one-hot map and convolution (ms) | lookup (ms) "
+        "| lookup / convolution, wall clock: median (range) | CPU time: median (range) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
-    for bench in data["benchmarks"]:
+    for bench in sorted(data["benchmarks"], key=lambda b: (-b["extra_info"]["threads"], b["extra_info"]["classes"])):
         info = bench["extra_info"]
         wall, cpu = info["lookup_wall_s_ratios"], info["lookup_cpu_s_ratios"]
         conv, lookup = (_median(info["times"][v]["wall_s"]) * 1e3 for v in ("convolution", "lookup"))
         lines.append(
-            f"| {info['classes']} | {conv:.1f} | {lookup:.1f} "
-            f"| {_median(wall):.2f}x ({min(wall):.2f} to {max(wall):.2f}) | {_median(cpu):.2f}x |"
+            f"| {info['threads']} | {info['classes']} | {conv:.1f} | {lookup:.1f} "
+            f"| {_median(wall):.2f}x ({min(wall):.2f} to {max(wall):.2f}) "
+            f"| {_median(cpu):.2f}x ({min(cpu):.2f} to {max(cpu):.2f}) |"
         )
     return "\n".join(lines)
 
@@ -475,10 +476,16 @@ def model_section(path: str, command: str | None, figures: Path | None, page: Pa
     return "\n".join(parts)
 
 
-def label_conv_section(path: str, command: str | None) -> str:
-    data = subset(load(path), is_label_conv)
+def label_conv_section(paths: list[str], command: str | None) -> str:
+    """The label-lookup tables from one or more JSON files of ``test_cpu_label_conv.py`` (parts of one suite run
+    separately: the stamp is the first file's, the command lists every file's)."""
+    parts_data = [subset(load(path), is_label_conv) for path in paths]
+    data = {**parts_data[0], "benchmarks": [b for part in parts_data for b in part["benchmarks"]]}
     if not data["benchmarks"]:
-        raise ValueError(f"{path}: no label-lookup benchmarks")
+        raise ValueError(f"{', '.join(paths)}: no label-lookup benchmarks")
+    if command is None and len(paths) > 1:
+        commands = dict.fromkeys(b["extra_info"].get("command", "?") for b in data["benchmarks"])
+        command = " ; ".join(commands)
     crossover = subset(data, lambda b: b["extra_info"]["benchmark"] == "label_conv_crossover")
     models = subset(data, lambda b: b["extra_info"]["benchmark"] != "label_conv_crossover")
     parts = [stamp_markdown(stamp(data, command)), ""]
@@ -520,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu-command", help="the command that produced --cpu")
     parser.add_argument("--model", help="JSON of test_cpu_model_step.py")
     parser.add_argument("--model-command", help="overrides the command recorded in the model JSON")
-    parser.add_argument("--label-conv", help="JSON of test_cpu_label_conv.py")
+    parser.add_argument("--label-conv", nargs="+", help="JSON of test_cpu_label_conv.py (one or more parts)")
     parser.add_argument("--label-conv-command", help="overrides the command recorded in the label-conv JSON")
     parser.add_argument("--gpu", help="JSON of test_gpu_kernels.py (gpu_bench.json)")
     parser.add_argument("--gpu-command", help="the command that produced --gpu (default benchmarks/gpu_suite.sh)")

@@ -9,7 +9,7 @@ Cases, each at batch 1 unless said:
   for the default run, as that run executes on a CPU with fast bf16 (autocast to bf16, channels-last);
 * ``test_lookup_crossover``: where the lookup starts to pay: one SPADE layer (64 channels, 128x128, batch 2) fed
   ids of 8 to 151 classes, with ``label_lookup=True`` against ``label_lookup=False`` (one-hot map and convolution),
-  the measurement behind ``spadenorm.modules.spade.LOOKUP_MIN_CLASSES``.
+  on the configured threads and on one: the measurement behind ``spadenorm.modules.spade.LOOKUP_MIN_CLASSES``.
 
 Variants of the layer and generator cases, one model with the same weights: ``original`` (every SPADE an
 :class:`spadenorm.reference.OriginalSPADE`, fed the contiguous float one-hot map, as the original data pipeline
@@ -201,9 +201,21 @@ def test_generator(benchmark, config, precision):
     )
 
 
+@pytest.fixture
+def threads(request):
+    """torch's intra-op threads for one test (``None``: as configured), restored afterwards."""
+    configured = torch.get_num_threads()
+    if request.param is not None:
+        torch.set_num_threads(request.param)
+    yield torch.get_num_threads()
+    torch.set_num_threads(configured)
+
+
+@pytest.mark.parametrize("threads", [None, 1], indirect=True, ids=["threads-default", "threads-1"])
 @pytest.mark.parametrize("classes", [8, 16, 32, 64, 151])
-def test_lookup_crossover(benchmark, classes):
-    """The same layer fed the same ids, its first convolution by lookups or as the convolution of the one-hot map."""
+def test_lookup_crossover(benchmark, classes, threads):
+    """The same layer fed the same ids, its first convolution by lookups or as the convolution of the one-hot map;
+    on the configured threads and on one (whose process CPU time other jobs on the machine barely disturb)."""
     channels, size, batch = (8, 16, 1) if benchmark.disabled else (64, 128, 2)
     torch.manual_seed(0)
     layers = {
@@ -225,7 +237,8 @@ def test_lookup_crossover(benchmark, classes):
 
         return call
 
-    benchmark.group = f"lookup crossover: SPADE {channels}x{size}x{size}, batch {batch}, {classes} classes"
+    shape = f"{channels}x{size}x{size}, batch {batch}"
+    benchmark.group = f"lookup crossover: SPADE {shape}, {classes} classes, {threads} threads"
     times = _time(benchmark, {name: step(layer) for name, layer in layers.items()}, LAYER_ROUNDS)
     benchmark.extra_info.update(
         benchmark="label_conv_crossover",

@@ -51,8 +51,9 @@ class SPADEGenerator(nn.Module):
 
     Class ids are the fast input: given integer ids (and, keyword ``extra``, the float channels that follow the
     classes in the semantic map, such as the instance-edge channel), every SPADE layer computes its first
-    convolution by table lookups and ``fc`` likewise (:func:`spadenorm.functional.label_conv`); no one-hot map is
-    built. The result is the generator's result for the float map ``cat([one_hot(ids), extra], 1)``, to rounding.
+    convolution by table lookups where the classes are many enough for that to pay (:class:`spadenorm.SPADE`'s
+    ``label_lookup``), and ``fc`` likewise (:func:`spadenorm.functional.label_conv`). The result is the generator's
+    result for the float map ``cat([one_hot(ids), extra], 1)``, to rounding.
 
     Shape:
         - seg: integer class ids (N, h, w) / (N, 1, h, w) in [0, label_nc - E), or a float (N, label_nc, h, w) map

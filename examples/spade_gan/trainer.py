@@ -59,7 +59,8 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
 
 def run_generator(generator: Network, seg: Semantics, z: Tensor | None) -> Tensor:
     """The generator's images for a batch, from its class ids and edge channel (every generator takes them; the SPADE
-    generator's layers look their first convolution up by id instead of convolving the one-hot map)."""
+    generator's layers look their first convolution up by id, where the classes are many enough, instead of
+    convolving the one-hot map)."""
     return generator(seg.ids, z, extra=seg.edges)
 
 
