@@ -212,6 +212,24 @@ def crossover_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def fusion_table(data: dict) -> str:
+    """Two convolutions for gamma and beta against one with 2C outputs, per layer."""
+    lines = [
+        "| case (forward + backward) | threads | two convolutions (ms) | one, 2C outputs (ms) "
+        "| one / two, CPU time: median (range) | wall clock |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        two, one = (_median(info["times"][v]["wall_s"]) * 1e3 for v in ("two", "one"))
+        cpu, wall = info["one_cpu_s_ratios"], info["one_wall_s_ratios"]
+        lines.append(
+            f"| {info['case']} | {info['threads']} | {two:.1f} | {one:.1f} "
+            f"| {_median(cpu):.2f}x ({min(cpu):.2f} to {max(cpu):.2f}) | {_median(wall):.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def label_conv_rows(data: dict) -> list[dict]:
     """Per case: median times of the three variants, the median and range of the per-round ratios to the original,
     and the saved bytes."""
@@ -487,7 +505,8 @@ def label_conv_section(paths: list[str], command: str | None) -> str:
         commands = dict.fromkeys(b["extra_info"].get("command", "?") for b in data["benchmarks"])
         command = " ; ".join(commands)
     crossover = subset(data, lambda b: b["extra_info"]["benchmark"] == "label_conv_crossover")
-    models = subset(data, lambda b: b["extra_info"]["benchmark"] != "label_conv_crossover")
+    fusion = subset(data, lambda b: b["extra_info"]["benchmark"] == "label_conv_fusion")
+    models = subset(data, lambda b: b["extra_info"]["benchmark"] in ("label_conv_layer", "label_conv_generator"))
     parts = [stamp_markdown(stamp(data, command)), ""]
     if models["benchmarks"]:
         parts += [label_conv_table(models), ""]
@@ -498,6 +517,13 @@ def label_conv_section(paths: list[str], command: str | None) -> str:
             "fed the same ids:",
             "",
             crossover_table(crossover),
+            "",
+        ]
+    if fusion["benchmarks"]:
+        parts += [
+            "gamma and beta from one convolution with 2C outputs against two, the layers fed the ids:",
+            "",
+            fusion_table(fusion),
             "",
         ]
     return "\n".join([*parts, rounds_note(data)])

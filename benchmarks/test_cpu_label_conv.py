@@ -9,7 +9,10 @@ Cases, each at batch 1 unless said:
   for the default run, as that run executes on a CPU with fast bf16 (autocast to bf16, channels-last);
 * ``test_lookup_crossover``: where the lookup starts to pay: one SPADE layer (64 channels, 128x128, batch 2) fed
   ids of 8 to 151 classes, with ``label_lookup=True`` against ``label_lookup=False`` (one-hot map and convolution),
-  on the configured threads and on one: the measurement behind ``spadenorm.modules.spade.LOOKUP_MIN_CLASSES``.
+  on the configured threads and on one: the measurement behind ``spadenorm.modules.spade.LOOKUP_MIN_CLASSES``;
+* ``test_gamma_beta_fusion``: each ADE20K layer fed the ids, ``mlp_gamma`` and ``mlp_beta`` as two convolutions or
+  as one with 2C outputs (``fuse_gamma_beta``), on one thread (the layer cases above time both on the configured
+  threads).
 
 Variants of the layer and generator cases, one model with the same weights: ``original`` (every SPADE an
 :class:`spadenorm.reference.OriginalSPADE`, fed the contiguous float one-hot map, as the original data pipeline
@@ -247,6 +250,43 @@ def test_lookup_crossover(benchmark, classes, threads):
         shape=[batch, channels, size, size],
         times=times,
         **{f"lookup_{kind}_ratios": values for kind, values in ratios(times, "lookup", "convolution").items()},
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        command="python -m pytest " + " ".join(sys.argv[1:]),
+    )
+
+
+@pytest.mark.parametrize("threads", [1], indirect=True, ids=["threads-1"])
+@pytest.mark.parametrize(("layer", "channels", "height", "width"), ADE20K_256, ids=[s[0] for s in ADE20K_256])
+def test_gamma_beta_fusion(benchmark, layer, channels, height, width, threads):
+    """Two convolutions for gamma and beta against one with 2C outputs, the layer fed the ids."""
+    if benchmark.disabled:
+        channels, height, width = max(channels // 16, 8), max(height // 16, 4), max(width // 16, 4)
+    map_size = MAP_SIZE // 16 if benchmark.disabled else MAP_SIZE
+    torch.manual_seed(0)
+    layers = {"two": SPADE(channels, LABEL_NC, norm="sync_batch")}
+    layers["one"] = SPADE(channels, LABEL_NC, norm="sync_batch", fuse_gamma_beta=True)
+    layers["one"].load_state_dict(layers["two"].state_dict())
+    ids = torch.randint(0, LABEL_NC, (1, map_size, map_size), generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, channels, height, width, requires_grad=True)
+    dy = torch.randn_like(x)
+
+    def step(module: torch.nn.Module) -> Callable[[], None]:
+        def call() -> None:
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            module(x, ids).backward(dy)
+
+        return call
+
+    benchmark.group = f"gamma/beta fusion: SPADE layer {layer} {channels}x{height}x{width}, {threads} threads"
+    times = _time(benchmark, {name: step(module) for name, module in layers.items()}, LAYER_ROUNDS)
+    benchmark.extra_info.update(
+        benchmark="label_conv_fusion",
+        impl="alternation",
+        case=f"SPADE layer {layer} {channels}x{height}x{width}",
+        times=times,
+        **{f"one_{kind}_ratios": values for kind, values in ratios(times, "one", "two").items()},
         torch=torch.__version__,
         threads=torch.get_num_threads(),
         command="python -m pytest " + " ".join(sys.argv[1:]),

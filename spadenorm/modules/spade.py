@@ -31,9 +31,10 @@ INTERPOLATIONS: dict[str, tuple[int, ...]] = {
 }
 _CONVS: dict[int, Callable[..., _ConvNd]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 LOOKUP_MIN_CLASSES = 32
-"""With ``label_lookup=None``, the fewest classes (input channels looked up) for which the lookup runs. Measured on
-CPU (docs/benchmarks.md): from about 32 classes on the lookup is faster than building the one-hot map and convolving
-it; below, the convolution of so few channels is as fast or faster (8 classes: up to 10 % faster on 2 threads)."""
+"""With ``label_lookup=None``, the fewest classes (input channels looked up) for which the lookup runs: where it was
+measured faster than building the one-hot map and convolving it on one CPU thread (docs/benchmarks.md, the crossover
+table; on two threads of a loaded machine it paid from 64 classes). Below, a convolution of so few channels is as
+fast; the lookup's other gain, no one-hot map kept for backward, holds at any count (``label_lookup=True``)."""
 
 
 class SPADE(nn.Module):
@@ -88,8 +89,8 @@ class SPADE(nn.Module):
             applies), ``False`` (never: one-hot encode and convolve) or ``None`` (when the ids index at least
             :data:`LOOKUP_MIN_CLASSES` classes). The results agree to rounding either way.
         fuse_gamma_beta: compute ``mlp_gamma`` and ``mlp_beta`` as one convolution with 2C outputs (their weights
-            concatenated per call; parameters and state-dict keys unchanged). Off by default: on CPU it was measured
-            slower at every SPADE layer of the ADE20K generator (docs/benchmarks.md).
+            concatenated per call; parameters and state-dict keys unchanged). Off by default: on one CPU thread it was
+            measured slower at five of the six SPADE layers of the ADE20K generator (docs/benchmarks.md).
         device: device of the parameters and buffers.
         dtype: dtype of the parameters and buffers.
 
