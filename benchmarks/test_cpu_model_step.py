@@ -44,9 +44,9 @@ from .alternation import alternate, ratios, to_original_formulation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-from spade_gan.discriminator import MultiscaleDiscriminator
-from spade_gan.generator import SPADEGenerator
-from spade_gan.losses import (
+from spade_gan.models.discriminator import MultiscaleDiscriminator
+from spade_gan.models.generator import SPADEGenerator
+from spade_gan.training.losses import (
     discriminator_hinge_loss,
     feature_matching_loss,
     generator_hinge_loss,

@@ -493,37 +493,14 @@ def _launch() -> Any:
     return launch
 
 
-def missing_override_fields(fields: Mapping[str, object]) -> list[str]:
-    """The fields of ``fields`` that this version's ``launch.OVERRIDES`` does not have."""
-    if not fields:
-        return []
-    overrides = _launch().OVERRIDES
-    return [name for name in fields if not hasattr(overrides, name)]
-
-
 @contextlib.contextmanager
 def forced_path(fields: Mapping[str, object]) -> Iterator[None]:
-    """Force the launch rule's choices in ``fields`` inside the block (nothing when empty), restoring them on exit.
-
-    Uses ``launch.overridden`` where the library has it, else sets and restores the ``launch.OVERRIDES`` fields.
-    """
+    """Force the launch rule's choices in ``fields`` inside the block (nothing when empty), restoring them on exit."""
     if not fields:
         yield
         return
-    launch = _launch()
-    overridden = getattr(launch, "overridden", None)
-    if overridden is not None:
-        with overridden(**fields):
-            yield
-        return
-    saved = {name: getattr(launch.OVERRIDES, name) for name in fields}
-    try:
-        for name, value in fields.items():
-            setattr(launch.OVERRIDES, name, value)
+    with _launch().overridden(**fields):
         yield
-    finally:
-        for name, value in saved.items():
-            setattr(launch.OVERRIDES, name, value)
 
 
 PLAN_OF_PATH = {
@@ -539,19 +516,16 @@ PLAN_OF_PATH = {
 
 
 def describe_plan(x: Tensor, kind: str, clade: bool, fields: Mapping[str, object]) -> str | None:
-    """The path the launch runs for ``x`` under ``fields``, in words (``None`` where this version cannot say).
+    """The path the launch runs for ``x`` under ``fields``, in words (``None`` when the rule cannot say).
 
     A forced path that does not apply to a case (resident rows that do not fit, row kernels for batch statistics)
-    leaves the launch rule's fallback in force: this is how the suite tells. Uses ``launch.describe_plan`` where the
-    library has it, else the launch rule's own predicates (``use_row_kernels``, ``row_plan``, ``uses_torch_glue``).
+    leaves the launch rule's fallback in force: this is how the suite tells. Reads the launch rule's own predicates
+    (``use_row_kernels``, ``row_plan``, ``uses_torch_glue``).
     """
     launch = _launch()
     groups = GROUPS if kind == "group" else x.shape[1]
     try:
         with forced_path(fields):
-            describe = getattr(launch, "describe_plan", None)
-            if describe is not None:
-                return str(describe(x, kind, groups))
             if kind not in ("batch", "sync_batch") and launch.use_row_kernels(x, groups):
                 plan = f"rows {launch.row_plan(x, groups).strategy}"
             else:
@@ -724,9 +698,6 @@ def case_reference(case: Case, inputs: Inputs) -> tuple[Tensor, ...]:
 def run_case(benchmark: Any, case: Case) -> None:
     """Measure ``case``: accuracy check, device time, op time; record everything in ``benchmark.extra_info``."""
     fields = PATHS[case.path]
-    missing = missing_override_fields(fields)
-    if missing:
-        pytest.skip(f"launch.OVERRIDES has no field {', '.join(missing)} in this version")
     started = time.perf_counter()
     inputs = case_inputs(case)
     x = inputs.params[0]

@@ -30,25 +30,23 @@ import platform
 import sys
 from pathlib import Path
 
-import script_setup  # the repository's spadenorm, from a plain clone too
 import torch
+from spade_gan import command_line  # the repository's spadenorm, from a plain clone too
 
 if __name__ == "__main__":
-    script_setup.flush_denormals()
+    command_line.flush_denormals()
 
-from spade_gan.ablation_runs import device_name, markdown_table, run_one, summarise
-from spade_gan.baselines import BASELINES
-from spade_gan.dependencies import MissingPackageError
-from spade_gan.fidelity import WeightsError, load_inception
-from spade_gan.model_spec import GENERATORS
+from spade_gan.ablation.runs import device_name, markdown_table, run_one, summarise
+from spade_gan.models.baselines import BASELINES
+from spade_gan.models.spec import GENERATORS
+from spade_gan.optional_packages import MissingPackageError
+from spade_gan.scoring.fidelity import WeightsError, load_inception
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``ablation.py`` (training arguments follow ``--``)."""
-    p = argparse.ArgumentParser(
-        prog="ablation.py",
-        description="SPADE vs input-only (pix2pixHD), concat and CLADE generators on the built-in scenes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command_line.parser(
+        "ablation.py", "SPADE vs input-only (pix2pixHD), concat and CLADE generators on the built-in scenes."
     )
     p.add_argument("--out", default="runs/ablation", help="root folder of the runs and the report")
     p.add_argument("--generators", nargs="+", choices=GENERATORS, default=["spade", "pix2pixhd", "concat", "clade"])
@@ -70,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     split = argv.index("--") if "--" in argv else len(argv)
     args, train_args = build_parser().parse_args(argv[:split]), argv[split + 1 :]
     if any(a.split("=")[0] in ("--generator", "--seed", "--out", "--dataset") for a in train_args):
-        print("ablation.py: error: --generator, --seed, --out and --dataset are set by the ablation", file=sys.stderr)
-        return 2
+        return command_line.report_error(
+            "ablation.py", "--generator, --seed, --out and --dataset are set by the ablation"
+        )
     try:
         inception = load_inception(args.inception_weights) if args.inception_weights else None
     except (WeightsError, MissingPackageError) as exc:
-        print(f"ablation.py: error: {exc}", file=sys.stderr)
-        return 2
+        return command_line.report_error("ablation.py", exc)
     root = Path(args.out)
     started = datetime.datetime.now(datetime.timezone.utc)
     results = []

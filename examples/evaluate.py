@@ -14,7 +14,7 @@ Generates one image per validation label map (the images go to ``<out>/images/<i
   resized to 299x299 inside the network (TensorFlow-1 bilinear), 2048-d pool features; FID over all images, KID
   over 100 subsets of min(1000, N) images; generated against the real images of the same label maps;
 * segmenter accuracy / mIoU (``--segmenter``): a ``torch.export`` or TorchScript model you supply (see
-  ``spade_gan/segmenter.py``).
+  ``spade_gan/scoring/segmenter.py``).
 
 ``<out>/results.json`` holds the numbers and the protocol; it is written last, atomically, and a failed run leaves
 none (the images are generated into a temporary folder). Nothing is downloaded.
@@ -30,23 +30,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import script_setup  # the repository's spadenorm, from a plain clone too
+from spade_gan import command_line  # the repository's spadenorm, from a plain clone too
 
 if __name__ == "__main__":
-    script_setup.flush_denormals()
+    command_line.flush_denormals()
 
 from spade_gan.data import DATASETS
 from spade_gan.data.presets import PRESETS
-from spade_gan.dependencies import MissingPackageError
-from spade_gan.evaluation_setup import EvaluationError, evaluate_checkpoint
+from spade_gan.evaluation import EvaluationError, evaluate_checkpoint
+from spade_gan.optional_packages import MissingPackageError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``evaluate.py``."""
-    p = argparse.ArgumentParser(
-        prog="evaluate.py",
-        description="Evaluate a SPADE generator on a validation split: alignment, FID/KID, segmenter mIoU.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command_line.parser(
+        "evaluate.py", "Evaluate a SPADE generator on a validation split: alignment, FID/KID, segmenter mIoU."
     )
     p.add_argument("--checkpoint", required=True, help="train_spade.py checkpoint or original latest_net_G.pth")
     p.add_argument("--out", required=True, help="output folder: images/ and results.json")
@@ -85,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         table = results.pop("table")
         _publish(out, results, partial)
     except (EvaluationError, MissingPackageError, OSError) as exc:
-        print(f"evaluate.py: error: {exc}", file=sys.stderr)
-        return 2
+        return command_line.report_error("evaluate.py", exc)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     print(table)

@@ -16,23 +16,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-import script_setup  # the repository's spadenorm, from a plain clone too
+from spade_gan import command_line  # the repository's spadenorm, from a plain clone too
 
 if __name__ == "__main__":
-    script_setup.flush_denormals()
+    command_line.flush_denormals()
 
 from spade_gan.data.presets import PRESETS
-from spade_gan.inference import synthesize_folder
-from spade_gan.model_loading import SynthesisError, load_model
+from spade_gan.synthesis.inference import synthesize_folder
+from spade_gan.synthesis.loading import SynthesisError, load_model
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``synthesize.py``."""
-    p = argparse.ArgumentParser(
-        prog="synthesize.py",
-        description="Synthesize images from label maps with a SPADE generator.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = command_line.parser("synthesize.py", "Synthesize images from label maps with a SPADE generator.")
     p.add_argument("--checkpoint", required=True, help="train_spade.py checkpoint or original latest_net_G.pth")
     p.add_argument("--labels", required=True, help="folder of label PNGs")
     p.add_argument("--out", required=True, help="output folder")
@@ -71,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             model, args.labels, args.out, instances=args.instances, style=args.style, seed=args.seed
         )
     except (SynthesisError, OSError) as exc:
-        print(f"synthesize.py: error: {exc}", file=sys.stderr)
-        return 2
+        return command_line.report_error("synthesize.py", exc)
     h, w = model.generator.output_size
     print(f"wrote {len(written)} images ({w}x{h}) to {args.out}")
     return 0

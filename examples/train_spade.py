@@ -2,7 +2,7 @@
 
 Without arguments it trains a small model on the built-in synthetic scenes on the CPU (a few minutes on 2 cores)
 and ends by printing how well generated images follow held-out label maps (the alignment metric of
-``spade_gan.metrics``), next to the real images' score and the chance levels::
+``spade_gan.scoring.alignment``), next to the real images' score and the chance levels::
 
     python examples/train_spade.py
     python examples/train_spade.py --dataset ade20k --dataroot ADEChallengeData2016 --ngf 64 --crop-size 256 \\
@@ -12,24 +12,24 @@ and ends by printing how well generated images follow held-out label maps (the a
 
 Outputs under ``--out``: ``checkpoints/latest.pt`` (+ the last ``--keep`` step files), ``samples/step_*.png`` (rows:
 label, generated, real), ``log.jsonl`` (one JSON object of losses per logged step) and ``alignment.json``. The run
-itself is :func:`spade_gan.run.train`; this script parses the command line and reports input errors.
+itself is :func:`spade_gan.training.run.train`; this script parses the command line and reports input errors.
 """
 
 from __future__ import annotations
 
 import sys
 
-import script_setup  # the repository's spadenorm, from a plain clone too
+from spade_gan import command_line  # the repository's spadenorm, from a plain clone too
 
 if __name__ == "__main__":
-    script_setup.flush_denormals()
+    command_line.flush_denormals()
 
-from spade_gan.config import ConfigError, config_from_args
 from spade_gan.data.errors import DatasetLayoutError, LabelRangeError
-from spade_gan.dependencies import MissingPackageError
-from spade_gan.fidelity import WeightsError
-from spade_gan.run import train
-from spade_gan.train_checkpoints import CheckpointError
+from spade_gan.optional_packages import MissingPackageError
+from spade_gan.scoring.fidelity import WeightsError
+from spade_gan.training.checkpoints import CheckpointError
+from spade_gan.training.config import ConfigError, config_from_args
+from spade_gan.training.run import train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         MissingPackageError,
     ) as exc:
-        print(f"train_spade.py: error: {exc}", file=sys.stderr)
-        return 2
+        return command_line.report_error("train_spade.py", exc)
     return 0
 
 

@@ -1,8 +1,10 @@
 """Zero-sized inputs (an empty last batch of an uneven split, a zero-width crop) give what torch's norms give.
 
 Torch's norms accept a zero-sized batch, channel or spatial dimension in training and eval: the result is empty, the
-gradients of weight and bias are zeros, the running estimates stay and ``BatchNorm`` counts the batch. Every
-statistics kind of spadenorm does the same, forward and backward, on both backends.
+gradients of weight and bias are zeros, the running estimates stay and ``BatchNorm`` counts the batch. (From torch
+2.14, ``F.group_norm`` alone refuses zero channels or positions, while accepting an empty batch.) Every statistics
+kind of spadenorm does the same as torch's instance and batch norms, forward and backward, on both backends and
+every torch version.
 """
 
 from __future__ import annotations
@@ -52,13 +54,19 @@ def test_modulated_norm_of_an_empty_input_is_torch_s(shape, norm, training, back
         running = torch.full((c,), 0.5), torch.full((c,), 2.0)
         counter = torch.tensor(3)
         kwargs.update(running_mean=running[0], running_var=running[1], num_batches_tracked=counter)
-    expected = _torch_norm(x.detach(), norm, None if running is None else (running[0].clone(), running[1].clone()),
-                           training)  # fmt: skip
+    try:
+        expected = _torch_norm(x.detach(), norm, None if running is None else (running[0].clone(), running[1].clone()),
+                               training)  # fmt: skip
+        assert expected.shape == x.shape
+        assert expected.dtype == x.dtype
+    except RuntimeError:  # torch >= 2.14's group norm refuses zero channels or positions; its other norms take them
+        assert norm in ("group", "layer")
+        assert 0 not in shape[:1]
     with spadenorm.use_backend(backend):
         y = modulated_norm(x, gamma, beta, scale=scale, shift=shift, **kwargs)
         y.sum().backward()
-    assert y.shape == expected.shape == x.shape
-    assert y.dtype == expected.dtype
+    assert y.shape == x.shape
+    assert y.dtype == x.dtype
     assert x.grad is not None
     assert x.grad.shape == x.shape
     for t in (gamma, beta, scale, shift):

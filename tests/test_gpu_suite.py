@@ -3,7 +3,6 @@ preflight checks and the shell script's syntax. The measurements themselves need
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import re
@@ -253,37 +252,12 @@ def test_suite_script_parses():
 
 
 # ----------------------------------------------------------------------------------------------------- path override
-@dataclasses.dataclass
-class _Overrides:
-    row_kernels: bool | None = None
-    row_strategy: str | None = None
-
-
-class _Launch:
-    """A stand-in for spadenorm.backends.triton.launch: OVERRIDES and, optionally, overridden()."""
-
-    def __init__(self, with_context_manager: bool) -> None:
-        self.OVERRIDES = _Overrides()
-        if with_context_manager:
-            self.overridden = self._overridden
-
-    @contextlib.contextmanager
-    def _overridden(self, **fields):
-        saved = dataclasses.asdict(self.OVERRIDES)
-        for name, value in fields.items():
-            setattr(self.OVERRIDES, name, value)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                setattr(self.OVERRIDES, name, value)
-
-
-@pytest.mark.parametrize("with_context_manager", [True, False])
 @pytest.mark.parametrize("mode", ["forward", "backward", "forward+backward"])
-def test_forced_path_holds_for_forward_and_backward(monkeypatch, mode, with_context_manager):
-    launch = _Launch(with_context_manager)
-    monkeypatch.setattr(suite, "_launch", lambda: launch)
+def test_forced_path_holds_for_forward_and_backward(mode):
+    """The library's launch overrides are in force around the timed forward and backward, and restored after."""
+    pytest.importorskip("triton")
+    from spadenorm.backends.triton import launch
+
     seen: dict[str, list] = {"forward": [], "backward": []}
 
     class Recorder(torch.autograd.Function):
@@ -298,47 +272,29 @@ def test_forced_path_holds_for_forward_and_backward(monkeypatch, mode, with_cont
             return dy * 2
 
     x = torch.randn(3, requires_grad=True)
-    fields = suite.PATHS["rows-swept"]
+    before = dataclasses.astuple(launch.OVERRIDES)
     forced = (True, "swept")
-    prepare, run = suite.make_step(lambda: Recorder.apply(x), (x,), torch.ones(3), mode, fields)
+    prepare, run = suite.make_step(lambda: Recorder.apply(x), (x,), torch.ones(3), mode, suite.PATHS["rows-swept"])
     arg = prepare()
     assert seen["forward"] == ([forced] if mode == "backward" else [])  # the untimed forward of a backward pass
     run(arg)
     assert seen["forward"] == [forced]
     assert seen["backward"] == ([] if mode == "forward" else [forced])
-    assert dataclasses.astuple(launch.OVERRIDES) == (None, None)  # restored after the call
-    assert suite.missing_override_fields(fields) == []
-    assert suite.missing_override_fields(suite.PATHS["split-row-torch-glue"]) == ["torch_glue"]
-    assert suite.missing_override_fields(suite.PATHS["rule"]) == []
+    assert dataclasses.astuple(launch.OVERRIDES) == before  # restored after the call
 
 
-class _PlanningLaunch(_Launch):
-    """A stand-in with the launch rule's predicates: row kernels unless forced off, swept unless forced."""
-
-    def __init__(self) -> None:
-        super().__init__(with_context_manager=True)
-        self.OVERRIDES = _Overrides()
-
-    def use_row_kernels(self, x, groups):
-        return self.OVERRIDES.row_kernels is not False
-
-    def row_plan(self, x, groups):
-        return dataclasses.make_dataclass("Plan", ["strategy"])(self.OVERRIDES.row_strategy or "swept")
-
-    def uses_torch_glue(self):
-        return False
-
-
-def test_describe_plan_reads_the_launch_rule_under_the_forced_path(monkeypatch):
-    launch = _PlanningLaunch()
-    monkeypatch.setattr(suite, "_launch", lambda: launch)
+def test_describe_plan_reads_the_launch_rule_under_the_forced_path():
+    """What the suite records as the path of a case is what the library's launch rule runs (here, under the
+    interpreter, where per-sample rows always take the row kernels)."""
+    pytest.importorskip("triton")
     x = torch.zeros(2, 64, 4, 4)
-    assert suite.describe_plan(x, "instance", False, {}) == "rows swept"
-    assert suite.describe_plan(x, "instance", False, suite.PATHS["rows-persistent"]) == "rows persistent"
+    assert suite.describe_plan(x, "instance", False, {}) == "rows resident"
+    assert suite.describe_plan(x, "instance", True, {}) == "rows resident, table grad chunked"
+    assert suite.describe_plan(x, "instance", False, {"row_kernels": False}) == "split-row, finalize kernel"
     assert suite.describe_plan(x, "group", False, {"row_kernels": False}) == "split-row, finalize kernel"
     assert suite.describe_plan(x, "batch", False, {}) == "split-row, finalize kernel"
-    for path in ("rows-persistent", "rows-swept"):  # what run_case compares to skip a forced path that does not apply
-        assert suite.PLAN_OF_PATH[path] in str(suite.describe_plan(x, "instance", False, suite.PATHS[path]))
+    for path in ("rows-persistent", "rows-swept", "split-row-torch-glue", "table-grad-dense"):
+        assert suite.PLAN_OF_PATH[path] in str(suite.describe_plan(x, "instance", "table" in path, suite.PATHS[path]))
 
 
 # ------------------------------------------------------------------------------------------------------- label maps

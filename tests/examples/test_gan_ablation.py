@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-from spade_gan.ablation_runs import markdown_table, summarise
-from spade_gan.baselines import Pix2PixHDGenerator, matched_width, parameter_count
-from spade_gan.generator import SPADEGenerator
-from spade_gan.layers import init_weights
-from spade_gan.model_spec import GENERATORS, ModelSpec
-from spade_gan.washaway import uniform_label_maps, washaway_probe
+from spade_gan.ablation.runs import markdown_table, summarise
+from spade_gan.ablation.washaway import uniform_label_maps, washaway_probe
+from spade_gan.models.baselines import Pix2PixHDGenerator, matched_width, parameter_count
+from spade_gan.models.generator import SPADEGenerator
+from spade_gan.models.layers import init_weights
+from spade_gan.models.spec import GENERATORS, ModelSpec
 from torch import nn
 
 from spadenorm import CLADE, SPADE
@@ -143,7 +143,7 @@ def test_washaway_probe_separates_an_input_only_instance_norm_network_from_spade
 
 
 def test_an_ablation_run_is_not_reused_with_other_training_arguments(tmp_path):
-    from spade_gan.ablation_runs import RESULT_FILE, run_one
+    from spade_gan.ablation.runs import RESULT_FILE, run_one
 
     run = tmp_path / "spade" / "seed0"
     run.mkdir(parents=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from spade_gan import fidelity
-from spade_gan.metrics import confusion_matrix, scores
-from spade_gan.segmenter import SegmenterError, SegmenterScorer, read_class_mapping
+from spade_gan.scoring import fidelity
+from spade_gan.scoring.alignment import confusion_matrix, scores
+from spade_gan.scoring.segmenter import SegmenterError, SegmenterScorer, read_class_mapping
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from spade_gan.losses import (
+from spade_gan.training.losses import (
     VGG19Features,
     VGGLoss,
     discriminator_hinge_loss,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from spade_gan.data import NUM_CLASSES, SCENE_CLASSES, SyntheticScenes
-from spade_gan.metrics import (
+from spade_gan.scoring.alignment import (
     AlignmentMeter,
     alignment_features,
     confusion_matrix,

@@ -7,8 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from spade_gan import models
-from spade_gan.generator_weights import load_generator_weights
+from spade_gan import models, synthesis
 from spade_gan.models import (
     ConvEncoder,
     ModelSpec,
@@ -17,11 +16,11 @@ from spade_gan.models import (
     SPADEGenerator,
     SPADEResnetBlock,
     init_weights,
-    load_original_generator,
     reparameterize,
 )
-from spade_gan.original_weights import spec_from_original
-from spade_gan.vgg import VGG19Features
+from spade_gan.models.vgg import VGG19Features
+from spade_gan.synthesis.original_weights import load_original_generator, spec_from_original
+from spade_gan.synthesis.strict_loading import load_generator_weights
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -691,7 +690,9 @@ def test_models_namespace_exports():
         "MultiscaleDiscriminator",
         "NLayerDiscriminator",
         "init_weights",
-        "load_original_generator",
         "ModelSpec",
         "reparameterize",
     }
+    assert set(synthesis.__all__) >= {"load_original_generator", "load_state_dict_file", "load_model"}
+    assert all(hasattr(models, name) for name in models.__all__)
+    assert all(hasattr(synthesis, name) for name in synthesis.__all__)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from spade_gan.config import TrainConfig
 from spade_gan.data import to_semantics
 from spade_gan.data.transforms import Geometry, apply_to_ids
-from spade_gan.generator import SPADEGenerator
-from spade_gan.model_loading import SynthesisError, load_model
-from spade_gan.train_checkpoints import load_checkpoint
+from spade_gan.models.generator import SPADEGenerator
+from spade_gan.synthesis.loading import SynthesisError, load_model
+from spade_gan.training.checkpoints import load_checkpoint
+from spade_gan.training.config import TrainConfig
 
 
 def _synthesize(*args: object) -> int:

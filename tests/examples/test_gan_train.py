@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from spade_gan.config import TrainConfig
-from spade_gan.logging_utils import read_log
-from spade_gan.model_spec import ModelSpec
-from spade_gan.train_checkpoints import FORMAT, load_checkpoint
+from spade_gan.models.spec import ModelSpec
+from spade_gan.training.checkpoints import FORMAT, load_checkpoint
+from spade_gan.training.config import TrainConfig
+from spade_gan.training.logs import read_log
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REPO = EXAMPLES.parent
@@ -32,7 +32,6 @@ TINY = [
     "--eval-images",
     "4",
 ]
-LOSS_KEYS = ("G_GAN", "G_GAN_Feat", "KLD", "D_Fake", "D_real")
 
 
 def _train(*args: str) -> int:
@@ -46,10 +45,6 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(EXAMPLES), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     return env
-
-
-def _losses(log: list[dict]) -> list[tuple]:
-    return [(r["step"], *(r.get(k) for k in LOSS_KEYS)) for r in log]
 
 
 def test_gan_tiny_run_writes_checkpoint_log_and_samples(tmp_path, capsys):
@@ -81,25 +76,69 @@ def test_gan_tiny_run_writes_checkpoint_log_and_samples(tmp_path, capsys):
     assert (out / "alignment.json").is_file()
 
 
-def test_gan_resume_equals_uninterrupted_run(tmp_path):
-    # VAE on: the encoder's noise makes the losses depend on the restored RNG state
-    common = ["--use-vae", "--z-dim", "8", "--log-every", "1", "--save-every", "2", "--sample-every", "100"]
-    common += ["--ema-decay", "0.9"]  # the average is restored exactly too
-    common += ["--eval-images", "0"]
+def _assert_equal_state(a: object, b: object, where: str) -> None:
+    """``a == b`` for nested state dicts, tensors compared bit-exactly (``torch.equal``)."""
+    assert type(a) is type(b), where
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype, where
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for key, value in a.items():
+            _assert_equal_state(value, b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_equal_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param([], id="defaults"),
+        # the encoder's noise makes the losses depend on the restored RNG state; the average is restored exactly too
+        pytest.param(["--use-vae", "--z-dim", "8", "--ema-decay", "0.9"], id="vae-ema"),
+    ],
+)
+def test_gan_resume_equals_uninterrupted_run(tmp_path, flags):
+    # Default outputs (a log line every 10 steps, samples, checkpoints, the end-of-run evaluation): interrupted at
+    # step 5 (not a logging step) and at step 10 (one), the run must end bit-equal to an uninterrupted one.
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert _train(*common, "--max-steps", "4", "--out", str(straight)) == 0
-    assert _train(*common, "--max-steps", "2", "--out", str(resumed)) == 0
-    assert _train(*common, "--max-steps", "4", "--out", str(resumed), "--resume") == 0
+    assert _train(*flags, "--max-steps", "12", "--out", str(straight)) == 0
+    assert _train(*flags, "--max-steps", "5", "--out", str(resumed)) == 0
+    assert _train(*flags, "--max-steps", "10", "--out", str(resumed), "--resume") == 0
+    assert _train(*flags, "--max-steps", "12", "--out", str(resumed), "--resume") == 0
 
     a, b = read_log(straight / "log.jsonl"), read_log(resumed / "log.jsonl")
-    assert [r["step"] for r in b] == list(range(1, 5))
-    assert _losses(a) == _losses(b)
+    assert [r["step"] for r in a] == [10, 12]
+    assert [{k: v for k, v in r.items() if k != "elapsed_s"} for r in b] == [
+        {k: v for k, v in r.items() if k != "elapsed_s"} for r in a
+    ]
     sa = load_checkpoint(straight / "checkpoints" / "latest.pt")
     sb = load_checkpoint(resumed / "checkpoints" / "latest.pt")
-    for net in ("G", "D", "E", "G_ema"):
-        for key, value in sa[net].items():
-            assert torch.equal(value, sb[net][key]), f"{net}.{key}"
-    assert sa["ema_updates"] == sb["ema_updates"] == 4
+    assert sa["step"] == sb["step"] == 12
+    assert any(k.endswith("running_var") for k in sa["G"])  # the sync-batch running statistics are compared too
+    for key in ("G", "D", "E", "G_ema", "ema_updates", "opt_G", "opt_D", "scaler_G", "scaler_D"):
+        _assert_equal_state(sa[key], sb[key], key)
+    _assert_equal_state(sa["rng"][0]["torch"], sb["rng"][0]["torch"], "rng.torch")
+    sample = Path("samples") / "step_00000012.png"
+    assert (straight / sample).read_bytes() == (resumed / sample).read_bytes()
+    assert (straight / "alignment.json").read_text() == (resumed / "alignment.json").read_text()
+
+
+def test_log_truncation_on_resume_keeps_what_an_uninterrupted_run_wrote(tmp_path):
+    from spade_gan.training.logs import JsonlLogger
+
+    records = [{"step": 10, "G_GAN": 1.0}, {"step": 15, "G_GAN": 2.0}, {"step": 15, "eval": {"miou": 0.5}}]
+    records.append({"step": 20, "G_GAN": 3.0})
+    logger = JsonlLogger(tmp_path / "log.jsonl")
+    for record in records:
+        logger.log(record)
+    logger.truncate_after(15)
+    assert read_log(logger.path) == records[:3]
+    logger.truncate_after(15, keep_losses_at_step=False)  # 15 was the stopped run's last step, not a logging step
+    assert read_log(logger.path) == [records[0], records[2]]
 
 
 def test_gan_amp_bf16_channels_last_smoke(tmp_path):
@@ -123,9 +162,9 @@ def test_gan_resume_errors(tmp_path, capsys):
 
 
 def test_ema_generator_follows_the_update_rule_and_is_what_synthesis_loads(tmp_path):
-    from spade_gan.distributed_utils import DistInfo
-    from spade_gan.model_loading import load_model
-    from spade_gan.trainer import SPADETrainer
+    from spade_gan.synthesis.loading import load_model
+    from spade_gan.training.distributed import DistInfo
+    from spade_gan.training.trainer import SPADETrainer
 
     cfg = TrainConfig(label_nc=8, contain_dontcare=False, use_instance=False, ngf=2, crop_size=32, ema_decay=0.999)
     cfg.resolve()
@@ -190,7 +229,7 @@ def test_the_trainer_passes_ids_and_edges_to_the_generator_and_the_map_to_the_di
 
 
 def test_auto_precision_resolves_per_dataset_and_device(monkeypatch):
-    from spade_gan import config as config_module
+    from spade_gan.training import config as config_module
 
     for fast in (True, False):
         monkeypatch.setattr(config_module, "bf16_is_fast", lambda device, fast=fast: fast)
@@ -275,8 +314,8 @@ def test_eval_flags_are_checked(capsys):
 
 
 def test_default_schedule_on_the_synthetic_scenes_decays_the_learning_rate():
-    from spade_gan.run_setup import total_steps
-    from spade_gan.trainer import learning_rate
+    from spade_gan.training.prepare import total_steps
+    from spade_gan.training.trainer import learning_rate
 
     cfg = TrainConfig().resolve()
     assert (cfg.max_steps, cfg.epochs, cfg.decay_epochs, cfg.lr) == (None, 3, 4, 4e-4)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..generator import Upsampling
+from ..models.generator import Upsampling
 
 PreprocessMode = Literal["fixed", "resize_and_crop", "scale_shortside_and_crop", "none"]
 

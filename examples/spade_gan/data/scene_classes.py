@@ -1,8 +1,8 @@
 """The classes of the built-in procedural scenes: name, mean colour and texture of each.
 
 Textures are defined in pixels (not in scene units), so every class keeps the same local statistics at any
-resolution; that is what the alignment metric (:mod:`spade_gan.metrics`) relies on. Each texture is a luminance
-modulation added to the class colour:
+resolution; that is what the alignment metric (:mod:`spade_gan.scoring.alignment`) relies on. Each texture is a
+luminance modulation added to the class colour:
 
 * ``gradient``: a smooth vertical brightness ramp (sky), nearly no fine texture;
 * ``stripes``: a sinusoid of the given period (pixels) and orientation (degrees; 0 = stripes vary along x);

@@ -1,9 +1,9 @@
 """The generator (and style encoder) of a checkpoint file, for synthesis: a training checkpoint or ``latest_net_G.pth``.
 
 A training checkpoint carries its configuration, from which :meth:`TrainConfig.model_spec
-<spade_gan.config.TrainConfig.model_spec>` gives the architecture; an original generator state dict is described by
-:func:`~spade_gan.original_weights.spec_from_original`. Either way the networks are built from that
-:class:`~spade_gan.model_spec.ModelSpec` and loaded strictly. Files are read once, with ``weights_only=True``.
+<spade_gan.training.config.TrainConfig.model_spec>` gives the architecture; an original generator state dict is
+described by :func:`~spade_gan.synthesis.original_weights.spec_from_original`. Either way the networks are built from
+that :class:`~spade_gan.models.spec.ModelSpec` and loaded strictly. Files are read once, with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
-from .encoder import ConvEncoder
-from .generator_weights import load_generator_weights
-from .model_spec import Generator, ModelSpec
+from ..models.encoder import ConvEncoder
+from ..models.spec import Generator, ModelSpec
+from ..training.checkpoints import is_train_checkpoint
+from ..training.config import TrainConfig
 from .original_weights import StateDict, is_state_dict, load_original_generator, spec_from_original
-from .train_checkpoints import is_train_checkpoint
+from .strict_loading import load_generator_weights
 
 OVERRIDABLE = ("ngf", "crop_size", "aspect_ratio", "num_upsampling_layers")
 """Spec fields :func:`load_model` lets the caller override."""

@@ -1,7 +1,8 @@
 """Training configuration of ``train_spade.py``: one dataclass, its command line, and plain-dict round trips.
 
-The generator's architecture is not a second set of fields: :meth:`TrainConfig.model_spec` turns the configuration's
-model fields into the :class:`~spade_gan.model_spec.ModelSpec` both training and synthesis build networks from.
+The generator's architecture is listed once, as the fields of :class:`~spade_gan.models.spec.ModelSpec`: the
+configuration's fields of the same names (:data:`MODEL_KEYS`) are what :meth:`TrainConfig.model_spec` passes on, and
+with the dataset and the discriminator's fields what ``--resume`` takes from a checkpoint (:data:`ARCHITECTURE_KEYS`).
 
 The defaults train a small model on the built-in synthetic scenes on a CPU in a few minutes; the original SPADE's
 values (ngf 64, 256 crops, batch 32 over 8 GPUs, 50 + 50 epochs) are reached by passing them explicitly.
@@ -21,10 +22,11 @@ import torch
 
 from spadenorm.functional import NormName
 
-from .data import DATASETS, DatasetOptions
-from .data.build import preset_for
-from .generator import NUM_UPSAMPLINGS, Upsampling
-from .model_spec import GENERATORS, GeneratorKind, ModelSpec
+from .. import command_line
+from ..data import DATASETS, DatasetOptions
+from ..data.build import preset_for
+from ..models.generator import NUM_UPSAMPLINGS, Upsampling
+from ..models.spec import GENERATORS, GeneratorKind, ModelSpec
 
 DEFAULT_SYNTHETIC_EPOCHS = 3
 DEFAULT_SYNTHETIC_DECAY_EPOCHS = 4
@@ -47,25 +49,6 @@ device runs bf16 fast, else ``"off"`` (the original's float32)."""
 DEFAULT_EPOCHS = 50
 """Epochs of a run on a real dataset when neither --max-steps nor --epochs is given (the original's niter)."""
 
-ARCHITECTURE_KEYS = (
-    "dataset",
-    "label_nc",
-    "contain_dontcare",
-    "use_instance",
-    "ngf",
-    "ndf",
-    "num_d",
-    "n_layers_d",
-    "num_upsampling_layers",
-    "generator",
-    "crop_size",
-    "aspect_ratio",
-    "use_vae",
-    "z_dim",
-    "norm",
-)
-"""Keys that fix the networks' shapes; on ``--resume`` they come from the checkpoint."""
-
 TRAINING_KEYS = (
     "seed",
     "batch_size",
@@ -83,16 +66,6 @@ TRAINING_KEYS = (
     "ema_decay",
 )
 """Keys that the loss trajectory depends on; on ``--resume`` they also come from the checkpoint."""
-
-_SPEC_FIELDS_SET_LATER = (
-    "label_nc",
-    "contain_dontcare",
-    "use_instance",
-    "crop_size",
-    "aspect_ratio",
-    "num_upsampling_layers",
-)
-"""Model fields that start as ``None``: :meth:`TrainConfig.resolve` and the dataset fill them."""
 
 
 class ConfigError(ValueError):
@@ -179,6 +152,11 @@ class TrainConfig:
             raise ValueError("TrainConfig.lr is unset: call resolve() first")
         return self.lr
 
+    def is_log_step(self, step: int) -> bool:
+        """Whether a run logs its losses at ``step`` on the way past it: every ``log_every`` steps, and every step
+        with ``log_checksums`` (a run also logs its last step, wherever it falls)."""
+        return step % self.log_every == 0 or self.log_checksums
+
     def resolve(self, device: torch.device | None = None) -> TrainConfig:
         """Fill the dataset-dependent defaults from the dataset's preset (geometry, labels, generator depth) and the
         ``"auto"`` precision and memory format for ``device`` (default: the CPU).
@@ -241,35 +219,16 @@ class TrainConfig:
             ConfigError: an architecture the configuration cannot build (e.g. ``--generator clade`` with instance
                 maps), naming the flag.
         """
-        if (
-            self.label_nc is None
-            or self.contain_dontcare is None
-            or self.use_instance is None
-            or self.crop_size is None
-            or self.aspect_ratio is None
-            or self.num_upsampling_layers is None
-        ):
-            unset = [name for name in _SPEC_FIELDS_SET_LATER if getattr(self, name) is None]
+        values = {name: getattr(self, name) for name in MODEL_KEYS}
+        values["spade_hidden"] = self.spade_hidden or ModelSpec.spade_hidden  # configurations without it: the default
+        unset = [name for name, value in values.items() if value is None and _SPEC_DEFAULTS[name] is not None]
+        if unset:
             raise ValueError(
                 f"TrainConfig.model_spec: {', '.join(unset)} must be set (call resolve() and copy the dataset's label "
                 "layout first), got None"
             )
         try:
-            return ModelSpec(
-                label_nc=self.label_nc,
-                contain_dontcare=self.contain_dontcare,
-                use_instance=self.use_instance,
-                ngf=self.ngf,
-                num_upsampling_layers=self.num_upsampling_layers,
-                crop_size=self.crop_size,
-                aspect_ratio=self.aspect_ratio,
-                use_vae=self.use_vae,
-                z_dim=self.z_dim,
-                norm=self.norm,
-                generator=self.generator,
-                baseline_width=self.baseline_width,
-                spade_hidden=self.spade_hidden or ModelSpec.spade_hidden,
-            )
+            return ModelSpec(**values)
         except ValueError as exc:  # an architecture this configuration cannot build
             raise ConfigError(f"--generator {self.generator}: {exc}") from exc
 
@@ -288,13 +247,24 @@ class TrainConfig:
         return cfg
 
 
+MODEL_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name in ModelSpec.__dataclass_fields__)
+"""The configuration's fields that are :class:`~spade_gan.models.spec.ModelSpec` fields, in the configuration's order:
+the generator's architecture, which :meth:`TrainConfig.model_spec` passes on by name (``spectral``, not a flag, keeps
+the spec's default)."""
+
+_SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelSpec)}
+
+ARCHITECTURE_KEYS = ("dataset", *MODEL_KEYS, "ndf", "num_d", "n_layers_d")
+"""Keys that fix the networks' shapes (the dataset's, the generator's and the discriminator's); on ``--resume`` they
+come from the checkpoint."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``train_spade.py``; every flag maps to a :class:`TrainConfig` field."""
-    p = argparse.ArgumentParser(
-        prog="train_spade.py",
-        description="Train the SPADE GAN. Without arguments: a small model on the built-in synthetic scenes (CPU, "
-        "a few minutes), ending with the alignment metric on held-out label maps.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command_line.parser(
+        "train_spade.py",
+        "Train the SPADE GAN. Without arguments: a small model on the built-in synthetic scenes (CPU, a few minutes), "
+        "ending with the alignment metric on held-out label maps.",
     )
     defaults = TrainConfig()
     _add_data_flags(p, defaults)

@@ -36,12 +36,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from ..data.semantics import Semantics, semantic_inputs
+from ..models.discriminator import MultiscaleDiscriminator
+from ..models.encoder import reparameterize
 from . import losses as L
 from .config import TrainConfig
-from .data.semantics import Semantics, semantic_inputs
-from .discriminator import MultiscaleDiscriminator
-from .distributed_utils import DistInfo
-from .encoder import reparameterize
+from .distributed import DistInfo
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -74,8 +74,9 @@ def split_prediction(pred: list[list[Tensor]], n: int) -> tuple[list[list[Tensor
 class SPADETrainer:
     """The networks, optimisers and gradient scalers of a run, and its two update steps.
 
-    The generator and encoder come from :meth:`TrainConfig.model_spec <spade_gan.config.TrainConfig.model_spec>`;
-    the discriminator sees the semantic map and the image concatenated (``semantic_nc + 3`` channels).
+    The generator and encoder come from :meth:`TrainConfig.model_spec
+    <spade_gan.training.config.TrainConfig.model_spec>`; the discriminator sees the semantic map and the image
+    concatenated (``semantic_nc + 3`` channels).
 
     Args:
         cfg: the resolved configuration, with the dataset's label layout set.

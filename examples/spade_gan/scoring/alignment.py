@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data.scene_classes import NUM_CLASSES
-from .data.synthetic import SyntheticScenes
+from ..data.scene_classes import NUM_CLASSES
+from ..data.synthetic import SyntheticScenes
 
 FIT_SEED = 20_190_416
 """Seed of the training-split scenes the default class model is fitted on."""

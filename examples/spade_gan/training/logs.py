@@ -1,4 +1,4 @@
-"""Run outputs: losses as JSON lines (``log.jsonl``) and sample grids as PNG files.
+"""The logs of a training run: losses as JSON lines (``log.jsonl``) and, with ``--tensorboard``, TensorBoard events.
 
 ``log.jsonl`` holds one JSON object per logged step, e.g.
 ``{"step": 10, "epoch": 0, "lr_G": 0.0001, "lr_D": 0.0004, "G_GAN": 0.91, "G_GAN_Feat": 3.2, "D_Fake": 0.4, ...}``;
@@ -12,25 +12,26 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
 from torch import Tensor
 
-from .dependencies import import_optional
+from ..optional_packages import import_optional
 
 
 class JsonlLogger:
     """Appends one JSON object per line and flushes it at once (a killed run loses at most the line being written).
 
-    On resume, :meth:`truncate_after` drops the lines of steps past the checkpoint, so the file reads like one
-    uninterrupted run.
+    On resume, :meth:`truncate_after` drops the lines of steps past the checkpoint and, where the checkpoint's step is
+    not a logging step, the loss line the stopped run wrote there only because it ended there, so the file reads like
+    one uninterrupted run.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def truncate_after(self, step: int) -> None:
+    def truncate_after(self, step: int, *, keep_losses_at_step: bool = True) -> None:
+        """Drop the records of steps past ``step`` and, with ``keep_losses_at_step=False``, the loss record of
+        ``step`` itself (its evaluation record, ``{"step", "eval"}``, stays)."""
         if not self.path.exists():
             return
         kept = []
@@ -39,7 +40,8 @@ class JsonlLogger:
                 record = json.loads(line)
             except json.JSONDecodeError:  # a line torn by a kill
                 continue
-            if record.get("step", 0) <= step:
+            at = record.get("step", 0)
+            if at < step or (at == step and (keep_losses_at_step or "eval" in record)):
                 kept.append(line)
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(k + "\n" for k in kept))
@@ -54,42 +56,6 @@ class JsonlLogger:
 def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The records of a ``log.jsonl`` file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def to_uint8(images: Tensor) -> np.ndarray:
-    """Images ``(N, 3, H, W)`` in ``[-1, 1]`` to uint8 ``(N, H, W, 3)``: ``(y + 1) / 2 * 255``, clipped, truncated
-    (the original's conversion)."""
-    array = ((images.detach().float().cpu() + 1.0) / 2.0 * 255.0).clamp(0, 255).permute(0, 2, 3, 1).numpy()
-    return array.astype(np.uint8)
-
-
-def image_grid(rows: list[Tensor], pad: int = 2) -> np.ndarray:
-    """A uint8 ``(H', W', 3)`` grid: one row per tensor in ``rows`` (each ``(N, 3, H, W)`` in ``[-1, 1]``), N columns,
-    white ``pad``-pixel gaps."""
-    if not rows:
-        raise ValueError("rows: expected at least one batch of images")
-    tiles = [to_uint8(r) for r in rows]
-    n, h, w, _ = tiles[0].shape
-    grid = np.full((len(tiles) * (h + pad) + pad, n * (w + pad) + pad, 3), 255, dtype=np.uint8)
-    for i, row in enumerate(tiles):
-        for j in range(n):
-            top, left = pad + i * (h + pad), pad + j * (w + pad)
-            grid[top : top + h, left : left + w] = row[j]
-    return grid
-
-
-def save_grid(rows: list[Tensor], path: str | os.PathLike[str], pad: int = 2) -> np.ndarray:
-    """Write the :func:`image_grid` of ``rows`` as a PNG (atomically) and return it.
-
-    ``train_spade.py`` uses rows label (colourised), generated, real.
-    """
-    grid = image_grid(rows, pad)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(grid).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return grid
 
 
 def open_tensorboard(directory: str | os.PathLike[str], resume_step: int = 0) -> Any:
@@ -116,10 +82,7 @@ def format_losses(losses: dict[str, float]) -> str:
 __all__ = [
     "JsonlLogger",
     "format_losses",
-    "image_grid",
     "open_tensorboard",
     "read_log",
-    "save_grid",
     "scalar_losses",
-    "to_uint8",
 ]

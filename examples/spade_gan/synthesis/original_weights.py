@@ -13,10 +13,10 @@ from typing import TypeGuard
 import torch
 from torch import Tensor
 
-from .data.presets import PRESETS
-from .generator import SPADEGenerator
-from .generator_weights import load_generator_weights
-from .model_spec import ModelSpec
+from ..data.presets import PRESETS
+from ..models.generator import SPADEGenerator
+from ..models.spec import ModelSpec
+from .strict_loading import load_generator_weights
 
 StateDict = Mapping[str, Tensor]
 
@@ -56,8 +56,9 @@ def load_original_generator(
     """Load an original ``latest_net_G.pth`` (a path or its state dict) into ``generator``, strictly.
 
     The key names already match, so this is ``generator.load_state_dict(state, strict=True)`` after the checks of
-    :func:`~spade_gan.generator_weights.load_generator_weights`, which turn the usual mistakes (wrong label_nc, VAE
-    or not, ngf, upsampling mode, spectral or norm setting) into a ``ValueError`` saying which argument to change.
+    :func:`~spade_gan.synthesis.strict_loading.load_generator_weights`, which turn the usual mistakes (wrong label_nc,
+    VAE or not, ngf, upsampling mode, spectral or norm setting) into a ``ValueError`` saying which argument to
+    change.
 
     Returns:
         ``generator``, loaded.
@@ -70,7 +71,7 @@ def load_original_generator(
 
 
 def spec_from_original(state: StateDict, preset: str | None = None) -> ModelSpec:
-    """The :class:`~spade_gan.model_spec.ModelSpec` of an original generator state dict.
+    """The :class:`~spade_gan.models.spec.ModelSpec` of an original generator state dict.
 
     The dataset preset (``preset``, or without one the preset whose semantic channel count matches the file) gives
     the label layout and geometry; what the file itself reveals wins: ``ngf`` (from ``head_0``'s width), VAE input and

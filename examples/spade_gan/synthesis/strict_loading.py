@@ -3,8 +3,8 @@
 Training checkpoints and the original implementation's ``latest_net_G.pth`` store the generator under the same key
 names (spectral-norm ``weight_orig`` / ``weight_u`` / ``weight_v``, batch-norm buffers under
 ``norm_*.param_free_norm.``, ``fc`` as a Conv2d or, for VAE models, a Linear), so one check serves both loaders:
-:func:`spade_gan.original_weights.load_original_generator` and the training-checkpoint path of
-:func:`spade_gan.model_loading.load_model`.
+:func:`spade_gan.synthesis.original_weights.load_original_generator` and the training-checkpoint path of
+:func:`spade_gan.synthesis.loading.load_model`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from torch import Tensor, nn
 
-from .generator import SPADEGenerator
+from ..models.generator import SPADEGenerator
 
 GeneratorModule = TypeVar("GeneratorModule", bound=nn.Module)
 

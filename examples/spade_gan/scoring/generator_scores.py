@@ -3,10 +3,11 @@
 One pass over the dataset generates an image per label map (in order, batch by batch) and feeds every metric that is
 switched on:
 
-* ``alignment``: the built-in class read-back of :mod:`spade_gan.metrics` (synthetic scenes only, no weights);
-* ``fid`` / ``kid_mean`` / ``kid_std``: :mod:`spade_gan.fidelity` between the generated and the real images of the
-  same items (needs the Inception weights);
-* ``segmenter``: accuracy and mIoU of a user-supplied segmenter (:mod:`spade_gan.segmenter`).
+* ``alignment``: the built-in class read-back of :mod:`spade_gan.scoring.alignment` (synthetic scenes only, no
+  weights);
+* ``fid`` / ``kid_mean`` / ``kid_std``: :mod:`spade_gan.scoring.fidelity` between the generated and the real images of
+  the same items (needs the Inception weights);
+* ``segmenter``: accuracy and mIoU of a user-supplied segmenter (:mod:`spade_gan.scoring.segmenter`).
 
 Used by ``evaluate.py``, by ``train_spade.py --eval-every`` and by ``ablation.py``.
 """
@@ -25,14 +26,17 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import default_collate
 
+from ..data.build import LabelledDataset
+from ..images import to_uint8
 from . import fidelity
-from .data.build import LabelledDataset
-from .logging_utils import to_uint8
-from .metrics import AlignmentMeter
+from .alignment import AlignmentMeter
 from .segmenter import SegmenterScorer
 
 GenerateFn = Callable[[Mapping[str, Any]], Tensor]
 """Images ``(N, 3, H, W)`` in ``[-1, 1]`` (any device) for a collated batch of dataset items."""
+
+SYNTHETIC_EVAL_IMAGES = 64
+"""Default number of held-out built-in scenes (the training run's ``--eval-images`` default)."""
 
 
 @dataclass
@@ -41,8 +45,9 @@ class QualityOptions:
 
     Attributes:
         alignment: score with the built-in class read-back (synthetic scenes only).
-        inception: the feature extractor of :func:`spade_gan.fidelity.load_inception`, or ``None`` (no FID / KID).
-        segmenter: a :class:`~spade_gan.segmenter.SegmenterScorer`, or ``None``.
+        inception: the feature extractor of :func:`spade_gan.scoring.fidelity.load_inception`, or ``None`` (no FID /
+            KID).
+        segmenter: a :class:`~spade_gan.scoring.segmenter.SegmenterScorer`, or ``None``.
         kid_subsets, kid_subset_size: KID's subsets (the size is capped by the number of images).
         image_dir: where each generated image is written as ``<index>.png``; ``None``: not saved.
         batch_size: items per generator call.

@@ -100,7 +100,7 @@ class Pix2PixHDGenerator(nn.Module):
     - ``up``: d :class:`UpLayer` halving the width back to ``ngf``;
     - ``head``: reflection pad 3, 7x7 conv to 3 channels, tanh.
 
-    Weights are initialised like the SPADE generator's (:func:`~spade_gan.layers.init_weights`).
+    Weights are initialised like the SPADE generator's (:func:`~spade_gan.models.layers.init_weights`).
 
     Args:
         label_nc: channels of the semantic input.
@@ -113,8 +113,8 @@ class Pix2PixHDGenerator(nn.Module):
         concat_mask: concatenate the resized label map to every residual block's and upsampling layer's input.
 
     Shape:
-        - seg: as for :class:`~spade_gan.generator.SPADEGenerator` (one-hot map or class ids), resized (nearest) to
-          :attr:`output_size` if it has another size
+        - seg: as for :class:`~spade_gan.models.generator.SPADEGenerator` (one-hot map or class ids), resized
+          (nearest) to :attr:`output_size` if it has another size
         - z: must be ``None`` (these generators have no style input)
         - output: (N, 3, H, W) in [-1, 1]
 

@@ -3,7 +3,7 @@
 Protocol (what two users must share to get the same number):
 
 * images: the generator's output in ``[-1, 1]`` converted to uint8 exactly as the saved PNGs are
-  (:func:`~spade_gan.logging_utils.to_uint8`), real images converted the same way after the dataset's own resize
+  (:func:`~spade_gan.images.to_uint8`), real images converted the same way after the dataset's own resize
   and crop, so both sides have the dataset's crop size;
 * features: torch-fidelity's ``FeatureExtractorInceptionV3`` (the TensorFlow FID Inception graph of 2015-12-05,
   ported bit-exactly), which resizes every image to 299x299 with TensorFlow-1 bilinear interpolation and returns the
@@ -27,8 +27,8 @@ from types import ModuleType
 import torch
 from torch import Tensor, nn
 
-from .dependencies import import_optional
-from .logging_utils import to_uint8
+from ..images import to_uint8
+from ..optional_packages import import_optional
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 """File name of the standard weights (torch-fidelity's release asset, saved under this name by its cache)."""
@@ -46,7 +46,7 @@ class WeightsError(ValueError):
 
 
 def import_fidelity() -> ModuleType:
-    """The ``torch_fidelity`` module, or a :class:`~spade_gan.dependencies.MissingPackageError` saying how to
+    """The ``torch_fidelity`` module, or a :class:`~spade_gan.optional_packages.MissingPackageError` saying how to
     install it."""
     install = 'pip install -e ".[eval]" (torch-fidelity, and a torchvision built for this torch)'
     return import_optional("torch_fidelity", "FID/KID", install)

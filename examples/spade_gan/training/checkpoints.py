@@ -2,7 +2,7 @@
 
 A checkpoint is a dict of tensors, plain containers and primitive values only:
 
-* ``"format"``: :data:`FORMAT`; ``"config"``: the run's :class:`~spade_gan.config.TrainConfig` as a plain dict
+* ``"format"``: :data:`FORMAT`; ``"config"``: the run's :class:`~spade_gan.training.config.TrainConfig` as a plain dict
   (``TrainConfig.from_dict(state["config"]).model_spec()`` is the generator's architecture);
 * ``"step"``: completed optimisation steps;
 * ``"G"``, ``"D"``, ``"E"`` (``None`` without VAE): state dicts;
@@ -11,7 +11,8 @@ A checkpoint is a dict of tensors, plain containers and primitive values only:
 
 Files are written to a temporary file in the same directory, flushed and fsynced, then renamed over the target
 (``os.replace``), and the directory is fsynced: a reader, or a run killed at any moment, sees the old file or the new
-one, never a torn one. (The original implementation's generator files are read by :mod:`spade_gan.original_weights`.)
+one, never a torn one. (The original implementation's generator files are read by
+:mod:`spade_gan.synthesis.original_weights`.)
 """
 
 from __future__ import annotations

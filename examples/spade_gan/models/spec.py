@@ -37,17 +37,18 @@ class ModelSpec:
 
     channels: the one-hot label ids, the dontcare channel where id 255 marks "don't care", and the instance-edge
     channel where instance maps are used. The output is ``(round(crop_size / aspect_ratio), crop_size)`` pixels
-    (see :class:`~spade_gan.generator.SPADEGenerator` for the other fields).
+    (see :class:`~spade_gan.models.generator.SPADEGenerator` for the other fields).
 
     ``generator`` picks the network: ``"spade"``; ``"clade"`` (the same generator with
     :class:`spadenorm.CLADE` layers, which needs a map without instance edges); ``"pix2pixhd"`` and ``"concat"``, the
-    baselines of :mod:`spade_gan.baselines` (no VAE) with ``norm`` ``"instance"`` or a batch norm, their width chosen
-    by :meth:`matched_baseline_width` so that they have as many parameters as the SPADE generator of this spec (``ngf``
-    is the SPADE width they are matched to) unless ``baseline_width`` fixes it (training checkpoints record it).
+    baselines of :mod:`spade_gan.models.baselines` (no VAE) with ``norm`` ``"instance"`` or a batch norm, their width
+    chosen by :meth:`matched_baseline_width` so that they have as many parameters as the SPADE generator of this spec
+    (``ngf`` is the SPADE width they are matched to) unless ``baseline_width`` fixes it (training checkpoints record
+    it).
 
-    Training gets its spec from :meth:`spade_gan.config.TrainConfig.model_spec`; synthesis from a training
+    Training gets its spec from :meth:`spade_gan.training.config.TrainConfig.model_spec`; synthesis from a training
     checkpoint's configuration or, for the original implementation's files, from
-    :func:`spade_gan.original_weights.spec_from_original`.
+    :func:`spade_gan.synthesis.original_weights.spec_from_original`.
 
     Example:
         >>> spec = ModelSpec(label_nc=8, contain_dontcare=False, use_instance=False, ngf=4, crop_size=64)

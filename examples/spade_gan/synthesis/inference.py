@@ -1,30 +1,36 @@
-"""Synthesis from a folder of label maps with a loaded generator (see :mod:`spade_gan.model_loading`).
+"""Synthesis from a folder of label maps with a loaded generator (see :mod:`spade_gan.synthesis.loading`).
 
 Inputs are read as the original test pipeline reads them: the label PNG's stored values are the ids; maps are resized
 with nearest-neighbour sampling to the generator's output size; with ``contain_dontcare`` the id 255 becomes
 ``label_nc``; ids are range-checked (the error names the file); the semantic map is the one-hot encoding plus, where
 the model uses instance maps, the edge map of the (resized) instance ids. The generator runs in eval mode and images
 are written as ``(y + 1) / 2 * 255``, clipped, as 8-bit RGB PNGs named like the label files.
+
+:func:`generator_function` gives the same generator's images for collated batches of a dataset, the input of
+:func:`~spade_gan.scoring.generator_scores.score_generator` (``evaluate.py`` and ``ablation.py``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from .data.errors import LabelRangeError
-from .data.io import read_image, read_instance, read_label
-from .data.semantics import Semantics, check_label_range, instance_edges, map_dontcare, semantic_inputs
-from .data.transforms import Geometry, apply_to_ids, apply_to_image
-from .encoder import reparameterize
-from .logging_utils import to_uint8
-from .model_loading import LoadedModel, SynthesisError
-from .model_spec import ModelSpec
+from ..data.errors import LabelRangeError
+from ..data.io import read_image, read_instance, read_label
+from ..data.semantics import Semantics, check_label_range, instance_edges, map_dontcare, semantic_inputs
+from ..data.transforms import Geometry, apply_to_ids, apply_to_image
+from ..images import to_uint8
+from ..models.encoder import reparameterize
+from ..models.spec import ModelSpec
+from ..scoring.generator_scores import GenerateFn
+from .loading import LoadedModel, SynthesisError
 
 
 def label_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -142,3 +148,21 @@ def synthesize_folder(
         Image.fromarray(np.ascontiguousarray(to_uint8(image)[0])).save(target)
         written.append(target)
     return written
+
+
+def generator_function(model: LoadedModel, seed: int, device: str | torch.device) -> GenerateFn:
+    """Images for a collated batch: the semantic map of its labels (and instance edges) through the generator; a
+    VAE generator draws z from N(0, I) with a generator seeded with ``seed`` (the same draws on every run)."""
+    rng = torch.Generator().manual_seed(seed)
+    spec = model.spec
+
+    @torch.no_grad()
+    def generate(batch: Mapping[str, Any]) -> torch.Tensor:
+        seg = semantic_inputs(
+            batch["label"], batch.get("instance"), label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare
+        )
+        edges = None if seg.edges is None else seg.edges.to(device)
+        z = torch.randn(seg.ids.shape[0], spec.z_dim, generator=rng).to(device) if spec.use_vae else None
+        return model.generator(seg.ids.to(device), z, extra=edges)
+
+    return generate

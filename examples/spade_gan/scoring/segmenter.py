@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .metrics import scores
+from .alignment import scores
 
 SegmenterInput = Literal["unit", "imagenet", "tanh"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .vgg import VGG19Features
+from ..models.vgg import VGG19Features
 
 DiscriminatorOutput = Sequence[Sequence[Tensor]]
 

@@ -15,17 +15,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, default_collate
 
-from .baselines import BASELINES
+from ..data import build_dataset
+from ..data.build import LabelledDataset
+from ..data.errors import DatasetLayoutError
+from ..data.order import KeyedDataset, StepBatchSampler, steps_per_epoch
+from ..models.baselines import BASELINES
+from ..scoring.fidelity import load_inception
+from .checkpoints import LATEST, load_checkpoint, restore_rng_state
 from .config import ARCHITECTURE_KEYS, TRAINING_KEYS, TrainConfig
-from .data import build_dataset
-from .data.build import LabelledDataset
-from .data.errors import DatasetLayoutError
-from .data.order import KeyedDataset, StepBatchSampler, steps_per_epoch
-from .distributed_utils import DistInfo
-from .fidelity import load_inception
-from .logging_utils import JsonlLogger, open_tensorboard
+from .distributed import DistInfo
+from .logs import JsonlLogger, open_tensorboard
 from .losses import VGGLoss
-from .train_checkpoints import LATEST, load_checkpoint, restore_rng_state
 from .trainer import SPADETrainer
 
 SAMPLE_COLUMNS = 8
@@ -86,7 +86,9 @@ def prepare_run(cfg: TrainConfig, info: DistInfo) -> TrainingRun:
     eval_set = eval_dataset(cfg)
     logger = JsonlLogger(Path(cfg.out) / "log.jsonl") if info.is_main else None
     if logger is not None:
-        logger.truncate_after(start)
+        # A run that stopped at ``start`` logged its losses there as its last step; one that goes on past ``start``
+        # keeps that record only where ``start`` is a logging step, as an uninterrupted run writes it.
+        logger.truncate_after(start, keep_losses_at_step=start >= total or cfg.is_log_step(start))
     board = open_tensorboard(Path(cfg.out) / "tensorboard", start) if cfg.tensorboard and info.is_main else None
     info.say(
         f"training {cfg.dataset} {cfg.crop_size}px, ngf {cfg.ngf}, ndf {cfg.ndf}, batch {cfg.batch_size} x "

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data import colorize_labels
+from ..images import save_grid
+from ..scoring.generator_scores import QualityOptions, format_results, score_generator
+from .alignment_report import EVAL_SEED, alignment_table, evaluate_generator
+from .checkpoints import capture_rng_state, make_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import colorize_labels
-from .distributed_utils import cleanup_distributed, gather_objects, init_distributed, module_checksum
-from .evaluation import EVAL_SEED, alignment_table, evaluate_generator
-from .logging_utils import format_losses, save_grid, scalar_losses
-from .quality import QualityOptions, format_results, score_generator
-from .run_setup import TrainingRun, prepare_run
-from .train_checkpoints import capture_rng_state, make_checkpoint, save_checkpoint
+from .distributed import cleanup_distributed, gather_objects, init_distributed, module_checksum
+from .logs import format_losses, scalar_losses
+from .prepare import TrainingRun, prepare_run
 from .trainer import SPADETrainer
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def log_step(run: TrainingRun, step: int, epoch: int, losses: dict[str, float], 
     ``log_checksums`` every step, with every rank's weight checksum (a collective: all ranks call this)."""
     cfg, trainer = run.cfg, run.trainer
     checksums = gather_objects(module_checksum(*trainer.networks()), run.info) if cfg.log_checksums else None
-    if run.logger is None or not (step % cfg.log_every == 0 or step == run.total or checksums is not None):
+    if run.logger is None or not (cfg.is_log_step(step) or step == run.total):
         return
     record: dict[str, Any] = {
         "step": step,

@@ -3,8 +3,8 @@
 Each run is an ordinary ``train_spade.py`` run (same defaults, same budget) with ``--generator`` and ``--seed`` set,
 in ``<root>/<generator>/seed<k>``; a run whose ``ablation.json`` exists (with the same training arguments) is not
 repeated, so an interrupted ablation continues where it stopped. Per run: the held-out alignment of the training
-report, the wash-away probe of :mod:`spade_gan.washaway` (its image grid saved as ``washaway.png``), FID / KID when
-Inception weights are given, the generator's parameter count and the mean training step time.
+report, the wash-away probe of :mod:`spade_gan.ablation.washaway` (its image grid saved as ``washaway.png``), FID /
+KID when Inception weights are given, the generator's parameter count and the mean training step time.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .baselines import parameter_count
-from .config import config_from_args
-from .data import build_dataset, colorize_labels
-from .evaluation_setup import SYNTHETIC_EVAL_IMAGES, generator_function
-from .logging_utils import read_log, save_grid
-from .model_loading import load_model
-from .quality import QualityOptions, score_generator
-from .run import train
-from .train_checkpoints import LATEST
+from ..data import build_dataset, colorize_labels
+from ..images import save_grid
+from ..models.baselines import parameter_count
+from ..scoring.generator_scores import SYNTHETIC_EVAL_IMAGES, QualityOptions, score_generator
+from ..synthesis.inference import generator_function
+from ..synthesis.loading import load_model
+from ..training.checkpoints import LATEST
+from ..training.config import config_from_args
+from ..training.logs import read_log
+from ..training.run import train
 from .washaway import washaway_probe
 
 RESULT_FILE = "ablation.json"
