@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.semantics import semantic_inputs
+from ..data.semantics import to_semantics
 from ..scoring.alignment import evaluate_alignment
 
 
@@ -44,11 +44,11 @@ def washaway_probe(
         the scores (module docstring), the uniform maps ``(C, H, W)`` and the generated images ``(C, 3, H, W)``.
     """
     labels = uniform_label_maps(label_nc, size)
-    seg = semantic_inputs(labels[:, None], None, label_nc=label_nc, contain_dontcare=contain_dontcare)
+    seg = to_semantics(labels[:, None], None, label_nc=label_nc, contain_dontcare=contain_dontcare).to(device)
     was_training = generator.training
     generator.eval()
     try:
-        images = generator(seg.ids.to(device)).float().cpu()
+        images = generator(seg).float().cpu()
     finally:
         generator.train(was_training)
     pairs = [float((images[i] - images[j]).abs().mean()) for i, j in itertools.combinations(range(label_nc), 2)]
