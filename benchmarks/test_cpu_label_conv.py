@@ -52,7 +52,7 @@ from .shapes import ADE20K_256, GENERATORS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-from spade_gan.generator import SPADEGenerator
+from spade_gan.models.generator import SPADEGenerator
 
 LABEL_NC = 151
 MAP_SIZE = 256

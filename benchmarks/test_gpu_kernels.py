@@ -807,7 +807,7 @@ def _lookup_generators(config: str) -> tuple[dict[str, torch.nn.Module], int, in
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-    from spade_gan.generator import SPADEGenerator
+    from spade_gan.models.generator import SPADEGenerator
 
     from .alternation import to_original_formulation
 

@@ -196,8 +196,8 @@ def test_the_trainer_passes_ids_and_edges_to_the_generator_and_the_map_to_the_di
     """Cityscapes-style batches (classes, dontcare and instance edges): every SPADE layer gets the ids and the edge
     map (its first convolution by table lookups where the classes are many enough), the discriminator the one-hot
     map with the edge channel."""
-    from spade_gan.distributed_utils import DistInfo
-    from spade_gan.trainer import SPADETrainer
+    from spade_gan.training.distributed import DistInfo
+    from spade_gan.training.trainer import SPADETrainer
 
     from spadenorm import SPADE
 
