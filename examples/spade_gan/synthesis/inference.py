@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..data.errors import LabelRangeError
 from ..data.io import read_image, read_instance, read_label
-from ..data.semantics import check_label_range, instance_edges, map_dontcare, to_semantics
+from ..data.semantics import Semantics, check_label_range, instance_edges, map_dontcare, semantic_inputs
 from ..data.transforms import Geometry, apply_to_ids, apply_to_image
 from ..images import to_uint8
 from ..models.encoder import reparameterize
@@ -68,9 +68,10 @@ def instance_directory(spec: ModelSpec, instances: str | os.PathLike[str] | None
     return directory
 
 
-def semantic_input(label_path: Path, spec: ModelSpec, size: tuple[int, int], instance_dir: Path | None) -> Tensor:
-    """The ``(1, semantic_nc, H, W)`` input for one label file, ``(H, W) = size``, as the original test pipeline
-    builds it. ``instance_dir`` is needed where ``spec.use_instance``."""
+def semantic_input(label_path: Path, spec: ModelSpec, size: tuple[int, int], instance_dir: Path | None) -> Semantics:
+    """The semantic input for one label file at ``(H, W) = size``, as the original test pipeline builds it: ids
+    ``(1, H, W)``, the edge map ``(1, 1, H, W)`` where the model uses instance maps, and the ``(1, semantic_nc, H,
+    W)`` map of both. ``instance_dir`` is needed where ``spec.use_instance``."""
     geometry = Geometry(resize=size, crop=(0, 0, *size), flip=False)
     label = torch.from_numpy(read_label(label_path))
     label = map_dontcare(label, label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare)
@@ -82,7 +83,7 @@ def semantic_input(label_path: Path, spec: ModelSpec, size: tuple[int, int], ins
             raise SynthesisError(f"{label_path}: the model uses instance edge maps, but instance_dir is None")
         instance = read_instance(instance_file(label_path, instance_dir))
         edges = instance_edges(torch.from_numpy(apply_to_ids(instance, geometry).copy()))[None, None]
-    return to_semantics(label[None, None], edges, label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare)
+    return semantic_inputs(label[None, None], edges, label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare)
 
 
 def style_statistics(
@@ -132,7 +133,7 @@ def synthesize_folder(
     written = []
     for path in files:
         try:
-            seg = semantic_input(path, spec, size, instance_dir).to(device)
+            seg = semantic_input(path, spec, size, instance_dir)
         except LabelRangeError as exc:
             raise SynthesisError(str(exc)) from exc
         z = None
@@ -142,7 +143,9 @@ def synthesize_folder(
             else:
                 z = torch.randn(1, spec.z_dim, generator=rng).to(device)
         target = out / f"{path.stem}.png"
-        Image.fromarray(np.ascontiguousarray(to_uint8(g(seg, z))[0])).save(target)
+        edges = None if seg.edges is None else seg.edges.to(device)
+        image = g(seg.ids.to(device), z, extra=edges)
+        Image.fromarray(np.ascontiguousarray(to_uint8(image)[0])).save(target)
         written.append(target)
     return written
 
@@ -155,10 +158,11 @@ def generator_function(model: LoadedModel, seed: int, device: str | torch.device
 
     @torch.no_grad()
     def generate(batch: Mapping[str, Any]) -> torch.Tensor:
-        seg = to_semantics(
+        seg = semantic_inputs(
             batch["label"], batch.get("instance"), label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare
-        ).to(device)
-        z = torch.randn(seg.shape[0], spec.z_dim, generator=rng).to(device) if spec.use_vae else None
-        return model.generator(seg, z)
+        )
+        edges = None if seg.edges is None else seg.edges.to(device)
+        z = torch.randn(seg.ids.shape[0], spec.z_dim, generator=rng).to(device) if spec.use_vae else None
+        return model.generator(seg.ids.to(device), z, extra=edges)
 
     return generate
