@@ -8,7 +8,7 @@
 #               reference (benchmarks/gpu_preflight.py). Stops the run at once, with the reason, when it fails.
 #   cuda-tests  the CUDA-marked tests of tests/test_triton.py (realistic shapes, odd sizes) and of
 #               tests/test_triton_launch_paths.py (a SPADE layer captured in a CUDA graph).
-#   core, compiled, paths, kinds, clade
+#   core, compiled, paths, kinds, clade, label_conv
 #               the benchmarks of benchmarks/test_gpu_kernels.py, one pytest run each (its docstring gives the case
 #               matrix and what was cut). A benchmark step skips the cases that would start within DEADLINE_MARGIN
 #               seconds of its limit, so it normally ends on its own with the cases it finished; past its limit it
@@ -87,11 +87,12 @@ if ! run_step preflight 35 python -m benchmarks.gpu_preflight --env "$OUT_DIR/de
   exit 2
 fi
 run_step cuda-tests 35 python -m pytest tests/test_triton_launch_paths.py tests/test_triton.py -m cuda -q -rfEs -p no:cacheprovider -o addopts=""
-bench 1 core 45
+bench 1 core 32
 bench 2 compiled 85
 bench 3 paths 70
 bench 4 kinds 60
-bench 5 clade 30
+bench 5 clade 23
+bench 6 label_conv 20
 
 {
   echo
