@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check of spadenorm's kernels, on a CUDA machine with nothing but this checkout and PyTorch (>= 2.11) with
 # Triton (>= 3.6), pytest and pytest-benchmark installed: the checkout runs through PYTHONPATH, nothing is built or
-# installed. The interpreter is $PYTHON, else python3. At most about 6.7 minutes: the step limits below add up to
-# 400 s; less when steps finish early.
+# installed. The interpreter is $PYTHON, else python3. At most 7 minutes: the step limits below add up to 420 s;
+# less when steps finish early.
 #
 # Steps, cheapest and most important first, each under its own time limit:
 #   preflight   C compiler, Python.h, CUDA, a one-element Triton kernel; the environment and the copy-bandwidth
@@ -13,7 +13,7 @@
 #   cuda-tests  the CUDA-marked tests of tests/test_triton.py (the odd masking shape 2x3x1000x1001 first, then
 #               realistic shapes; inputs drawn on the GPU) and of tests/test_triton_launch_paths.py (a SPADE layer
 #               captured in a CUDA graph after one warm-up).
-#   core, compiled, paths, kinds, clade
+#   core, compiled, paths, kinds, clade, label_conv
 #               the benchmarks of benchmarks/test_gpu_kernels.py, one pytest run each (its docstring gives the case
 #               matrix and what was cut). A benchmark step skips the cases that would start within DEADLINE_MARGIN
 #               seconds of its limit, so it normally ends on its own with the cases it finished; past its limit it
@@ -96,9 +96,10 @@ run_step precompile 100 "$PY" -m benchmarks.gpu_precompile
 run_step cuda-tests 60 "$PY" -m pytest tests/test_triton.py tests/test_triton_launch_paths.py -m cuda -q -rfEs -p no:cacheprovider -o addopts=""
 bench 1 core 40
 bench 2 compiled 70
-bench 3 paths 30
+bench 3 paths 25
 bench 4 kinds 45
 bench 5 clade 25
+bench 6 label_conv 25
 
 {
   echo

@@ -4,6 +4,7 @@ Inputs (any subset):
 
 * ``--cpu``: ``test_cpu_modulated_norm.py`` results (the op and the SPADE layer against the original formulation);
 * ``--model``: ``test_cpu_model_step.py`` results (one training step of the reference GAN);
+* ``--label-conv``: ``test_cpu_label_conv.py`` results (SPADE layers and generators fed class ids);
 * ``--gpu``: ``test_gpu_kernels.py`` results (``gpu_bench.json`` from ``benchmarks/gpu_suite.sh``).
 
 The markdown tables of the op and kernel suites come from :mod:`summarize` (this script only adds the provenance
@@ -12,9 +13,9 @@ date of the run and the command that produced the JSON. pytest-benchmark does no
 (``--cpu-command``, ``--gpu-command``); the model suite records its own.
 
 Each section is written between ``<!-- report:NAME:begin -->`` and ``<!-- report:NAME:end -->`` markers
-(NAME: ``cpu``, ``model``, ``gpu``) of the page given with ``--write``, leaving the prose around them alone;
-without ``--write`` the sections are printed. Plots go to ``--figures`` (default ``docs/figures``); a section
-without input keeps the page's current text, except ``gpu``, which then says that no GPU figures exist.
+(NAME: ``cpu``, ``model``, ``label-conv``, ``gpu``) of the page given with ``--write``, leaving the prose around
+them alone; without ``--write`` the sections are printed. Plots go to ``--figures`` (default ``docs/figures``); a
+section without input keeps the page's current text, except ``gpu``, which then says that no GPU figures exist.
 
 Example (the page's CPU sections)::
 
@@ -60,6 +61,10 @@ def subset(data: dict, keep) -> dict:
 
 def is_model_step(bench: dict) -> bool:
     return bench["extra_info"].get("benchmark") == "model_step"
+
+
+def is_label_conv(bench: dict) -> bool:
+    return str(bench["extra_info"].get("benchmark", "")).startswith("label_conv")
 
 
 def stamp(data: dict, command: str | None) -> dict[str, str]:
@@ -124,6 +129,11 @@ def model_rows(data: dict) -> list[dict]:
                 },
                 **{f"{kind}_ratio": _median(info[f"{kind}_ratios"]) for kind in ("wall_s", "cpu_s")},
                 **{
+                    f"map_{kind}_ratio": _median(info[f"map_{kind}_ratios"])
+                    for kind in ("wall_s", "cpu_s")
+                    if f"map_{kind}_ratios" in info
+                },
+                **{
                     f"{kind}_ratio_range": (min(info[f"{kind}_ratios"]), max(info[f"{kind}_ratios"]))
                     for kind in ("wall_s", "cpu_s")
                 },
@@ -141,7 +151,10 @@ def model_table(data: dict) -> str:
         "| saved for backward, G step: original / spadenorm (MiB) | of which G forward (MiB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in model_rows(data):
+    rows = model_rows(data)
+    if any("spadenorm_map_wall_s" in r for r in rows):
+        return model_table_with_map(rows)
+    for r in rows:
         step = (r["original_step_saved_bytes"] / mib, r["spadenorm_step_saved_bytes"] / mib)
         gen = (r["original_generator_saved_bytes"] / mib, r["spadenorm_generator_saved_bytes"] / mib)
         lines.append(
@@ -153,6 +166,125 @@ def model_table(data: dict) -> str:
             f"| {step[0]:.1f} / {step[1]:.1f} (-{step[0] - step[1]:.1f}, -{1 - step[1] / step[0]:.0%}) "
             f"| {gen[0]:.1f} / {gen[1]:.1f} |"
         )
+    return "\n".join(lines)
+
+
+def model_table_with_map(rows: list[dict]) -> str:
+    """The model-step table with the third variant: spadenorm fed the one-hot map (its convolution)."""
+    mib = 2.0**20
+    lines = [
+        "| configuration | step, wall clock: original / spadenorm, one-hot map / spadenorm, class ids (s) "
+        "| speedup of class ids, median (range) over rounds | speedup of the map | same in CPU time: ids, map "
+        "| saved for backward, G step: original / map / ids (MiB) | of which G forward (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        step = [r[f"{v}_step_saved_bytes"] / mib for v in ("original", "spadenorm_map", "spadenorm")]
+        gen = [r[f"{v}_generator_saved_bytes"] / mib for v in ("original", "spadenorm_map", "spadenorm")]
+        lines.append(
+            f"| {r['group']} "
+            f"| {r['original_wall_s']:.2f} / {r['spadenorm_map_wall_s']:.2f} / {r['spadenorm_wall_s']:.2f} "
+            f"| {r['wall_s_ratio']:.2f}x ({r['wall_s_ratio_range'][0]:.2f} to {r['wall_s_ratio_range'][1]:.2f}) "
+            f"| {r['map_wall_s_ratio']:.2f}x "
+            f"| {r['cpu_s_ratio']:.2f}x, {r['map_cpu_s_ratio']:.2f}x "
+            f"| {step[0]:.1f} / {step[1]:.1f} / {step[2]:.1f} ({step[2] / step[0]:.2f}x) "
+            f"| {gen[0]:.1f} / {gen[1]:.1f} / {gen[2]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def crossover_table(data: dict) -> str:
+    """The lookup against the one-hot convolution in one layer, by number of classes."""
+    lines = [
+        "| threads | classes | one-hot map and convolution (ms) | lookup (ms) "
+        "| lookup / convolution, wall clock: median (range) | CPU time: median (range) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for bench in sorted(data["benchmarks"], key=lambda b: (-b["extra_info"]["threads"], b["extra_info"]["classes"])):
+        info = bench["extra_info"]
+        wall, cpu = info["lookup_wall_s_ratios"], info["lookup_cpu_s_ratios"]
+        conv, lookup = (_median(info["times"][v]["wall_s"]) * 1e3 for v in ("convolution", "lookup"))
+        lines.append(
+            f"| {info['threads']} | {info['classes']} | {conv:.1f} | {lookup:.1f} "
+            f"| {_median(wall):.2f}x ({min(wall):.2f} to {max(wall):.2f}) "
+            f"| {_median(cpu):.2f}x ({min(cpu):.2f} to {max(cpu):.2f}) |"
+        )
+    return "\n".join(lines)
+
+
+def fusion_table(data: dict) -> str:
+    """Two convolutions for gamma and beta against one with 2C outputs, per layer."""
+    lines = [
+        "| case (forward + backward) | threads | two convolutions (ms) | one, 2C outputs (ms) "
+        "| one / two, CPU time: median (range) | wall clock |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        two, one = (_median(info["times"][v]["wall_s"]) * 1e3 for v in ("two", "one"))
+        cpu, wall = info["one_cpu_s_ratios"], info["one_wall_s_ratios"]
+        lines.append(
+            f"| {info['case']} | {info['threads']} | {two:.1f} | {one:.1f} "
+            f"| {_median(cpu):.2f}x ({min(cpu):.2f} to {max(cpu):.2f}) | {_median(wall):.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def label_conv_rows(data: dict) -> list[dict]:
+    """Per case: median times of the three variants, the median and range of the per-round ratios to the original,
+    and the saved bytes."""
+    rows = []
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        row = {"case": info["case"], "saved": info["saved_bytes"], "rounds": len(info["times"]["original"]["wall_s"])}
+        for name, times in info["times"].items():
+            row[f"{name}_ms"] = _median(times["wall_s"]) * 1e3
+        for name in ("spadenorm", "spadenorm_map", "spadenorm_fused"):
+            for kind in ("wall_s", "cpu_s"):
+                values = info.get(f"{name}_{kind}_ratios")
+                if values:
+                    row[f"{name}_{kind}"] = (_median(values), min(values), max(values))
+        if "spadenorm_fused" in info["times"]:
+            fused, ids = (info["times"][v]["wall_s"] for v in ("spadenorm_fused", "spadenorm"))
+            row["spadenorm_fused_over_ids"] = [a / b for a, b in zip(fused, ids, strict=True)]
+        rows.append(row)
+    return rows
+
+
+def label_conv_table(data: dict) -> str:
+    """SPADE layers and generators fed class ids against the original formulation: time and bytes relative to it."""
+    mib = 2.0**20
+    lines = [
+        "| case (forward + backward) | original (ms) | spadenorm, one-hot map (ms) | spadenorm, class ids (ms) "
+        "| ids / original, wall clock: median (range) | ids / original, CPU time | map / original, wall clock "
+        "| saved for backward: original / map / ids (MiB) | ids / original, bytes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    fused = []
+    for r in label_conv_rows(data):
+        saved = [r["saved"][v] / mib for v in ("original", "spadenorm_map", "spadenorm")]
+        wall, cpu, wall_map = r["spadenorm_wall_s"], r["spadenorm_cpu_s"], r["spadenorm_map_wall_s"]
+        lines.append(
+            f"| {r['case']} | {r['original_ms']:.1f} | {r['spadenorm_map_ms']:.1f} | {r['spadenorm_ms']:.1f} "
+            f"| {wall[0]:.2f}x ({wall[1]:.2f} to {wall[2]:.2f}) | {cpu[0]:.2f}x | {wall_map[0]:.2f}x "
+            f"| {saved[0]:.1f} / {saved[1]:.1f} / {saved[2]:.1f} | {saved[2] / saved[0]:.2f}x |"
+        )
+        if "spadenorm_fused_wall_s" in r:
+            per_round = r["spadenorm_fused_over_ids"]
+            fused.append(
+                f"| {r['case']} | {r['spadenorm_ms']:.1f} | {r['spadenorm_fused_ms']:.1f} "
+                f"| {_median(per_round):.2f}x ({min(per_round):.2f} to {max(per_round):.2f}) |"
+            )
+    if fused:
+        lines += [
+            "",
+            "gamma and beta from one convolution (`fuse_gamma_beta=True`), fed the ids, against two convolutions:",
+            "",
+            "| case (forward + backward) | two convolutions (ms) | one, 2C outputs (ms) "
+            "| one / two, wall clock: median (range) |",
+            "|---|---:|---:|---:|",
+            *fused,
+        ]
     return "\n".join(lines)
 
 
@@ -259,16 +391,18 @@ def plot_model(data: dict, s: dict[str, str], figures: Path) -> list[str]:
     plt = _pyplot()
     rows = model_rows(data)
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    for k, impl in enumerate(("original", "spadenorm")):
-        xs = [j + (k - 0.5) * 0.4 for j in range(len(rows))]
+    impls = [impl for impl in ("original", "spadenorm_map", "spadenorm") if f"{impl}_wall_s" in rows[0]]
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
+        xs = [j + (k - (len(impls) - 1) / 2) * width for j in range(len(rows))]
         medians = [r[f"{impl}_wall_s"] for r in rows]
         spread = [
             [m - min(r["times"][impl]["wall_s"]) for m, r in zip(medians, rows, strict=True)],
             [max(r["times"][impl]["wall_s"]) - m for m, r in zip(medians, rows, strict=True)],
         ]
-        bars = ax_t.bar(xs, medians, 0.4, label=impl, yerr=spread, capsize=3, error_kw={"lw": 0.8})
+        bars = ax_t.bar(xs, medians, width, label=impl, yerr=spread, capsize=3, error_kw={"lw": 0.8})
         ax_t.bar_label(bars, fmt="%.2f", fontsize=7, label_type="center")
-        bars = ax_m.bar(xs, [r[f"{impl}_step_saved_bytes"] / 2**20 for r in rows], 0.4, label=impl)
+        bars = ax_m.bar(xs, [r[f"{impl}_step_saved_bytes"] / 2**20 for r in rows], width, label=impl)
         ax_m.bar_label(bars, fmt="%.1f", fontsize=7)
     for ax, label in (
         (ax_t, "training step, wall clock (s): median, min to max"),
@@ -277,7 +411,7 @@ def plot_model(data: dict, s: dict[str, str], figures: Path) -> list[str]:
         ax.set_xticks(range(len(rows)), [f"SPADE norm: {r['norm']}" for r in rows], fontsize=8)
         ax.set_ylabel(label)
         ax.set_ylim(0, 1.2 * ax.get_ylim()[1])
-        ax.legend(fontsize=8, loc="upper left", ncol=2)
+        ax.legend(fontsize=8, loc="upper left", ncol=len(impls))
     info = data["benchmarks"][0]["extra_info"]
     fig.suptitle(
         f"Reference GAN training step on CPU: G ngf {info['ngf']} + D ndf {info['ndf']}, {info['label_nc']} classes, "
@@ -341,7 +475,7 @@ def _images(names: list[str], figures: Path, page: Path | None) -> str:
 
 
 def cpu_section(path: str, command: str | None, figures: Path | None, page: Path | None) -> str:
-    data = subset(load(path), lambda b: not is_model_step(b))
+    data = subset(load(path), lambda b: not is_model_step(b) and not is_label_conv(b))
     s = stamp(data, command)
     parts = [stamp_markdown(s), "", summarize.summarize_cpu(data), "", rounds_note(data)]
     if figures is not None:
@@ -358,6 +492,41 @@ def model_section(path: str, command: str | None, figures: Path | None, page: Pa
     if figures is not None:
         parts += ["", _images(plot_model(data, s, figures), figures, page)]
     return "\n".join(parts)
+
+
+def label_conv_section(paths: list[str], command: str | None) -> str:
+    """The label-lookup tables from one or more JSON files of ``test_cpu_label_conv.py`` (parts of one suite run
+    separately: the stamp is the first file's, the command lists every file's)."""
+    parts_data = [subset(load(path), is_label_conv) for path in paths]
+    data = {**parts_data[0], "benchmarks": [b for part in parts_data for b in part["benchmarks"]]}
+    if not data["benchmarks"]:
+        raise ValueError(f"{', '.join(paths)}: no label-lookup benchmarks")
+    if command is None and len(paths) > 1:
+        commands = dict.fromkeys(b["extra_info"].get("command", "?") for b in data["benchmarks"])
+        command = " ; ".join(commands)
+    crossover = subset(data, lambda b: b["extra_info"]["benchmark"] == "label_conv_crossover")
+    fusion = subset(data, lambda b: b["extra_info"]["benchmark"] == "label_conv_fusion")
+    models = subset(data, lambda b: b["extra_info"]["benchmark"] in ("label_conv_layer", "label_conv_generator"))
+    parts = [stamp_markdown(stamp(data, command)), ""]
+    if models["benchmarks"]:
+        parts += [label_conv_table(models), ""]
+    if crossover["benchmarks"]:
+        first = crossover["benchmarks"][0]["extra_info"]["shape"]
+        parts += [
+            f"The lookup against the convolution of the one-hot map, one SPADE layer {'x'.join(map(str, first))}, "
+            "fed the same ids:",
+            "",
+            crossover_table(crossover),
+            "",
+        ]
+    if fusion["benchmarks"]:
+        parts += [
+            "gamma and beta from one convolution with 2C outputs against two, the layers fed the ids:",
+            "",
+            fusion_table(fusion),
+            "",
+        ]
+    return "\n".join([*parts, rounds_note(data)])
 
 
 def gpu_section(path: str | None, command: str | None, figures: Path | None, page: Path | None) -> str:
@@ -384,6 +553,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu-command", help="the command that produced --cpu")
     parser.add_argument("--model", help="JSON of test_cpu_model_step.py")
     parser.add_argument("--model-command", help="overrides the command recorded in the model JSON")
+    parser.add_argument("--label-conv", nargs="+", help="JSON of test_cpu_label_conv.py (one or more parts)")
+    parser.add_argument("--label-conv-command", help="overrides the command recorded in the label-conv JSON")
     parser.add_argument("--gpu", help="JSON of test_gpu_kernels.py (gpu_bench.json)")
     parser.add_argument("--gpu-command", help="the command that produced --gpu (default benchmarks/gpu_suite.sh)")
     parser.add_argument("--figures", default="docs/figures", help="where the PNGs go (default docs/figures)")
@@ -400,6 +571,8 @@ def main(argv: list[str] | None = None) -> None:
         sections["cpu"] = cpu_section(args.cpu, args.cpu_command, figures, page)
     if args.model:
         sections["model"] = model_section(args.model, args.model_command, figures, page)
+    if args.label_conv:
+        sections["label-conv"] = label_conv_section(args.label_conv, args.label_conv_command)
 
     if page is None:
         for name, body in sections.items():

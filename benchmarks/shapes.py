@@ -51,3 +51,12 @@ def conditional_original(x, gamma, beta, scale, shift, norm, num_groups):
     normalized = F.group_norm(x, num_groups) if norm == "group" else F.instance_norm(x)
     y = normalized * (1 + gamma) + beta
     return y if scale is None else y * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+
+
+# The generators of the label-lookup benchmarks (CPU and GPU suites): the ADE20K configuration of the original
+# (151 semantic channels: 150 classes and dontcare; ngf 64, 256x256, ``normal``, spectral sync-batch SPADE) and the
+# reference GAN's default run (the synthetic scenes' 8 classes, ngf 16, 64x64, batch 8). ``batch`` is the CPU one.
+GENERATORS = {
+    "ade20k_256": {"label_nc": 151, "ngf": 64, "crop": 256, "batch": 1},
+    "default_64": {"label_nc": 8, "ngf": 16, "crop": 64, "batch": 8},
+}

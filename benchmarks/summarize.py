@@ -4,7 +4,8 @@ CPU runs (``test_cpu_modulated_norm.py``): spadenorm against the original formul
 GPU runs (``test_gpu_kernels.py``): per case (statistics, shape, dtype, pass), the device time of the fused kernels,
 the bytes the ideal kernel moves per element, the bandwidth that implies and its fraction of the measured copy
 bandwidth, and the speedups against eager and compiled PyTorch; the forced launch paths side by side; CLADE against
-spatial SPADE. Every figure is computed here from the recorded device times and ideal bytes.
+spatial SPADE; SPADE fed class ids against the original formulation (time, saved bytes, peak memory). Every figure
+is computed here from the recorded device times and ideal bytes.
 
 Usage::
 
@@ -372,6 +373,49 @@ def header(data: dict) -> str:
     )
 
 
+def lookup_cases(data: dict) -> list[dict[str, Any]]:
+    """The label-lookup step's records (``test_label_conv``): device time, peak memory, saved bytes, error."""
+    cases = []
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info", {})
+        if info.get("benchmark") != "label_conv_gpu":
+            continue
+        cases.append(
+            {
+                "group": bench["group"],
+                **{k: info.get(k) for k in ("model", "batch", "dtype", "mode", "impl", "saved_bytes")},
+                "device_us": info["lookup_device_ms"]["median_ms"] * 1e3,
+                "peak_mib": info["peak_allocated_bytes"] / 2**20,
+                "rel_err": info.get("rel_err_vs_original"),
+            }
+        )
+    return cases
+
+
+def lookup_table(cases: list[dict[str, Any]]) -> str:
+    """Per model and pass: each implementation's device time and saved bytes relative to the original formulation."""
+    by_group: dict[str, dict[str, dict]] = defaultdict(dict)
+    for case in cases:
+        by_group[case["group"]][case["impl"]] = case
+    lines = [
+        "| model, pass | implementation | device us | time / original's | saved for backward (MiB) "
+        "| bytes / original's | peak allocated (MiB) | error vs original |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for group, impls in by_group.items():
+        original = impls.get("original")
+        for impl, case in impls.items():
+            time_ratio = _x(case["device_us"] / original["device_us"]) if original else ""
+            saved = case["saved_bytes"]
+            bytes_ratio = _x(saved / original["saved_bytes"]) if original and original["saved_bytes"] else ""
+            error = "" if case["rel_err"] is None else f"{case['rel_err']:.1e}"
+            lines.append(
+                f"| {group.removeprefix('lookup ')} | {impl} | {_us(case['device_us'])} | {time_ratio} "
+                f"| {saved / 2**20:.1f} | {bytes_ratio} | {case['peak_mib']:.0f} | {error} |"
+            )
+    return "\n".join(lines)
+
+
 def summarize_gpu(data: dict, steps: list[dict[str, str]] | None = None) -> str:
     """The GPU report's tables (markdown): against baselines, launch paths, CLADE, cases to look at, steps."""
     cases = gpu_cases(data)
@@ -392,6 +436,10 @@ def summarize_gpu(data: dict, steps: list[dict[str, str]] | None = None) -> str:
         parts += ["", "### Launch paths (device us, fraction of copy bandwidth; fastest in bold)", "", paths]
     if any(c["modulation"] == "class" for c in cases):
         parts += ["", "### CLADE class tables against spatial SPADE", "", clade_table(cases)]
+    lookup = lookup_cases(data)
+    if lookup:
+        parts += ["", "### SPADE fed class ids (the first convolution by lookups) against the original", ""]
+        parts += [lookup_table(lookup)]
     notes = flagged(cases)
     if notes:
         parts += ["", "### Cases to look at", "", *(f"- {n}" for n in notes)]

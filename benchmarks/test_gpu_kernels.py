@@ -42,15 +42,26 @@ runs out of time skips its remaining cases, so each list starts with what matter
   classes and uniformly random labels of 151 classes, fp32 and bf16, all three passes, against spatial SPADE of the
   same shape (from ``test_core``) and an eager CLADE (table gather, then the eager formula) on the blocky ADE20K maps.
 
+* ``test_label_conv``: SPADE fed class ids, whose first convolution runs as table lookups, against the original
+  formulation (``OriginalSPADE`` layers fed the one-hot map) under bf16 autocast, forward+backward: the ADE20K
+  generator at batch 1 (``shapes.GENERATORS``), then at batch 8 the up_3 SPADE layer (original, spadenorm fed the
+  map, fed the ids, and fed the ids with ``fuse_gamma_beta``), the lookup alone against the convolution of the
+  prebuilt one-hot map (forward, backward), and the default run's generator. The norms run on the ``"torch"``
+  backend here (the Triton kernels are timed in the steps above; no kernel compiles in this one). Recorded beside
+  the device time: peak memory, the bytes saved for backward and the output's error against the original
+  formulation.
+
 Cut, to fit one run of the suite into about six minutes of a GPU: the Cityscapes shapes (the same channel counts as
 ADE20K at twice the area, so no new shape class), layer statistics (group statistics with one group: the group
 kernels are timed), channels_last inputs, fp32 and fp16 for most path and kind cases (bf16 is the training dtype;
 fp32 is kept where it changes the path: long rows), the backward and forward passes alone for the conditional models,
 compiled baselines at shapes under 16 MiB (host-bound at those sizes), and eager CLADE on label maps other than the
-blocky ADE20K ones (eager's gather does not depend on the map's layout). :func:`estimated_seconds` is the cost model
-used to size each step (the Triton variants counted by recording the cases' launches, the caches warm from
-``benchmarks/gpu_precompile.py``), :func:`estimated_precompile_seconds` that of the pre-compile step (cold caches);
-the JSON records each case's preparation and measurement time, so the first run calibrates them.
+blocky ADE20K ones (eager's gather does not depend on the map's layout), and for the lookup the Cityscapes
+configuration, fp32, and the generator fed the one-hot map. :func:`estimated_seconds` is the cost model used to size
+each step (the Triton variants counted by recording the cases' launches, the caches warm from
+``benchmarks/gpu_precompile.py``; a :class:`LookupCase` gives its own share), :func:`estimated_precompile_seconds`
+that of the pre-compile step (cold caches); the JSON records each case's preparation and measurement time, so the
+first run calibrates them.
 
 Run: ``benchmarks/gpu_suite.sh`` (or ``python -m pytest benchmarks/test_gpu_kernels.py -o addopts="" --benchmark-enable
 --benchmark-json=OUT.json``). Skipped without CUDA. The variable ``SPADENORM_BENCH_DEADLINE`` (seconds since the epoch)
@@ -79,7 +90,7 @@ import spadenorm
 from spadenorm.functional import class_modulated_norm, modulated_norm
 
 from .gpu_timing import LABEL_MAPS, DeviceTimer, copy_bandwidth
-from .shapes import ADE20K_256, ADE20K_256_FMIDDLE, CONDITIONAL_MODELS, conditional_original
+from .shapes import ADE20K_256, ADE20K_256_FMIDDLE, CONDITIONAL_MODELS, GENERATORS, conditional_original
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -225,12 +236,77 @@ CLADE = [
     for case in _cases("clade", ["instance"], [CLADE_LAYER], 8, [dtype], ["clade"], labels=[labels])
 ] + _cases("clade", ["instance"], [CLADE_LAYER], 8, BOTH, ["eager"], labels=["blocky151"])
 
-STEPS: dict[str, list[Case]] = {
+LOOKUP_CLASSES = 151  # ADE20K's semantic channels
+
+
+@dataclass(frozen=True)
+class LookupCase:
+    """One measurement of the label lookup: ``model`` (``"generator <config>"``, ``"layer <name>"`` or ``"op <name>"``,
+    the mlp_shared convolution of that layer alone) at ``batch`` under ``dtype`` autocast, one pass, one
+    implementation: ``original`` (the original formulation fed the one-hot map; for ``op`` the convolution of the
+    prebuilt map), ``spadenorm map`` (fed the map), ``spadenorm ids`` (fed the class ids: the lookup),
+    ``spadenorm ids fused`` (and ``fuse_gamma_beta``)."""
+
+    step: str
+    model: str
+    batch: int
+    dtype: str
+    mode: str
+    impl: str
+    path: str = "rule"
+    labels: str | None = None
+
+    @property
+    def row(self) -> str:
+        return f"lookup {self.model} batch {self.batch} {self.dtype} {self.mode}"
+
+    @property
+    def column(self) -> str:
+        return self.impl
+
+    @property
+    def id(self) -> str:
+        return f"{self.row.replace(' ', '-')}-{self.impl.replace(' ', '-')}"
+
+    @property
+    def calls_s(self) -> float:
+        """A pessimistic device time of one call (bf16 on a current GPU)."""
+        kind, name = self.model.split(" ")
+        per_sample = {"generator": 0.02 if name == "ade20k_256" else 0.001, "layer": 0.002, "op": 0.001}[kind]
+        return per_sample * self.batch
+
+    @property
+    def estimated_s(self) -> float:
+        """This case's share of the step's time: its calls and, for the first case of a model, building the model."""
+        first = self.impl == "original" and self.mode in ("forward+backward", "forward")
+        return CASE_S + CALLS * self.calls_s + (LOOKUP_BUILD_S[self.model.split(" ")[0]] if first else 0.0)
+
+
+LOOKUP_BUILD_S = {"generator": 2.0, "layer": 0.5, "op": 0.2}
+"""Building a model of each kind on the GPU (weights initialised there), its reference output, the saved-bytes count."""
+
+
+def _lookup(
+    model: str, batch: int, impls: Sequence[str], modes: Sequence[str] = ("forward+backward",)
+) -> list[LookupCase]:
+    return [LookupCase("label_conv", model, batch, "bf16", mode, impl) for mode in modes for impl in impls]
+
+
+LOOKUP_IMPLS = ("original", "spadenorm ids")
+LABEL_CONV = (
+    _lookup("generator ade20k_256", 1, LOOKUP_IMPLS)
+    + _lookup("layer up_3", 8, ("original", "spadenorm map", "spadenorm ids", "spadenorm ids fused"))
+    + _lookup("op up_3", 8, LOOKUP_IMPLS, ("forward", "backward"))
+    + _lookup("generator default_64", 8, LOOKUP_IMPLS)
+)
+
+STEPS: dict[str, list[Any]] = {
     "core": CORE,
     "compiled": COMPILED,
     "paths": PATH_CASES,
     "kinds": KINDS,
     "clade": CLADE,
+    "label_conv": LABEL_CONV,
 }
 """The cases of each step of ``gpu_suite.sh``, in the order they run."""
 
@@ -273,18 +349,21 @@ def ideal_bytes(case: Case) -> int:
     return {"forward": forward, "backward": backward, "forward+backward": forward + backward}[case.mode]
 
 
-def estimated_seconds(cases: list[Case], warm: bool = True) -> float:
+def estimated_seconds(cases: Sequence[Any], warm: bool = True) -> float:
     """Estimated wall time of one pytest process running ``cases`` (a model for sizing the steps, not a measurement).
 
     Process start, plus per case a fixed cost and ``CALLS`` calls at ``SLOW_GBS`` over the ideal bytes, plus the
     first launch of each distinct Triton variant the cases compile (counted by running their calls on the CPU with
     the launches recorded: :func:`benchmarks.gpu_precompile.variants_of`), plus torch.compile per graph; ``warm``:
-    after ``gpu_precompile.py`` filled the caches, else with cold ones.
+    after ``gpu_precompile.py`` filled the caches, else with cold ones. A :class:`LookupCase` gives its own share
+    (:attr:`LookupCase.estimated_s`).
     """
     from .gpu_precompile import variants_of
 
+    lookup = sum(c.estimated_s for c in cases if isinstance(c, LookupCase))
+    cases = [c for c in cases if not isinstance(c, LookupCase)]
     graphs = {(c.kind, c.shape, c.dtype) for c in cases if c.impl == "compiled"}
-    measure = sum(CASE_S + CALLS * ideal_bytes(c) / (SLOW_GBS * 1e9) for c in cases)
+    measure = lookup + sum(CASE_S + CALLS * ideal_bytes(c) / (SLOW_GBS * 1e9) for c in cases)
     first, more = INDUCTOR_WARM_S if warm else INDUCTOR_COLD_S
     compile_s = first + more * (len(graphs) - 1) if graphs else 0.0
     return PROCESS_S + measure + (JIT_WARM_S if warm else JIT_COLD_S) * len(variants_of(cases)) + compile_s
@@ -664,6 +743,160 @@ def run_case(benchmark: Any, case: Case) -> None:
     )
 
 
+# ----------------------------------------------------------------------------------------------- label lookup
+@dataclass
+class LookupModel:
+    """The callables of one :class:`LookupCase` model, by implementation, their differentiable parameters and the
+    output gradient."""
+
+    calls: dict[str, Callable[[], Tensor]]
+    params: dict[str, tuple[Tensor, ...]]
+    dy: Tensor
+    errors: dict[str, float] | None = None
+
+    def relative_errors(self) -> dict[str, float]:
+        """Each implementation's output against the original's, all called once from the same state (a generator's
+        spectral norms take a power-iteration step per training forward), on the ``"torch"`` backend."""
+        if self.errors is None:
+            with spadenorm.use_backend("torch"):
+                reference = self.calls["original"]().detach().float()
+                self.errors = {
+                    impl: 0.0 if impl == "original" else relative_error(call().float(), reference)
+                    for impl, call in self.calls.items()
+                }
+        return self.errors
+
+
+def _autocast(dtype: str) -> Any:
+    return torch.autocast("cuda", dtype=DTYPES[dtype])
+
+
+def _lookup_generators(config: str) -> tuple[dict[str, torch.nn.Module], int, int]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from spade_gan.models.generator import SPADEGenerator
+
+    from .alternation import to_original_formulation
+
+    cfg = GENERATORS[config]
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        ours = SPADEGenerator(cfg["label_nc"], ngf=cfg["ngf"], crop_size=cfg["crop"], norm="sync_batch")
+    return {"original": to_original_formulation(ours), "spadenorm ids": ours}, cfg["label_nc"], cfg["crop"]
+
+
+def make_lookup_model(case: LookupCase) -> LookupModel:
+    """Inputs and callables of ``case``'s model (one map of random class ids, shared by its implementations)."""
+    from spadenorm import SPADE
+    from spadenorm.functional import label_conv
+    from spadenorm.reference import OriginalSPADE
+
+    kind, name = case.model.split(" ")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    autocast = _autocast(case.dtype)
+    if kind == "generator":
+        modules, classes, size = _lookup_generators(name)
+    else:
+        classes, size = LOOKUP_CLASSES, 256
+    ids = torch.randint(0, classes, (case.batch, size, size), device="cuda", generator=gen)
+    one_hot = F.one_hot(ids, classes).permute(0, 3, 1, 2).float().contiguous()
+    if kind == "generator":
+        out_shape: tuple[int, ...] = (case.batch, 3, size, size)
+        inputs = {"original": one_hot, "spadenorm ids": ids}
+        calls = {impl: functools.partial(_under, autocast, modules[impl], inputs[impl]) for impl in modules}
+        params = {impl: tuple(m.parameters()) for impl, m in modules.items()}
+    elif kind == "layer":
+        c, h, w = LAYERS[name]
+        torch.manual_seed(0)
+        original = OriginalSPADE("batch", 3, c, classes).cuda()
+        ours = SPADE(c, classes, norm="sync_batch", device="cuda")
+        ours.load_state_dict(original.state_dict())
+        fused = SPADE(c, classes, norm="sync_batch", fuse_gamma_beta=True, device="cuda")
+        fused.load_state_dict(original.state_dict())
+        x = torch.randn(case.batch, c, h, w, device="cuda", generator=gen, requires_grad=True)
+        out_shape = tuple(x.shape)
+        layers = {"original": original, "spadenorm map": ours, "spadenorm ids": ours, "spadenorm ids fused": fused}
+        segmaps = {"original": one_hot, "spadenorm map": one_hot, "spadenorm ids": ids, "spadenorm ids fused": ids}
+        calls = {impl: functools.partial(_under, autocast, layers[impl], x, segmaps[impl]) for impl in layers}
+        params = {impl: (x, *layer.parameters()) for impl, layer in layers.items()}
+    else:  # the first convolution alone: 151 classes -> 128 hidden channels, 3x3
+        weight = (0.05 * torch.randn(128, classes, 3, 3, device="cuda", generator=gen)).requires_grad_(True)
+        bias = torch.zeros(128, device="cuda", requires_grad=True)
+        out_shape = (case.batch, 128, size, size)
+        conv = functools.partial(F.conv2d, one_hot, weight, bias, padding=1)
+        lookup = functools.partial(label_conv, ids, weight, bias)
+        calls = {"original": functools.partial(_under, autocast, conv), "spadenorm ids": functools.partial(
+            _under, autocast, lookup)}  # fmt: skip
+        params = dict.fromkeys(calls, (weight, bias))
+    dy = torch.randn(out_shape, device="cuda", dtype=DTYPES[case.dtype], generator=gen)
+    return LookupModel(calls, params, dy)
+
+
+def _under(context: Any, fn: Callable[..., Tensor], *args: Any) -> Tensor:
+    with context:
+        return fn(*args)
+
+
+def lookup_model(case: LookupCase) -> LookupModel:
+    """The model of ``case``, kept while the following cases use the same one."""
+    key = (case.model, case.batch, case.dtype)
+    cached = getattr(STATE, "lookup", None)
+    if cached is None or cached[0] != key:
+        STATE.lookup = None  # type: ignore[attr-defined]
+        torch.cuda.empty_cache()
+        STATE.lookup = (key, make_lookup_model(case))  # type: ignore[attr-defined]
+    return STATE.lookup[1]  # type: ignore[attr-defined]
+
+
+def run_lookup_case(benchmark: Any, case: LookupCase) -> None:
+    """Measure ``case``: device time and op time as :func:`run_case`, peak memory, bytes saved for backward, and the
+    output's relative error against the original formulation (:meth:`LookupModel.relative_errors`)."""
+    from spadenorm.testing import saved_tensor_bytes
+
+    started = time.perf_counter()
+    model = lookup_model(case)
+    call, params = model.calls[case.impl], model.params[case.impl]
+    rel_err = model.relative_errors()[case.impl]
+    with spadenorm.use_backend("torch"):
+        saved = saved_tensor_bytes(call)
+        prepare, run = make_step(call, params, model.dy, case.mode, {})
+        torch.cuda.reset_peak_memory_stats()
+        measure_start = time.perf_counter()
+        device = timer().time(run, prepare=prepare, reps=REPS, warmup=WARMUP)
+
+        def setup() -> tuple[tuple[Any], dict[str, Any]]:
+            arg = prepare()
+            timer().flush_and_sync()
+            return (arg,), {}
+
+        def op(arg: Any) -> None:
+            run(arg)
+            torch.cuda.synchronize()
+
+        benchmark.group = case.row
+        benchmark.pedantic(op, setup=setup, rounds=OP_ROUNDS, warmup_rounds=0, iterations=1)
+    benchmark.extra_info.update(
+        device="cuda",
+        device_name=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        triton=_triton_version(),
+        step=case.step,
+        benchmark="label_conv_gpu",
+        model=case.model,
+        batch=case.batch,
+        dtype=case.dtype,
+        mode=case.mode,
+        impl=case.impl,
+        lookup_device_ms=device.as_dict(),
+        peak_allocated_bytes=torch.cuda.max_memory_allocated(),
+        saved_bytes=saved,
+        rel_err_vs_original=rel_err,
+        prepare_s=measure_start - started,
+        measure_s=time.perf_counter() - measure_start,
+    )
+
+
 @functools.cache
 def _triton_version() -> str | None:
     try:
@@ -681,7 +914,7 @@ def _time_budget() -> None:
         pytest.skip("the time budget of this step is spent")
 
 
-def _ids(cases: list[Case]) -> list[str]:
+def _ids(cases: Sequence[Case | LookupCase]) -> list[str]:
     return [case.id for case in cases]
 
 
@@ -708,3 +941,8 @@ def test_kinds(benchmark: Any, case: Case) -> None:
 @pytest.mark.parametrize("case", CLADE, ids=_ids(CLADE))
 def test_clade(benchmark: Any, case: Case) -> None:
     run_case(benchmark, case)
+
+
+@pytest.mark.parametrize("case", LABEL_CONV, ids=_ids(LABEL_CONV))
+def test_label_conv(benchmark: Any, case: LookupCase) -> None:
+    run_lookup_case(benchmark, case)

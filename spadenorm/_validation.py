@@ -318,3 +318,64 @@ def check_label_range(labels: Tensor, num_classes: int, name: str) -> None:
             f"{name} must hold class ids in [0, {num_classes}), got id {bad} (ids range over [{lo}, {hi}]); "
             "map 'don't care' ids such as 255 to a class of their own before calling"
         )
+
+
+def check_extra_map(extra: object, labels: Tensor, label_nc: int, name: str = "extra") -> Tensor:
+    """The float channels that follow the class channels of a label map (e.g. an instance-edge map) beside integer
+    ``labels`` (N, \\*S): shape (N, E, \\*S) with 1 <= E < label_nc, on the labels' device."""
+    if not isinstance(extra, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(extra).__name__}")
+    if not extra.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (N, E, *spatial), got dtype {extra.dtype}")
+    n, spatial = labels.shape[0], tuple(labels.shape[1:])
+    if extra.dim() != labels.dim() + 1 or extra.shape[0] != n or tuple(extra.shape[2:]) != spatial:
+        raise ValueError(
+            f"{name} must have shape ({n}, E, {', '.join(map(str, spatial))}) (the label map's batch and spatial "
+            f"size), got {tuple(extra.shape)}"
+        )
+    if not 1 <= extra.shape[1] < label_nc:
+        raise ValueError(
+            f"{name} must have between 1 and label_nc - 1 = {label_nc - 1} channels (the map's channels after the "
+            f"classes), got {extra.shape[1]}"
+        )
+    if extra.device != labels.device:
+        raise ValueError(f"{name} must be on the label map's device {labels.device}, got {extra.device}")
+    return extra
+
+
+def check_label_conv(
+    labels: object, weight: object, bias: object, extra: object, padding_mode: object
+) -> tuple[Tensor, Tensor | None]:
+    """The arguments of :func:`spadenorm.functional.label_conv`: returns the (N, \\*S) ids and the extra map."""
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating-point tensor, got dtype {weight.dtype}")
+    if weight.dim() not in (3, 4, 5):
+        raise ValueError(f"weight must have shape (O, K, *k) with 1 to 3 kernel dimensions, got {tuple(weight.shape)}")
+    kernel = tuple(weight.shape[2:])
+    if any(k % 2 == 0 for k in kernel):
+        raise ValueError(f"weight's kernel sizes must be odd (the output keeps the map's size), got {kernel}")
+    if bias is not None:
+        if not isinstance(bias, Tensor):
+            raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")
+        if tuple(bias.shape) != (weight.shape[0],) or bias.dtype != weight.dtype or bias.device != weight.device:
+            raise ValueError(
+                f"bias must have shape ({weight.shape[0]},) and weight's dtype {weight.dtype} and device "
+                f"{weight.device}, got shape {tuple(bias.shape)}, {bias.dtype} on {bias.device}"
+            )
+    check_choice(padding_mode, "padding_mode", ("zeros", "reflect", "replicate", "circular"))
+    ids = check_integer_ids(labels, "labels")
+    rank = weight.dim() - 2
+    if ids.dim() == rank + 2 and ids.shape[1] == 1:
+        ids = ids.squeeze(1)
+    if ids.dim() != rank + 1:
+        raise ValueError(
+            f"labels must have shape (N, *spatial) or (N, 1, *spatial) with the weight's {rank} spatial "
+            f"dimension(s), got {tuple(ids.shape)}"
+        )
+    if ids.device != weight.device:
+        raise ValueError(f"labels must be on the weight's device {weight.device}, got {ids.device}")
+    checked = None if extra is None else check_extra_map(extra, ids, weight.shape[1])
+    check_label_range(ids, weight.shape[1] - (0 if checked is None else checked.shape[1]), "labels")
+    return ids, checked

@@ -14,11 +14,12 @@ from torch import Tensor
 
 from . import _backend, _validation
 from ._core import Modulation, NormName, NormSpec, RunningStats
+from .label_conv import label_conv as _label_conv
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
-__all__ = ["NormName", "adain", "class_modulated_norm", "modulated_norm", "resize_labels"]
+__all__ = ["NormName", "adain", "class_modulated_norm", "label_conv", "modulated_norm", "resize_labels"]
 
 
 def _resolve_statistics(
@@ -160,6 +161,60 @@ def resize_labels(labels: Tensor, size: tuple[int, ...]) -> Tensor:
         shape[dim] = target
         index.append(_nearest_source(source, target, labels.device).view(shape))
     return labels[tuple(index)]
+
+
+def label_conv(
+    labels: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    *,
+    extra: Tensor | None = None,
+    padding_mode: str = "zeros",
+    channels_last: bool = False,
+) -> Tensor:
+    r"""The convolution of a one-hot label map, computed by table lookups: equal to
+    ``F.conv{1,2,3}d(cat([one_hot(labels), extra], 1), weight, bias, padding=k // 2)`` without building the map.
+
+    A one-hot map selects one input channel of the weight per kernel tap, so for ids l in [0, K),
+
+    .. math::
+
+        \mathrm{conv}(e(l), W, b)[n, o, p] = b[o] + \sum_t W[o, \, l(n, p + t - \lfloor k/2 \rfloor), \, t]
+
+    with no term for taps outside the map (other padding modes pad the ids as the convolution pads the map). The first
+    K = ``weight.shape[1] - E`` input channels of the weight are looked up; the E channels of ``extra`` (such as an
+    instance-edge map) go through an ordinary convolution with the remaining ones. The backward scatters the gradient
+    into the rows the labels selected; see :mod:`spadenorm.label_conv`. Under autocast the weight is cast to the
+    autocast dtype, as ``F.conv*d`` casts it.
+
+    Args:
+        labels: integer class ids (N, \*spatial) or (N, 1, \*spatial), any integer dtype, each in [0, K).
+        weight: (O, K + E, \*k) with odd kernel sizes, 1 to 3 spatial dimensions (those of ``labels``).
+        bias: (O,) or ``None``.
+        extra: ``None`` or floating-point (N, E, \*spatial): the input channels after the classes.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``, as ``nn.Conv*d``'s.
+        channels_last: return the result channels last in memory, (N, \*spatial, O), the order the lookup
+            computes it in (no transposing copy); else contiguous.
+
+    Returns:
+        (N, O, \*spatial) in the weight's dtype.
+
+    Raises:
+        TypeError, ValueError: for invalid arguments, before any computation.
+
+    Example:
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from spadenorm.functional import label_conv
+        >>> labels = torch.randint(0, 5, (2, 16, 16))
+        >>> weight, bias = torch.randn(8, 5, 3, 3), torch.randn(8)
+        >>> one_hot = F.one_hot(labels, 5).movedim(-1, 1).float()
+        >>> torch.allclose(label_conv(labels, weight, bias), F.conv2d(one_hot, weight, bias, padding=1), atol=1e-5)
+        True
+    """
+    ids, extra = _validation.check_label_conv(labels, weight, bias, extra, padding_mode)
+    _validation.check_bool(channels_last, "channels_last")
+    return _label_conv(ids, weight, bias, extra, padding_mode, channels_last)
 
 
 def _nearest_source(source: int, target: int, device: torch.device) -> Tensor:

@@ -26,6 +26,17 @@ def _backends():
     return ["torch", "triton"]
 
 
+class _WithEdges(torch.nn.Module):
+    """SPADE called with class ids and an edge channel (a keyword argument): ``layer(x, ids, extra=edges)``."""
+
+    def __init__(self, layer: SPADE) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x, ids, edges):
+        return self.layer(x, ids, extra=edges)
+
+
 def _cases():
     torch.manual_seed(0)
     x = torch.randn(2, 8, 6, 6)
@@ -33,6 +44,11 @@ def _cases():
     return [
         ("spade-instance-labels", SPADE(8, 5, hidden_channels=16), (x, labels)),
         ("spade-batch-onehot", SPADE(8, 5, norm="batch", hidden_channels=16), (x, torch.rand(2, 5, 3, 3))),
+        (  # the first convolution by table lookups, with an edge channel after the classes
+            "spade-labels-edges",
+            _WithEdges(SPADE(8, 6, hidden_channels=16, label_lookup=True)),
+            (x, labels, (torch.rand(2, 1, 12, 12) > 0.5).float()),
+        ),
         ("spade-sync_batch", SPADE(8, 5, norm="sync_batch", hidden_channels=16), (x, labels)),
         ("spade-group", SPADE(8, 5, norm="group", num_groups=4, hidden_channels=16), (x, labels)),
         (  # the timestep modulation of a diffusion block; scale needs a gradient (beta is kept for backward)

@@ -169,7 +169,8 @@ def test_outputs_written_and_readable_by_report(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------ case matrix
-ALL = [case for cases in suite.STEPS.values() for case in cases]
+ALL = [case for cases in suite.STEPS.values() for case in cases if isinstance(case, suite.Case)]
+LOOKUP = suite.STEPS["label_conv"]
 
 
 def test_case_matrix_covers_kinds_batches_dtypes_shapes_and_passes():
@@ -194,8 +195,22 @@ def test_case_matrix_covers_kinds_batches_dtypes_shapes_and_passes():
         (labels, mode) for labels in gpu_timing.LABEL_MAPS for mode in suite.MODES
     }
     assert {c.kind for c in suite.STEPS["compiled"]} == {"instance", "batch", "group"}
-    ids = [c.id for c in ALL]
+    ids = [c.id for cases in suite.STEPS.values() for c in cases]
     assert len(ids) == len(set(ids))
+
+
+def test_lookup_cases_cover_the_generators_the_layer_and_the_op_against_the_original():
+    """Every model of the label-lookup step is timed for the original formulation and for the class ids."""
+    assert all(isinstance(case, suite.LookupCase) for case in LOOKUP)
+    models = {c.model for c in LOOKUP}
+    assert {f"generator {name}" for name in suite.GENERATORS} <= models
+    assert {"layer up_3", "op up_3"} <= models
+    for model in models:
+        impls = {c.impl for c in LOOKUP if c.model == model}
+        assert {"original", "spadenorm ids"} <= impls, model
+    assert {c.impl for c in LOOKUP if c.model == "layer up_3"} >= {"spadenorm map", "spadenorm ids fused"}
+    assert {c.mode for c in LOOKUP if c.model.startswith("op")} == {"forward", "backward"}
+    assert LOOKUP[0].model == "generator ade20k_256"  # most important first: a cut step keeps it
 
 
 def test_every_compared_case_has_its_reference_row():
@@ -372,3 +387,28 @@ def test_preflight_names_a_missing_python_header(monkeypatch, tmp_path):
     monkeypatch.setattr(gpu_preflight.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
     with pytest.raises(gpu_preflight.PreflightError, match=r"Python\.h is missing"):
         gpu_preflight.python_header()
+
+
+def test_lookup_table_gives_time_and_bytes_relative_to_the_original():
+    def record(impl: str, us: float, saved: int) -> dict:
+        info = {
+            "device": "cuda",
+            "device_name": "Test GPU",
+            "benchmark": "label_conv_gpu",
+            "model": "layer up_3",
+            "batch": 8,
+            "dtype": "bf16",
+            "mode": "forward+backward",
+            "impl": impl,
+            "lookup_device_ms": {"median_ms": us / 1e3},
+            "peak_allocated_bytes": 2**30,
+            "saved_bytes": saved,
+            "rel_err_vs_original": 1e-3,
+        }
+        group = "lookup layer up_3 batch 8 bf16 forward+backward"
+        return {"group": group, "name": impl, "stats": {"median": us / 1e6, "iqr": 0, "rounds": 3}, "extra_info": info}
+
+    data = {"benchmarks": [record("original", 400.0, 2**30), record("spadenorm ids", 300.0, 2**29)]}
+    report = summarize.summarize_gpu(data)
+    row = "| layer up_3 batch 8 bf16 forward+backward | spadenorm ids | 300.0 | 0.75x | 512.0 | 0.50x | 1024 |"
+    assert row in report

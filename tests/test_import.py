@@ -38,4 +38,5 @@ def test_public_api_is_declared():
     assert {"SPADE", "CLADE", "AdaIN", "ConditionalBatchNorm2d", "set_backend", "use_backend"} <= set(spadenorm.__all__)
     from spadenorm import functional
 
-    assert set(functional.__all__) == {"NormName", "adain", "class_modulated_norm", "modulated_norm", "resize_labels"}
+    expected = {"NormName", "adain", "class_modulated_norm", "label_conv", "modulated_norm", "resize_labels"}
+    assert set(functional.__all__) == expected

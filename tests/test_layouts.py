@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import spadenorm
 from spadenorm import CLADE, SPADE, AdaIN, ConditionalBatchNorm, ConditionalBatchNorm2d, ParamFreeNorm
-from spadenorm.functional import adain, class_modulated_norm, modulated_norm, resize_labels
+from spadenorm.functional import adain, class_modulated_norm, label_conv, modulated_norm, resize_labels
 
 LAYOUTS = ("contiguous", "memory_format", "transposed", "stepped", "cut", "expanded")
 BACKENDS = ["torch", pytest.param("triton", marks=pytest.mark.skipif(
@@ -186,15 +186,38 @@ def _resize_labels(draw: st.DrawFn, call: Call) -> Callable[[dict[str, torch.Ten
 def _spade(draw: st.DrawFn, call: Call) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
     n, c, rank = draw(st.integers(1, 3)), draw(st.integers(2, 4)), draw(st.integers(1, 3))
     call.float("x", (n, c, *_spatial(draw, rank)))
+    edges = 0
     if draw(st.booleans(), label="integer_segmap"):
-        call.ids("segmap", (n, *_spatial(draw, rank)))
+        spatial = _spatial(draw, rank)
+        call.ids("segmap", (n, *spatial))
+        if draw(st.booleans(), label="has_extra"):  # an instance-edge channel after the classes
+            edges = 1
+            call.float("extra", (n, edges, *spatial))
     else:
         call.float("segmap", (n, NUM_CLASSES, *_spatial(draw, rank)))
     _second_modulation(call, n, c)
     norm, groups = _norm(draw, c)
+    lookup = draw(st.sampled_from([None, True, False]), label="label_lookup")
     torch.manual_seed(0)
-    layer = SPADE(c, NUM_CLASSES, spatial_dims=rank, norm=norm, num_groups=groups, hidden_channels=4).to(call.dtype)
-    return _stateless(layer)
+    layer = SPADE(
+        c, NUM_CLASSES + edges, spatial_dims=rank, norm=norm, num_groups=groups, hidden_channels=4, label_lookup=lookup
+    )
+    return _stateless(layer.to(call.dtype))
+
+
+def _label_conv(draw: st.DrawFn, call: Call) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    n, rank = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    spatial = _spatial(draw, rank)
+    call.ids("labels", (n, *spatial))
+    edges = draw(st.integers(0, 2), label="extra_channels")
+    if edges:
+        call.float("extra", (n, edges, *spatial))
+    kernel = tuple(draw(st.lists(st.sampled_from([1, 3]), min_size=rank, max_size=rank), label="kernel"))
+    call.float("weight", (draw(st.integers(1, 4)), NUM_CLASSES + edges, *kernel))
+    if draw(st.booleans(), label="has_bias"):
+        call.float("bias", (call.args[-1][3][0],))
+    channels_last = draw(st.booleans(), label="channels_last")
+    return lambda a: label_conv(**a, channels_last=channels_last)
 
 
 def _clade(draw: st.DrawFn, call: Call) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
@@ -265,6 +288,7 @@ ENTRIES = {
     "class_modulated_norm": _class_modulated_norm,
     "adain": _adain,
     "resize_labels": _resize_labels,
+    "label_conv": _label_conv,
     "SPADE": _spade,
     "CLADE": _clade,
     "AdaIN": _adain_module,

@@ -18,7 +18,7 @@ LAYERS = (
     {"scoring"},
     {"training"},
     {"synthesis"},
-    {"evaluation", "ablation"},
+    {"evaluation", "ablation", "studio"},
 )
 """The parts of ``spade_gan``, lowest first: a module may import its own part and the parts of lower layers."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,8 @@ from spade_gan.synthesis.original_weights import load_original_generator, spec_f
 from spade_gan.synthesis.strict_loading import load_generator_weights
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+import spadenorm
 
 # The original configurations (the original release's per-dataset options): semantic_nc, crop, aspect ratio, upsampling.
 ADE20K = {"label_nc": 151, "crop_size": 256, "aspect_ratio": 1.0, "num_upsampling_layers": "normal"}
@@ -437,6 +441,53 @@ def test_integer_labels_equal_their_one_hot_map():
     torch.testing.assert_close(generator(ids[:, None]), generator(one_hot))
 
 
+@pytest.mark.parametrize("use_vae", [False, True])
+def test_ids_and_edges_equal_the_semantic_map_in_output_and_every_gradient(use_vae, monkeypatch):
+    """Classes, the dontcare id and the instance-edge channel as the trainer passes them (ids and edges: every layer's
+    first convolution and fc by table lookups, 35 classes being enough for them) against the float map the
+    discriminator reads (one-hot and edges), in float64: the output and the gradient of every parameter."""
+    from spade_gan.data.semantics import semantic_inputs
+
+    import spadenorm.modules.spade as spade_module
+
+    classes = spade_module.LOOKUP_MIN_CLASSES + 2  # and dontcare: one more id; then the edge channel
+    torch.manual_seed(0)
+    generator = SPADEGenerator(classes + 2, ngf=2, crop_size=32, norm="batch", use_vae=use_vae, z_dim=4).double()
+    label = torch.randint(0, classes, (2, 1, 32, 32), generator=torch.Generator().manual_seed(1))
+    label[:, :, :6, :6] = 255  # don't care: the id after the classes
+    instance = torch.randint(0, 3, (2, 1, 32, 32), generator=torch.Generator().manual_seed(2))
+    seg = semantic_inputs(label, instance, label_nc=classes, contain_dontcare=True)
+    z = torch.randn(2, 4, dtype=torch.float64) if use_vae else None
+    lookups = []
+    real_lookup = spade_module.label_conv
+    monkeypatch.setattr(spade_module, "label_conv", lambda *a: lookups.append(1) or real_lookup(*a))
+    results = []
+    for args, kwargs in (((seg.map.double(), z), {}), ((seg.ids, z), {"extra": seg.edges.double()})):
+        g = copy.deepcopy(generator)  # spectral norm's power iteration updates u in training: one copy per run
+        out = g(*args, **kwargs)
+        out.backward(torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(3)))
+        results.append((out, {name: p.grad for name, p in g.named_parameters()}))
+    (want, want_grads), (got, got_grads) = results
+    assert len(lookups) == sum(isinstance(m, spade_module.SPADE) for m in generator.modules())  # the ids run only
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-9, atol=1e-12, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_generator_extra_channels_are_checked():
+    generator = SPADEGenerator(5, ngf=2, crop_size=32, norm="instance")
+    ids = torch.randint(0, 4, (1, 32, 32))
+    with pytest.raises(ValueError, match=r"\[0, label_nc - E = 4\), got ids in \[0, 4\]"):
+        generator(ids.clamp(max=3).index_fill(2, torch.tensor([0]), 4), extra=torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"extra must have shape \(N, E, h, w\) = \(1, E, 32, 32\)"):
+        generator(ids, extra=torch.zeros(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="extra goes with integer class ids"):
+        generator(one_hot_seg(1, 5, 32, 32), extra=torch.zeros(1, 1, 32, 32))
+    clade = SPADEGenerator(5, ngf=2, crop_size=32, norm="instance", modulation="clade")
+    with pytest.raises(ValueError, match="cannot take extra channels"):
+        clade(ids, extra=torch.zeros(1, 1, 32, 32))
+
+
 def test_vae_generator_uses_z_and_samples_it_when_absent():
     generator = SPADEGenerator(3, ngf=2, crop_size=64, use_vae=True, z_dim=8, norm="instance").eval()
     seg = one_hot_seg(2, 3, 64, 64)
@@ -463,6 +514,8 @@ def test_generator_bad_input_raises_clear_errors():
 
 
 def test_generator_checks_label_ids_with_one_host_read(monkeypatch):
+    """The generator reads the ids' range once per batch; its layers (which get the ids) check them as on CUDA,
+    with a device-side assertion and no host read."""
     generator = SPADEGenerator(5, ngf=2, crop_size=64, norm="instance")
     reads = []
     aminmax = torch.aminmax
@@ -471,7 +524,11 @@ def test_generator_checks_label_ids_with_one_host_read(monkeypatch):
         reads.append(tuple(t.shape))
         return aminmax(t, *args, **kwargs)
 
+    def asynchronous(labels, num_classes, name):
+        torch._assert_async(((labels >= 0) & (labels < num_classes)).all(), f"{name} out of range")
+
     monkeypatch.setattr(torch, "aminmax", counted)
+    monkeypatch.setattr(spadenorm._validation, "check_label_range", asynchronous)
     ids = torch.randint(0, 5, (2, 1, 64, 64))
     generator(ids)
     assert reads == [(2, 64, 64)]

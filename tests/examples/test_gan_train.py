@@ -192,6 +192,42 @@ def test_ema_generator_follows_the_update_rule_and_is_what_synthesis_loads(tmp_p
     assert load_checkpoint(tmp_path / "plain" / "checkpoints" / "latest.pt")["G_ema"] is None
 
 
+def test_the_trainer_passes_ids_and_edges_to_the_generator_and_the_map_to_the_discriminator():
+    """Cityscapes-style batches (classes, dontcare and instance edges): every SPADE layer gets the ids and the edge
+    map (its first convolution by table lookups where the classes are many enough), the discriminator the one-hot
+    map with the edge channel."""
+    from spade_gan.training.distributed import DistInfo
+    from spade_gan.training.trainer import SPADETrainer
+
+    from spadenorm import SPADE
+
+    cfg = TrainConfig(label_nc=4, contain_dontcare=True, use_instance=True, ngf=2, ndf=4, crop_size=32)
+    cfg.resolve()
+    cfg.amp, cfg.channels_last = "off", False
+    trainer = SPADETrainer(cfg, DistInfo(rank=0, world_size=1, device=torch.device("cpu")))
+    label = torch.randint(0, 4, (2, 1, 32, 32))
+    label[:, :, :4] = 255
+    batch = {"label": label, "instance": torch.randint(0, 3, (2, 1, 32, 32)), "image": torch.rand(2, 3, 32, 32)}
+    seg, real = trainer.batch_inputs(batch)
+    assert seg.ids.shape == (2, 32, 32)
+    assert int(seg.ids.max()) == 4  # dontcare mapped after the classes
+    assert seg.edges.shape == (2, 1, 32, 32)
+    assert seg.map.shape == (2, 6, 32, 32)
+    seen_by_spade, seen_by_d = [], []
+    for module in trainer.G.modules():
+        if isinstance(module, SPADE):
+            module.register_forward_pre_hook(
+                lambda m, args, kwargs: seen_by_spade.append((args[1], kwargs.get("extra"))), with_kwargs=True
+            )
+    trainer.D.register_forward_pre_hook(lambda module, args: seen_by_d.append(args[0][:, :6]))
+    trainer.generator_step(seg, real)
+    trainer.discriminator_step(seg, real)
+    spade_layers = sum(isinstance(m, SPADE) for m in trainer.G.modules())
+    assert len(seen_by_spade) == 2 * spade_layers  # every layer, in both steps
+    assert all(ids is seg.ids and edges is seg.edges for ids, edges in seen_by_spade)
+    assert all(torch.equal(m, torch.cat([seg.map, seg.map])) for m in seen_by_d)
+
+
 def test_auto_precision_resolves_per_dataset_and_device(monkeypatch):
     from spade_gan.training import config as config_module
 

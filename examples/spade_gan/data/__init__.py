@@ -7,7 +7,9 @@ Every dataset yields the same item format (a dict):
 * ``image``: float32 ``(3, H, W)`` in ``[-1, 1]``;
 * ``path``: a string naming the source.
 
-:func:`to_semantics` turns a batch of labels (and instance maps) into the generator's one-hot input.
+:func:`to_semantics` turns a batch of labels (and instance maps) into the one-hot semantic map;
+:func:`semantic_inputs` gives the class ids and edge map beside it (:class:`Semantics`), as the SPADE generator
+reads them.
 """
 
 from .build import DATASETS, DatasetOptions, build_dataset
@@ -18,7 +20,7 @@ from .pairing import Sample
 from .palette import colorize_labels, label_palette
 from .presets import PRESETS, Preset, get_preset
 from .scene_classes import CLASS_NAMES, NUM_CLASSES, SCENE_CLASSES, SceneClass
-from .semantics import check_label_range, instance_edges, map_dontcare, to_semantics
+from .semantics import Semantics, check_label_range, instance_edges, map_dontcare, semantic_inputs, to_semantics
 from .synthetic import SyntheticScenes
 from .transforms import Preprocess
 
@@ -36,6 +38,7 @@ __all__ = [
     "Sample",
     "SceneClass",
     "SegmentationFolder",
+    "Semantics",
     "SyntheticScenes",
     "ade20k_samples",
     "build_dataset",
@@ -48,5 +51,6 @@ __all__ = [
     "instance_edges",
     "label_palette",
     "map_dontcare",
+    "semantic_inputs",
     "to_semantics",
 ]

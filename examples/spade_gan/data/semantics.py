@@ -15,6 +15,8 @@ Conventions:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -74,6 +76,60 @@ def instance_edges(instance: Tensor) -> Tensor:
     return edge.float()
 
 
+class Semantics(NamedTuple):
+    """A batch's semantic input in the two forms the networks read.
+
+    The SPADE generator reads the class ids and the edge channel apart (its SPADE layers look the first
+    convolution's weights up by id, see :class:`spadenorm.SPADE`); the discriminator and the pix2pixHD baselines read
+    the float map.
+
+    Attributes:
+        ids: (N, H, W) int64 class ids in ``[0, label_nc + contain_dontcare)``, dontcare mapped to ``label_nc``.
+        edges: (N, 1, H, W) float instance-edge map, or ``None`` without instance maps.
+        map: (N, semantic_nc, H, W) float: the one-hot ids, then the edge channel (what :func:`to_semantics` gives).
+    """
+
+    ids: Tensor
+    edges: Tensor | None
+    map: Tensor
+
+
+def semantic_inputs(
+    label: Tensor,
+    instance: Tensor | None = None,
+    *,
+    label_nc: int,
+    contain_dontcare: bool,
+) -> Semantics:
+    """The class ids, the instance edges and the float semantic map of a batch: see :func:`to_semantics` (the
+    arguments, shapes and errors are its own) and :class:`Semantics`."""
+    if label_nc < 1:
+        raise ValueError(f"label_nc: expected a positive int, got {label_nc!r}")
+    if not isinstance(label, Tensor):
+        raise TypeError(f"label: expected a torch.Tensor of integer ids, got {type(label).__name__}")
+    if label.is_floating_point() or label.dtype == torch.bool:
+        raise TypeError(f"label: expected an integer tensor of ids, got dtype {label.dtype}")
+    if label.dim() == 3:
+        label = label.unsqueeze(1)
+    if label.dim() != 4 or label.shape[1] != 1:
+        raise ValueError(f"label: expected shape (N, 1, H, W) or (N, H, W), got {tuple(label.shape)}")
+    label = map_dontcare(label.long(), label_nc=label_nc, contain_dontcare=contain_dontcare)
+    check_label_range(label, label_nc=label_nc, contain_dontcare=contain_dontcare)
+    n, _, h, w = label.shape
+    num_channels = label_nc + int(contain_dontcare)
+    semantics = torch.zeros(n, num_channels, h, w, device=label.device)
+    semantics.scatter_(1, label, 1.0)
+    if instance is None:
+        return Semantics(label[:, 0], None, semantics)
+    if instance.dim() == 3:
+        instance = instance.unsqueeze(1)
+    if instance.shape != (n, 1, h, w):
+        raise ValueError(f"instance: expected shape {(n, 1, h, w)} to match label, got {tuple(instance.shape)}")
+    edges = instance.float() if instance.is_floating_point() else instance_edges(instance)
+    edges = edges.to(semantics.device)
+    return Semantics(label[:, 0], edges, torch.cat([semantics, edges], dim=1))
+
+
 def to_semantics(
     label: Tensor,
     instance: Tensor | None = None,
@@ -99,27 +155,4 @@ def to_semantics(
         LabelRangeError: for an id that has no channel.
         ValueError: for mismatched shapes.
     """
-    if label_nc < 1:
-        raise ValueError(f"label_nc: expected a positive int, got {label_nc!r}")
-    if not isinstance(label, Tensor):
-        raise TypeError(f"label: expected a torch.Tensor of integer ids, got {type(label).__name__}")
-    if label.is_floating_point() or label.dtype == torch.bool:
-        raise TypeError(f"label: expected an integer tensor of ids, got dtype {label.dtype}")
-    if label.dim() == 3:
-        label = label.unsqueeze(1)
-    if label.dim() != 4 or label.shape[1] != 1:
-        raise ValueError(f"label: expected shape (N, 1, H, W) or (N, H, W), got {tuple(label.shape)}")
-    label = map_dontcare(label.long(), label_nc=label_nc, contain_dontcare=contain_dontcare)
-    check_label_range(label, label_nc=label_nc, contain_dontcare=contain_dontcare)
-    n, _, h, w = label.shape
-    num_channels = label_nc + int(contain_dontcare)
-    semantics = torch.zeros(n, num_channels, h, w, device=label.device)
-    semantics.scatter_(1, label, 1.0)
-    if instance is None:
-        return semantics
-    if instance.dim() == 3:
-        instance = instance.unsqueeze(1)
-    if instance.shape != (n, 1, h, w):
-        raise ValueError(f"instance: expected shape {(n, 1, h, w)} to match label, got {tuple(instance.shape)}")
-    edges = instance.float() if instance.is_floating_point() else instance_edges(instance)
-    return torch.cat([semantics, edges.to(semantics.device)], dim=1)
+    return semantic_inputs(label, instance, label_nc=label_nc, contain_dontcare=contain_dontcare).map

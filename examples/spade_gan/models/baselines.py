@@ -167,17 +167,20 @@ class Pix2PixHDGenerator(nn.Module):
         """(H, W) of the generated image."""
         return self._output_size
 
-    def semantic_map(self, seg: Tensor) -> Tensor:
-        """``seg`` validated, one-hot encoded if it holds ids, and resized (nearest) to :attr:`output_size`."""
-        seg = semantic_map(seg, self.label_nc, self.head[1].weight.dtype)
+    def semantic_map(self, seg: Tensor, extra: Tensor | None = None) -> Tensor:
+        """``seg`` validated, one-hot encoded if it holds ids (followed by the ``extra`` channels), and resized
+        (nearest) to :attr:`output_size`."""
+        seg = semantic_map(seg, self.label_nc, self.head[1].weight.dtype, extra)
         if tuple(seg.shape[-2:]) != self.output_size:
             seg = F.interpolate(seg, size=self.output_size, mode="nearest")
         return seg
 
-    def forward(self, seg: Tensor, z: Tensor | None = None) -> Tensor:
+    def forward(self, seg: Tensor, z: Tensor | None = None, *, extra: Tensor | None = None) -> Tensor:
+        """Images for a float map, or for class ids and the ``extra`` channels after the classes (one-hot encoded
+        and concatenated here: these generators convolve the map itself)."""
         if z is not None:
             raise ValueError("z: the pix2pixHD generators have no style input, pass z=None")
-        seg = self.semantic_map(seg)
+        seg = self.semantic_map(seg, extra)
         x = self.down(self.stem(seg))
         for block in self.blocks:
             x = block(x, seg)

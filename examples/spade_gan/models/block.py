@@ -46,8 +46,10 @@ class SPADEResnetBlock(nn.Module):
 
     Shape:
         - x: (N, fin, H, W)
-        - seg: (N, label_nc, h, w) with ``"spade"``, integer class ids (N, h, w) in [0, label_nc) with
-          ``"clade"``; resized to (H, W) inside each layer
+        - seg: integer class ids (N, h, w) in [0, label_nc - E), or with ``"spade"`` a float (N, label_nc, h, w)
+          map; resized to (H, W) inside each layer
+        - extra (optional, ``"spade"`` with ids only): float (N, E, h, w), the map's channels after the classes
+          (the instance-edge channel), passed to the SPADE layers beside the ids
         - output: (N, fout, H, W)
 
     Example:
@@ -91,13 +93,18 @@ class SPADEResnetBlock(nn.Module):
             self.conv_s = maybe_spectral(nn.Conv2d(fin, fout, 1, bias=False), spectral)
             self.norm_s = modulated_norm(fin)
 
-    def shortcut(self, x: Tensor, seg: Tensor) -> Tensor:
-        return self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
+    def shortcut(self, x: Tensor, seg: Tensor, extra: Tensor | None = None) -> Tensor:
+        return self.conv_s(_norm(self.norm_s, x, seg, extra)) if self.learned_shortcut else x
 
-    def forward(self, x: Tensor, seg: Tensor) -> Tensor:
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg), LEAKY_SLOPE))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg), LEAKY_SLOPE))
-        return self.shortcut(x, seg) + dx
+    def forward(self, x: Tensor, seg: Tensor, extra: Tensor | None = None) -> Tensor:
+        dx = self.conv_0(F.leaky_relu(_norm(self.norm_0, x, seg, extra), LEAKY_SLOPE))
+        dx = self.conv_1(F.leaky_relu(_norm(self.norm_1, dx, seg, extra), LEAKY_SLOPE))
+        return self.shortcut(x, seg, extra) + dx
 
     def extra_repr(self) -> str:
         return f"{self.fin}, {self.fout}, learned_shortcut={self.learned_shortcut}"
+
+
+def _norm(layer: nn.Module, x: Tensor, seg: Tensor, extra: Tensor | None) -> Tensor:
+    """``layer(x, seg)``, with the map's extra channels beside integer ids where there are any (SPADE only)."""
+    return layer(x, seg) if extra is None else layer(x, seg, extra=extra)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spadenorm.functional import NormName
+from spadenorm.functional import NormName, label_conv, resize_labels
 
 from .block import MODULATIONS, Modulation, SPADEResnetBlock
 from .layers import LEAKY_SLOPE, check_positive_int, init_weights
@@ -49,9 +49,17 @@ class SPADEGenerator(nn.Module):
             class ids (the argmax of the semantic map) and looks its scale and shift up in per-class tables. The
             semantic map must then be a pure one-hot map (no instance-edge channel).
 
+    Class ids are the fast input: given integer ids (and, keyword ``extra``, the float channels that follow the
+    classes in the semantic map, such as the instance-edge channel), every SPADE layer computes its first
+    convolution by table lookups where the classes are many enough for that to pay (:class:`spadenorm.SPADE`'s
+    ``label_lookup``), and ``fc`` likewise (:func:`spadenorm.functional.label_conv`). The result is the generator's
+    result for the float map ``cat([one_hot(ids), extra], 1)``, to rounding.
+
     Shape:
-        - seg: float (N, label_nc, h, w) (one-hot plus any extra channels), or integer class ids (N, h, w) /
-          (N, 1, h, w) in [0, label_nc), one-hot encoded inside
+        - seg: integer class ids (N, h, w) / (N, 1, h, w) in [0, label_nc - E), or a float (N, label_nc, h, w) map
+          (one-hot plus any extra channels)
+        - extra (keyword, optional, with ids only): float (N, E, h, w), the map's channels after the classes (the
+          instance-edge channel); not with ``"clade"``
         - z: (N, z_dim), only with ``use_vae``
         - output: (N, 3, H, W) in [-1, 1], (H, W) = :attr:`output_size`
 
@@ -128,36 +136,57 @@ class SPADEGenerator(nn.Module):
         """(H, W) of the generated image: the starting map (sh, sw) upsampled ``2**n`` times."""
         return self.sh * 2**self.num_up, self.sw * 2**self.num_up
 
-    def semantic_map(self, seg: Tensor) -> Tensor:
-        """``seg`` validated and as a float (N, label_nc, h, w) map: see :func:`semantic_map`."""
-        return semantic_map(seg, self.label_nc, self.conv_img.weight.dtype)
+    def semantic_map(self, seg: Tensor, extra: Tensor | None = None) -> Tensor:
+        """``seg`` (and ``extra``) validated and as a float (N, label_nc, h, w) map: see :func:`semantic_map`."""
+        return semantic_map(seg, self.label_nc, self.conv_img.weight.dtype, extra)
 
-    def initial_map(self, seg: Tensor, z: Tensor | None) -> Tensor:
-        """The (N, 16 nf, sh, sw) map the first block starts from: ``fc`` of z (VAE) or of the downsampled mask."""
+    def checked_input(self, seg: Tensor, extra: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """``(ids, extra)`` for integer ids (checked by :func:`label_ids`), ``(map, None)`` for a float map (checked
+        by :func:`semantic_map`)."""
+        if not isinstance(seg, Tensor) or seg.is_floating_point():
+            return self.semantic_map(seg, extra), None
+        if self.modulation == "clade" and extra is not None:
+            raise ValueError("modulation='clade' looks classes up per pixel; it cannot take extra channels (extra)")
+        return label_ids(seg, self.label_nc, extra)
+
+    def initial_map(self, seg: Tensor, z: Tensor | None, extra: Tensor | None = None) -> Tensor:
+        """The (N, 16 nf, sh, sw) map the first block starts from: ``fc`` of z (VAE) or of the downsampled mask
+        (float map, or ids and ``extra``: the same convolution by table lookups)."""
         if not self.use_vae:
             if z is not None:
-                raise ValueError("z is only used with use_vae=True; this generator starts from the mask, pass z=None")
-            return self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
+                raise ValueError("z is only used with use_vae=True; this generator starts from the mask")
+            size = (self.sh, self.sw)
+            if seg.is_floating_point():
+                return self.fc(F.interpolate(seg, size=size, mode="nearest"))
+            assert isinstance(self.fc, nn.Conv2d)
+            small = None if extra is None else F.interpolate(extra, size=size, mode="nearest")
+            # channels last where the network is (its weights moved with memory_format=torch.channels_last)
+            channels_last = _is_channels_last(self.fc.weight)
+            return label_conv(
+                resize_labels(seg, size), self.fc.weight, self.fc.bias, extra=small, channels_last=channels_last
+            )
         n = seg.shape[0]
         if z is None:
-            z = torch.randn(n, self.z_dim, device=seg.device, dtype=seg.dtype)
+            dtype = seg.dtype if seg.is_floating_point() else self.fc.weight.dtype
+            z = torch.randn(n, self.z_dim, device=seg.device, dtype=dtype)
         elif z.shape != (n, self.z_dim):
             raise ValueError(f"z must have shape (N={n}, z_dim={self.z_dim}), got {tuple(z.shape)}")
         return self.fc(z).view(n, -1, self.sh, self.sw)
 
-    def forward(self, seg: Tensor, z: Tensor | None = None) -> Tensor:
-        seg = self.semantic_map(seg)
-        cond = seg.argmax(1) if self.modulation == "clade" else seg  # what every block is conditioned on
-        x = self.head_0(self.initial_map(seg, z), cond)
-        x = self.G_middle_0(_up(x), cond)
+    def forward(self, seg: Tensor, z: Tensor | None = None, *, extra: Tensor | None = None) -> Tensor:
+        seg, extra = self.checked_input(seg, extra)
+        clade_of_map = self.modulation == "clade" and seg.is_floating_point()
+        cond = seg.argmax(1) if clade_of_map else seg  # what every block is conditioned on
+        x = self.head_0(self.initial_map(seg, z, extra), cond, extra)
+        x = self.G_middle_0(_up(x), cond, extra)
         if self.num_upsampling_layers in ("more", "most"):
             x = _up(x)
-        x = self.G_middle_1(x, cond)
+        x = self.G_middle_1(x, cond, extra)
         blocks = [self.up_0, self.up_1, self.up_2, self.up_3]
         if self.num_upsampling_layers == "most":
             blocks.append(self.up_4)
         for block in blocks:
-            x = block(_up(x), cond)
+            x = block(_up(x), cond, extra)
         return torch.tanh(self.conv_img(F.leaky_relu(x, LEAKY_SLOPE)))
 
     def extra_repr(self) -> str:
@@ -169,37 +198,68 @@ class SPADEGenerator(nn.Module):
         )
 
 
-def semantic_map(seg: Tensor, label_nc: int, dtype: torch.dtype = torch.float32) -> Tensor:
+def semantic_map(seg: Tensor, label_nc: int, dtype: torch.dtype = torch.float32, extra: Tensor | None = None) -> Tensor:
     """Validate a generator's semantic input and return it as a float (N, label_nc, h, w) map.
 
     Float input must already be (N, label_nc, h, w) (one-hot classes plus any dontcare and instance-edge channels)
-    and is returned as is; integer class ids (N, h, w) or (N, 1, h, w) are one-hot encoded as ``dtype``. For integer
-    ids this is the single place per batch where labels are checked on the host: one :func:`torch.aminmax` read, so
-    one device-to-host synchronisation per batch, at the generator's edge (the library's layers check integer labels
-    without a host sync on CUDA).
+    and is returned as is; integer class ids (N, h, w) or (N, 1, h, w) are one-hot encoded as ``dtype``, followed by
+    the ``extra`` channels (N, E, h, w) if given (see :func:`label_ids`).
 
     Raises:
-        TypeError: ``seg`` is not a tensor.
-        ValueError: a wrong shape, or class ids outside ``[0, label_nc)`` (the message gives the actual range).
+        TypeError: ``seg`` is not a tensor, or ``extra`` is not a float tensor.
+        ValueError: a wrong shape, ``extra`` beside a float map, or class ids outside ``[0, label_nc - E)`` (the
+            message gives the actual range).
     """
     if not isinstance(seg, Tensor):
         raise TypeError(f"seg must be a torch.Tensor, got {type(seg).__name__}")
     if seg.is_floating_point():
+        if extra is not None:
+            raise ValueError("extra goes with integer class ids; a float seg holds all label_nc channels itself")
         if seg.dim() != 4 or seg.shape[1] != label_nc:
             raise ValueError(
                 f"seg must have shape (N, label_nc={label_nc}, h, w) (one-hot classes plus any dontcare and "
                 f"instance-edge channels), got {tuple(seg.shape)}"
             )
         return seg
+    ids, extra = label_ids(seg, label_nc, extra)
+    one_hot = F.one_hot(ids, label_nc - (0 if extra is None else extra.shape[1])).movedim(-1, 1).to(dtype)
+    return one_hot if extra is None else torch.cat([one_hot, extra.to(dtype)], 1)
+
+
+def label_ids(seg: Tensor, label_nc: int, extra: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Validate integer class ids (N, h, w) or (N, 1, h, w) and the float channels ``extra`` (N, E, h, w) that follow
+    the classes, and return the ids as int64 (N, h, w) with ``extra``.
+
+    The ids must lie in ``[0, label_nc - E)``. This is the single place per batch where labels are checked on the
+    host: one :func:`torch.aminmax` read, so one device-to-host synchronisation per batch, at the generator's edge
+    (the library's layers check integer labels without a host sync on CUDA).
+
+    Raises:
+        TypeError: ``extra`` is not a floating-point tensor.
+        ValueError: a wrong shape, or ids out of range (the message gives the actual range).
+    """
     ids = seg.squeeze(1) if seg.dim() == 4 and seg.shape[1] == 1 else seg
     if ids.dim() != 3:
         raise ValueError(f"integer seg must hold class ids of shape (N, h, w) or (N, 1, h, w), got {tuple(seg.shape)}")
+    num_classes = label_nc
+    if extra is not None:
+        if not isinstance(extra, Tensor) or not extra.is_floating_point():
+            raise TypeError(f"extra must be a floating-point tensor (N, E, h, w), got {extra!r:.60}")
+        if extra.dim() != 4 or extra.shape[0] != ids.shape[0] or extra.shape[2:] != ids.shape[1:]:
+            raise ValueError(
+                f"extra must have shape (N, E, h, w) = ({ids.shape[0]}, E, {ids.shape[1]}, {ids.shape[2]}) to "
+                f"match the ids, got {tuple(extra.shape)}"
+            )
+        num_classes = label_nc - extra.shape[1]
+        if num_classes < 1:
+            raise ValueError(f"extra has {extra.shape[1]} channels, leaving no class of the {label_nc} channels")
     ids = ids.long()
     if ids.numel():
         low, high = torch.stack(torch.aminmax(ids)).tolist()  # the one host read of the batch
-        if low < 0 or high >= label_nc:
-            raise ValueError(f"seg class ids must lie in [0, label_nc={label_nc}), got ids in [{low}, {high}]")
-    return F.one_hot(ids, label_nc).movedim(-1, 1).to(dtype)
+        if low < 0 or high >= num_classes:
+            bound = f"label_nc={label_nc}" if extra is None else f"label_nc - E = {num_classes}"
+            raise ValueError(f"seg class ids must lie in [0, {bound}), got ids in [{low}, {high}]")
+    return ids, extra
 
 
 def starting_map_size(crop_size: int, aspect_ratio: float, num_upsampling_layers: Upsampling) -> tuple[int, int]:
@@ -231,3 +291,9 @@ def starting_map_size(crop_size: int, aspect_ratio: float, num_upsampling_layers
 
 def _up(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def _is_channels_last(weight: Tensor) -> bool:
+    """Whether a 4-D weight is channels last (a network moved with ``memory_format=torch.channels_last``), as
+    ``F.conv2d`` makes its output then."""
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()

@@ -2,12 +2,15 @@
 
 Inputs are read as the original test pipeline reads them: the label PNG's stored values are the ids; maps are resized
 with nearest-neighbour sampling to the generator's output size; with ``contain_dontcare`` the id 255 becomes
-``label_nc``; ids are range-checked (the error names the file); the semantic map is the one-hot encoding plus, where
-the model uses instance maps, the edge map of the (resized) instance ids. The generator runs in eval mode and images
-are written as ``(y + 1) / 2 * 255``, clipped, as 8-bit RGB PNGs named like the label files.
+``label_nc``; ids are range-checked (the error names the file); the generator's input is made from the ids and,
+where the model uses instance maps, the edge map of the (resized) instance ids. The generator runs in eval mode and
+images are written as ``(y + 1) / 2 * 255``, clipped, as 8-bit RGB PNGs named like the label files.
 
-:func:`generator_function` gives the same generator's images for collated batches of a dataset, the input of
-:func:`~spade_gan.scoring.generator_scores.score_generator` (``evaluate.py`` and ``ablation.py``).
+:func:`generate` is the one place label maps meet the generator; :func:`style_code` draws a VAE generator's z (around
+the encoder's statistics of a style image, :func:`style_from_image`, or from N(0, I)). :func:`generator_function`
+gives the same generator's images for collated batches of a dataset, the input of
+:func:`~spade_gan.scoring.generator_scores.score_generator` (``evaluate.py`` and ``ablation.py``); the paint studio
+(:mod:`spade_gan.studio`) calls :func:`generate` for each painted map.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch import Tensor
 
 from ..data.errors import LabelRangeError
 from ..data.io import read_image, read_instance, read_label
-from ..data.semantics import check_label_range, instance_edges, map_dontcare, to_semantics
+from ..data.semantics import check_label_range, instance_edges, map_dontcare, semantic_inputs
 from ..data.transforms import Geometry, apply_to_ids, apply_to_image
 from ..images import to_uint8
 from ..models.encoder import reparameterize
@@ -68,9 +71,12 @@ def instance_directory(spec: ModelSpec, instances: str | os.PathLike[str] | None
     return directory
 
 
-def semantic_input(label_path: Path, spec: ModelSpec, size: tuple[int, int], instance_dir: Path | None) -> Tensor:
-    """The ``(1, semantic_nc, H, W)`` input for one label file, ``(H, W) = size``, as the original test pipeline
-    builds it. ``instance_dir`` is needed where ``spec.use_instance``."""
+def label_input(
+    label_path: Path, spec: ModelSpec, size: tuple[int, int], instance_dir: Path | None
+) -> tuple[Tensor, Tensor | None]:
+    """The ``(1, 1, H, W)`` int64 ids of one label file, ``(H, W) = size``, and where ``spec.use_instance`` the
+    ``(1, 1, H, W)`` instance edge map (else ``None``), as the original test pipeline reads them. ``instance_dir`` is
+    needed where ``spec.use_instance``."""
     geometry = Geometry(resize=size, crop=(0, 0, *size), flip=False)
     label = torch.from_numpy(read_label(label_path))
     label = map_dontcare(label, label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare)
@@ -82,7 +88,7 @@ def semantic_input(label_path: Path, spec: ModelSpec, size: tuple[int, int], ins
             raise SynthesisError(f"{label_path}: the model uses instance edge maps, but instance_dir is None")
         instance = read_instance(instance_file(label_path, instance_dir))
         edges = instance_edges(torch.from_numpy(apply_to_ids(instance, geometry).copy()))[None, None]
-    return to_semantics(label[None, None], edges, label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare)
+    return label[None, None], edges
 
 
 def style_statistics(
@@ -92,16 +98,58 @@ def style_statistics(
     ``None`` without a style image. A style image needs a VAE model whose checkpoint holds the encoder."""
     if style is None:
         return None
-    if not model.spec.use_vae:
-        raise SynthesisError("--style needs a VAE generator (trained with --use-vae); this one starts from the mask")
-    encoder = model.encoder
-    if encoder is None:
-        raise SynthesisError("--style needs the style encoder (E), which this checkpoint does not contain")
     path = Path(style)
+    check_style_input(model)
     if not path.is_file():
         raise SynthesisError(f"--style {style}: no such file")
-    image = apply_to_image(read_image(path), Geometry(resize=size, crop=(0, 0, *size), flip=False))
-    return encoder(image[None].to(next(encoder.parameters()).device))
+    return style_from_image(model, read_image(path), size)
+
+
+def check_style_input(model: LoadedModel) -> None:
+    """Raise :class:`SynthesisError` unless ``model`` takes a style image: a VAE generator with its encoder."""
+    if not model.spec.use_vae:
+        raise SynthesisError("--style needs a VAE generator (trained with --use-vae); this one starts from the mask")
+    if model.encoder is None:
+        raise SynthesisError("--style needs the style encoder (E), which this checkpoint does not contain")
+
+
+@torch.no_grad()
+def style_from_image(model: LoadedModel, image: Image.Image, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    r"""The encoder's :math:`(\mu, \log\sigma^2)`, each ``(1, z_dim)``, of an RGB ``image`` resized (bicubic) to
+    ``size`` ``(H, W)``; see :func:`check_style_input` for the models that have one."""
+    check_style_input(model)
+    encoder = model.encoder
+    assert encoder is not None  # checked above
+    tensor = apply_to_image(image.convert("RGB"), Geometry(resize=size, crop=(0, 0, *size), flip=False))
+    return encoder(tensor[None].to(next(encoder.parameters()).device))
+
+
+def style_code(
+    spec: ModelSpec, stats: tuple[Tensor, Tensor] | None, rng: torch.Generator, device: str | torch.device
+) -> Tensor | None:
+    """One ``(1, z_dim)`` z for a VAE generator (``None`` for the others): drawn around the encoder's ``stats`` when
+    given, else from N(0, I); the draw comes from ``rng`` (a CPU generator), so a seed fixes it."""
+    if not spec.use_vae:
+        return None
+    if stats is not None:
+        return reparameterize(stats[0].cpu(), stats[1].cpu(), generator=rng).to(device)
+    return torch.randn(1, spec.z_dim, generator=rng).to(device)
+
+
+@torch.no_grad()
+def generate(model: LoadedModel, label: Tensor, instance: Tensor | None = None, z: Tensor | None = None) -> Tensor:
+    """Images ``(N, 3, H, W)`` in ``[-1, 1]`` for label maps: the one place label maps meet the generator.
+
+    Args:
+        model: the loaded generator.
+        label: int64 ids ``(N, 1, H, W)`` or ``(N, H, W)`` on the generator's device, range-checked by the caller
+            (raw 255 or mapped dontcare ids are both accepted).
+        instance: where ``model.spec.use_instance``, the instance ids or the float edge map, same size; else ``None``.
+        z: ``(N, z_dim)`` style codes for a VAE generator (see :func:`style_code`), else ``None``.
+    """
+    spec = model.spec
+    seg = semantic_inputs(label, instance, label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare)
+    return model.generator(seg.ids, z, extra=seg.edges)
 
 
 @torch.no_grad()
@@ -132,17 +180,13 @@ def synthesize_folder(
     written = []
     for path in files:
         try:
-            seg = semantic_input(path, spec, size, instance_dir).to(device)
+            label, edges = label_input(path, spec, size, instance_dir)
         except LabelRangeError as exc:
             raise SynthesisError(str(exc)) from exc
-        z = None
-        if spec.use_vae:
-            if stats is not None:
-                z = reparameterize(stats[0].cpu(), stats[1].cpu(), generator=rng).to(device)
-            else:
-                z = torch.randn(1, spec.z_dim, generator=rng).to(device)
+        z = style_code(spec, stats, rng, device)
+        images = generate(model, label.to(device), None if edges is None else edges.to(device), z)
         target = out / f"{path.stem}.png"
-        Image.fromarray(np.ascontiguousarray(to_uint8(g(seg, z))[0])).save(target)
+        Image.fromarray(np.ascontiguousarray(to_uint8(images)[0])).save(target)
         written.append(target)
     return written
 
@@ -153,12 +197,9 @@ def generator_function(model: LoadedModel, seed: int, device: str | torch.device
     rng = torch.Generator().manual_seed(seed)
     spec = model.spec
 
-    @torch.no_grad()
-    def generate(batch: Mapping[str, Any]) -> torch.Tensor:
-        seg = to_semantics(
-            batch["label"], batch.get("instance"), label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare
-        ).to(device)
-        z = torch.randn(seg.shape[0], spec.z_dim, generator=rng).to(device) if spec.use_vae else None
-        return model.generator(seg, z)
+    def images(batch: Mapping[str, Any]) -> torch.Tensor:
+        label, instance = batch["label"].to(device), batch.get("instance")
+        z = torch.randn(label.shape[0], spec.z_dim, generator=rng).to(device) if spec.use_vae else None
+        return generate(model, label, None if instance is None else instance.to(device), z)
 
-    return generate
+    return images

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..data.semantics import to_semantics
+from ..data.semantics import Semantics, semantic_inputs
 from ..models.discriminator import MultiscaleDiscriminator
 from ..models.encoder import reparameterize
 from . import losses as L
@@ -55,6 +55,13 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     if cfg.epochs is None or not cfg.decay_epochs or epoch < cfg.epochs:
         return cfg.base_lr
     return max(0.0, cfg.base_lr * (1.0 - (epoch - cfg.epochs) / cfg.decay_epochs))
+
+
+def run_generator(generator: Network, seg: Semantics, z: Tensor | None) -> Tensor:
+    """The generator's images for a batch, from its class ids and edge channel (every generator takes them; the SPADE
+    generator's layers look their first convolution up by id, where the classes are many enough, instead of
+    convolving the one-hot map)."""
+    return generator(seg.ids, z, extra=seg.edges)
 
 
 def split_prediction(pred: list[list[Tensor]], n: int) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
@@ -154,20 +161,21 @@ class SPADETrainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def prepare(self, x: Tensor) -> Tensor:
-        """``x`` on the training device, channels-last where the run asks for it."""
+        """``x`` on the training device, channels-last where the run asks for it (4-D tensors)."""
         x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last and x.dim() == 4 else x
 
-    def batch_inputs(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
-        """The semantic map ``(N, semantic_nc, H, W)`` (one-hot labels, then the instance edges where the dataset
-        has them) and the real images ``(N, 3, H, W)`` of a data batch, on the training device."""
-        seg = to_semantics(
+    def batch_inputs(self, batch: Mapping[str, Any]) -> tuple[Semantics, Tensor]:
+        """The semantic input of a data batch (class ids, instance edges where the dataset has them, and the
+        ``(N, semantic_nc, H, W)`` map of both) and its real images ``(N, 3, H, W)``, on the training device."""
+        seg = semantic_inputs(
             batch["label"],
             batch.get("instance"),
             label_nc=self.spec.label_nc,
             contain_dontcare=self.spec.contain_dontcare,
         )
-        return self.prepare(seg), self.prepare(batch["image"])
+        edges = None if seg.edges is None else self.prepare(seg.edges)
+        return Semantics(self.prepare(seg.ids), edges, self.prepare(seg.map)), self.prepare(batch["image"])
 
     def set_epoch(self, epoch: int) -> None:
         """Set both optimisers' learning rates for ``epoch`` (a pure function of the epoch: nothing to resume)."""
@@ -179,12 +187,12 @@ class SPADETrainer:
             group["lr"] = lr * scale_d
 
     def _discriminate(
-        self, d: Network, seg: Tensor, fake: Tensor, real: Tensor
+        self, d: Network, seg: Semantics, fake: Tensor, real: Tensor
     ) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
-        fake_and_real = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
+        fake_and_real = torch.cat([torch.cat([seg.map, fake], 1), torch.cat([seg.map, real], 1)], 0)
         return split_prediction(d(fake_and_real), fake.shape[0])
 
-    def generator_step(self, seg: Tensor, real: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    def generator_step(self, seg: Semantics, real: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """One update of G (and E). Returns the loss terms and the generated batch (detached)."""
         cfg = self.cfg
         self.D.requires_grad_(False)
@@ -197,7 +205,7 @@ class SPADETrainer:
                     mu, logvar = mu.float(), logvar.float()
                     z = reparameterize(mu, logvar)
                     terms["KLD"] = L.kl_divergence_loss(mu, logvar, lambda_kld=cfg.lambda_kld)
-                fake = self.G_train(seg, z)
+                fake = run_generator(self.G_train, seg, z)
                 pred_fake, pred_real = self._discriminate(self.D_plain, seg, fake, real)
             terms["G_GAN"] = L.generator_hinge_loss(pred_fake)
             if not cfg.no_feat_loss:
@@ -215,14 +223,14 @@ class SPADETrainer:
             self.D.requires_grad_(True)
         return terms, fake.detach()
 
-    def discriminator_step(self, seg: Tensor, real: Tensor) -> dict[str, Tensor]:
+    def discriminator_step(self, seg: Semantics, real: Tensor) -> dict[str, Tensor]:
         """One update of D on real images and freshly generated (detached) ones."""
         with torch.no_grad(), self.autocast():
             z = None
             if self.E_plain is not None:
                 mu, logvar = self.E_plain(real)
                 z = reparameterize(mu.float(), logvar.float())
-            fake = self.G_plain(seg, z).detach()
+            fake = run_generator(self.G_plain, seg, z).detach()
         with self.autocast():
             pred_fake, pred_real = self._discriminate(self.D_train, seg, fake, real)
         terms = {
@@ -239,7 +247,7 @@ class SPADETrainer:
     @torch.no_grad()
     def generate(
         self,
-        seg: Tensor,
+        seg: Semantics,
         *,
         style: Tensor | None = None,
         generator: torch.Generator | None = None,
@@ -251,14 +259,14 @@ class SPADETrainer:
         try:
             z = None
             if self.E is not None:
-                n = seg.shape[0]
+                n = seg.ids.shape[0]
                 if style is not None:
                     mu, logvar = self.E(style)
                     z = reparameterize(mu.float(), logvar.float(), generator=generator)
                 else:
                     z = torch.randn(n, self.spec.z_dim, generator=generator, device="cpu").to(self.device)
             with self.autocast():
-                return self.G_eval(seg, z).float()
+                return run_generator(self.G_eval, seg, z).float()
         finally:
             self.train(was_training)
 
