@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The GPU check of spadenorm's kernels, on a CUDA machine with nothing but this checkout and PyTorch (>= 2.11) with
 # Triton (>= 3.6), pytest and pytest-benchmark installed: the checkout runs through PYTHONPATH, nothing is built or
-# installed. At most about six minutes: the step limits below add up to 360 s; less when steps finish early.
+# installed. The interpreter is $PYTHON, else python3. At most 7 minutes: the step limits below add up to 420 s;
+# less when steps finish early.
 #
 # Steps, cheapest and most important first, each under its own time limit:
 #   preflight   C compiler, Python.h, CUDA, a one-element Triton kernel; the environment and the copy-bandwidth
 #               reference (benchmarks/gpu_preflight.py). Stops the run at once, with the reason, when it fails.
-#   cuda-tests  the CUDA-marked tests of tests/test_triton.py (realistic shapes, odd sizes) and of
-#               tests/test_triton_launch_paths.py (a SPADE layer captured in a CUDA graph).
+#   precompile  every Triton variant the later steps launch, compiled on the host's cores in parallel and loaded once,
+#               and the torch.compile baselines compiled, into the on-disk caches the later steps read
+#               (benchmarks/gpu_precompile.py): a fresh machine's caches are cold.
+#   cuda-tests  the CUDA-marked tests of tests/test_triton.py (the odd masking shape 2x3x1000x1001 first, then
+#               realistic shapes; inputs drawn on the GPU) and of tests/test_triton_launch_paths.py (a SPADE layer
+#               captured in a CUDA graph after one warm-up).
 #   core, compiled, paths, kinds, clade, label_conv
 #               the benchmarks of benchmarks/test_gpu_kernels.py, one pytest run each (its docstring gives the case
 #               matrix and what was cut). A benchmark step skips the cases that would start within DEADLINE_MARGIN
@@ -26,6 +31,7 @@
 # but a step was cut by its limit or its time budget (its finished cases are in the report).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
 OUT_DIR="${OUT:-benchmarks/results}"
 mkdir -p "$OUT_DIR"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -71,28 +77,29 @@ run_step() {
 }
 
 report() {
-  python benchmarks/summarize.py "$SCRATCH"/bench_*.json --env "$OUT_DIR/device.json" --steps "$STEPS" \
+  "$PY" benchmarks/summarize.py "$SCRATCH"/bench_*.json --env "$OUT_DIR/device.json" --steps "$STEPS" \
     --out "$OUT_DIR" > "$SCRATCH/digest.txt" 2>&1 || echo "summarize.py failed: $(cat "$SCRATCH/digest.txt")" | tee -a "$LOG"
 }
 
 bench() {  # bench NUMBER NAME LIMIT: one step of benchmarks/test_gpu_kernels.py, then the report so far
-  run_step "$2" "$3" python -m pytest "benchmarks/test_gpu_kernels.py::test_$2" -v -rs -p no:cacheprovider \
+  run_step "$2" "$3" "$PY" -m pytest "benchmarks/test_gpu_kernels.py::test_$2" -v -rs -p no:cacheprovider \
     -o addopts="" --benchmark-enable --benchmark-json="$SCRATCH/bench_$1_$2.json" \
     --benchmark-columns=median,iqr,rounds --benchmark-sort=name
   report
 }
 
-if ! run_step preflight 35 python -m benchmarks.gpu_preflight --env "$OUT_DIR/device.json"; then
+if ! run_step preflight 30 "$PY" -m benchmarks.gpu_preflight --env "$OUT_DIR/device.json"; then
   echo "The GPU suite cannot run on this machine: see the preflight message above." | tee -a "$LOG"
   exit 2
 fi
-run_step cuda-tests 35 python -m pytest tests/test_triton_launch_paths.py tests/test_triton.py -m cuda -q -rfEs -p no:cacheprovider -o addopts=""
-bench 1 core 32
-bench 2 compiled 85
-bench 3 paths 70
-bench 4 kinds 60
-bench 5 clade 23
-bench 6 label_conv 20
+run_step precompile 100 "$PY" -m benchmarks.gpu_precompile
+run_step cuda-tests 60 "$PY" -m pytest tests/test_triton.py tests/test_triton_launch_paths.py -m cuda -q -rfEs -p no:cacheprovider -o addopts=""
+bench 1 core 40
+bench 2 compiled 70
+bench 3 paths 25
+bench 4 kinds 45
+bench 5 clade 25
+bench 6 label_conv 25
 
 {
   echo

@@ -1,21 +1,33 @@
-"""Python time per call of the Triton backend with every kernel stubbed out: what the host adds to each layer.
+"""Host time per call of the Triton backend, with only the device work stubbed: what the host adds to each layer.
 
-Each Triton kernel in ``spadenorm.backends.triton.launch`` is replaced by a stand-in that accepts the launch and runs
-nothing, so what is timed is the rest of a call: argument checks, backend dispatch, autograd, launch planning and
-output allocation, on tiny CPU tensors (2 x 8 x 8 x 8) so that the few torch operations of a call (allocations, the
-sums of partial tables) cost what their launch costs on a GPU rather than CPU arithmetic. Triton's own launch cost
-(binding about 40 arguments, a few microseconds per launch) is not included.
+The kernels are compiled for sm_90 by Triton itself (its own ``ptxas``, no GPU needed) and every launch runs
+Triton's whole Python launch path: on the first launch of a variant ``kernel[grid](...)`` (binding, specialization,
+compilation, cache), then spadenorm's direct launch of the compiled kernel (``spadenorm.backends.triton.launcher``),
+which calls the launcher as ``JITFunction.run`` does. A stand-in driver (:class:`benchmarks.stub_driver.
+HostOnlyDriver`) stubs what needs a GPU: the CUDA module load and Triton's ``CudaLauncher`` (its scratch-buffer
+checks and ``cuLaunchKernelEx``, a few microseconds per launch on a GPU host, not counted here). Everything else is
+timed: argument checks, backend dispatch, the launch plan, autograd, allocation, the launches' arguments and keys.
+The tensors are tiny CPU tensors (2 x 8 x 8 x 8), so that the few torch operations of a call (allocations, the sums
+of partial tables) cost what their launch costs on a GPU rather than CPU arithmetic; CUDA allocations through the
+caching allocator cost about as much as these.
 
-Per path, the median over ``--repeat`` rounds of ``--calls`` calls (microseconds per call):
+Per path, the median over ``--repeat`` rounds of ``--calls`` calls (microseconds per call), in wall-clock time and in
+the calling thread's CPU time (``time.thread_time``; on a shared machine the wall clock also counts the time other
+processes hold the core; on an idle one the two agree):
 
-* ``row forward`` / ``row forward+backward``: instance statistics on the row kernels, spatial gamma and beta;
+* ``row forward`` / ``row forward+backward``: ``modulated_norm``, instance statistics on the row kernels, spatial
+  gamma and beta (forward without gradients: ``torch.no_grad``); ``module ...``: the same through
+  ``ParamFreeNorm.modulate``, as a SPADE layer calls it (its statistics spec built once);
+* ``row forward, kernel[grid] each launch``: the row forward with the direct launch turned off: Triton's binder on
+  every launch;
 * ``split-row forward`` / ``+backward``: the same forced onto partial statistics, finalize, modulate;
-* ``batch forward+backward``: batch statistics with running estimates (always split-row);
+* ``batch forward+backward``: batch statistics with running estimates (split-row);
 * ``clade forward+backward``: class tables and a label map;
 * ``floor: ...``: an ``autograd.Function`` whose forward and backward only allocate their outputs, the part of every
   row above that no implementation of an autograd op in Python avoids.
 
-Usage: ``python benchmarks/host_overhead.py [--calls 200] [--repeat 5] [--json PATH]``
+Usage: ``python benchmarks/host_overhead.py [--calls 300] [--repeat 9] [--json PATH]`` (compiles about a dozen
+variants first, a minute or two).
 """
 
 from __future__ import annotations
@@ -26,20 +38,25 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # CPU tensors reach the Triton backend; no kernel runs anyway
+os.environ.pop("TRITON_INTERPRET", None)  # real JIT functions: compiled for sm_90, launched through Triton
 
 import torch
+from triton.runtime import driver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, also when spadenorm is not installed
 import spadenorm
-from spadenorm.backends.triton import launch
+from benchmarks.stub_driver import HostOnlyDriver, NoLaunch
+from benchmarks.variants import planned_as
+from spadenorm.backends.triton import launcher, occupancy
+from spadenorm.backends.triton.plan import overridden
 from spadenorm.functional import class_modulated_norm, modulated_norm
 
-KERNELS = [name for name in dir(launch) if name.startswith("_") and name.endswith("_kernel")]
+GPU = occupancy.Device(132, occupancy.HOPPER)
 
 
 class _EmptyOp(torch.autograd.Function):
@@ -56,14 +73,19 @@ class _EmptyOp(torch.autograd.Function):
         return torch.empty_like(x), torch.empty_like(gamma), torch.empty_like(gamma)
 
 
-class _Stub:
-    """``kernel[grid](...)`` that launches nothing."""
+@contextmanager
+def _binder_every_launch() -> Iterator[None]:
+    saved = launcher.DIRECT
+    launcher.DIRECT = False
+    launcher.clear()
+    try:
+        yield
+    finally:
+        launcher.DIRECT = saved
 
-    def __getitem__(self, grid: Any) -> Callable[..., None]:
-        return lambda *args, **kwargs: None
 
-
-def _paths() -> dict[str, Callable[[], Any]]:
+def _paths() -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
+    """Per path: (the call, the context it is measured in, as a factory)."""
     shape = (2, 8, 8, 8)
     x, gamma, beta, dy = (torch.randn(shape) for _ in range(4))
     for t in (x, gamma, beta):
@@ -71,82 +93,97 @@ def _paths() -> dict[str, Callable[[], Any]]:
     running_mean, running_var = torch.zeros(8), torch.ones(8)
     labels = torch.randint(0, 19, (2, 8, 8))
     tables = [torch.randn(19, 8, requires_grad=True) for _ in range(2)]
+    layer = spadenorm.ParamFreeNorm(8, "instance")
 
-    def forward(**kwargs: Any) -> Callable[[], Any]:
+    def no_grad(fn: Callable[[], Any]) -> Callable[[], Any]:
         def run() -> Any:
             with torch.no_grad():
-                return modulated_norm(x, gamma, beta, **kwargs)
+                return fn()
 
         return run
 
-    def forward_backward(fn: Callable[[], torch.Tensor], inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
+    def grad(fn: Callable[[], torch.Tensor], inputs: tuple[torch.Tensor, ...]) -> Callable[[], Any]:
         return lambda: torch.autograd.grad(fn(), inputs, dy)
 
+    def row() -> torch.Tensor:
+        return modulated_norm(x, gamma, beta)
+
+    def module() -> torch.Tensor:
+        return layer.modulate(x, gamma, beta)
+
+    def split() -> Any:
+        return overridden(row_kernels=False)
+
+    def batch() -> torch.Tensor:
+        return modulated_norm(x, gamma, beta, norm="batch", running_mean=running_mean, running_var=running_var)
+
+    plain = _nothing
     return {
-        "row forward": forward(),
-        "row forward+backward": forward_backward(lambda: modulated_norm(x, gamma, beta), (x, gamma, beta)),
-        "split-row forward": lambda: _forced_split(forward()),
-        "split-row forward+backward": lambda: _forced_split(
-            forward_backward(lambda: modulated_norm(x, gamma, beta), (x, gamma, beta))
-        ),
-        "batch forward+backward": forward_backward(
-            lambda: modulated_norm(x, gamma, beta, norm="batch", running_mean=running_mean, running_var=running_var),
-            (x, gamma, beta),
-        ),
-        "clade forward+backward": forward_backward(lambda: class_modulated_norm(x, labels, *tables), (x, *tables)),
-        "floor: empty autograd.Function forward": lambda: _no_grad(lambda: _EmptyOp.apply(x, gamma, beta)),
-        "floor: empty autograd.Function forward+backward": forward_backward(
-            lambda: _EmptyOp.apply(x, gamma, beta), (x, gamma, beta)
+        "row forward": (no_grad(row), plain),
+        "row forward+backward": (grad(row, (x, gamma, beta)), plain),
+        "module forward (ParamFreeNorm.modulate)": (no_grad(module), plain),
+        "module forward+backward (ParamFreeNorm.modulate)": (grad(module, (x, gamma, beta)), plain),
+        "row forward, kernel[grid] each launch": (no_grad(row), _binder_every_launch),
+        "row forward+backward, kernel[grid] each launch": (grad(row, (x, gamma, beta)), _binder_every_launch),
+        "split-row forward": (no_grad(row), split),
+        "split-row forward+backward": (grad(row, (x, gamma, beta)), split),
+        "batch forward+backward": (grad(batch, (x, gamma, beta)), plain),
+        "clade forward+backward": (grad(lambda: class_modulated_norm(x, labels, *tables), (x, *tables)), plain),
+        "floor: empty autograd.Function forward": (no_grad(lambda: _EmptyOp.apply(x, gamma, beta)), plain),
+        "floor: empty autograd.Function forward+backward": (
+            grad(lambda: _EmptyOp.apply(x, gamma, beta), (x, gamma, beta)),
+            plain,
         ),
     }
 
 
-def _no_grad(run: Callable[[], Any]) -> Any:
-    with torch.no_grad():
-        return run()
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
-def _forced_split(run: Callable[[], Any]) -> Any:
-    with launch.overridden(row_kernels=False):
-        return run()
-
-
-def measure(calls: int, repeat: int) -> dict[str, float]:
-    """Median microseconds per call of each path, kernels stubbed."""
-    saved = {name: getattr(launch, name) for name in KERNELS}
-    try:
-        for name in KERNELS:
-            setattr(launch, name, _Stub())
-        results = {}
-        with spadenorm.use_backend("triton"):
-            for name, run in _paths().items():
-                for _ in range(20):  # warm-up: first-call caches
+def measure(calls: int, repeat: int, names: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per path: the median microseconds per call, wall clock (``us``) and the calling thread's CPU time
+    (``cpu_us``: what other processes on a shared machine do not inflate), and the launches per call."""
+    driver.set_active(HostOnlyDriver(90))
+    results = {}
+    with planned_as(GPU):
+        for name, (run, context) in _paths().items():
+            if names is not None and name not in names:
+                continue
+            with context():
+                for _ in range(20):  # warm-up: compiles each variant, fills the caches
                     run()
-                rounds = []
+                before = NoLaunch.launches
+                run()
+                launches = NoLaunch.launches - before
+                wall, cpu = [], []
                 for _ in range(repeat):
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.thread_time()
                     for _ in range(calls):
                         run()
-                    rounds.append((time.perf_counter() - start) / calls * 1e6)
-                results[name] = statistics.median(rounds)
-        return results
-    finally:
-        for name, kernel in saved.items():
-            setattr(launch, name, kernel)
+                    cpu.append((time.thread_time() - start_cpu) / calls * 1e6)
+                    wall.append((time.perf_counter() - start) / calls * 1e6)
+            results[name] = {"us": statistics.median(wall), "cpu_us": statistics.median(cpu), "launches": launches}
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--paths", nargs="*", help="measure only these paths (by name)")
     args = parser.parse_args()
-    results = measure(args.calls, args.repeat)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, kernels stubbed")
-    print("| path | microseconds per call |")
-    print("|---|---:|")
-    for name, us in results.items():
-        print(f"| {name} | {us:.1f} |")
+    results = measure(args.calls, args.repeat, args.paths)
+    import triton
+
+    print(f"torch {torch.__version__}, triton {triton.__version__}, {torch.get_num_threads()} threads, device work "
+          f"stubbed; median of {args.repeat} rounds of {args.calls} calls")  # fmt: skip
+    print("| path | launches | microseconds per call, wall clock | thread CPU time |")
+    print("|---|---:|---:|---:|")
+    for name, r in results.items():
+        print(f"| {name} | {r['launches']:.0f} | {r['us']:.1f} | {r['cpu_us']:.1f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

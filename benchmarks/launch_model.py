@@ -1,11 +1,12 @@
 """A model of every launch the Triton backend makes at the SPADE generator's shapes: bytes moved per element,
 programs, waves, and the fraction of copy bandwidth each launch should reach on an H100/H200.
 
-Nothing here runs a kernel. The path, tiles and grid come from the launch rule itself (``layout.row_launch``,
-``layout.fills_device``, ``layout.choose_tiles_for``) for a device of ``--sms`` SMs; the programs each SM holds
-come from a compile report (``benchmarks/compile_check.py --json``: registers and shared memory of every compiled
-variant, for the Triton of the GPU) or, without one, from :data:`DEFAULT_PROGRAMS_PER_SM`. The memory side is a
-model with stated assumptions:
+Nothing here runs a kernel. The path, tiles and grids come from the launch plan itself
+(``spadenorm.backends.triton.plan.make_plan``) for a device of ``--sms`` SMs, forward and backward each with its
+own plan; the programs each SM holds come, per kernel and variant (kernel, strategy, tile, warps, element size), from
+a compile report (``benchmarks/compile_check.py --json``: registers and shared memory of every compiled variant, for
+the Triton of the GPU), the fewest among the variants with spatial gamma and beta, or, without one, from
+:data:`DEFAULT_PROGRAMS_PER_SM`. The memory side is a model with stated assumptions:
 
 * Bytes per element of x (``s`` bytes each): forward reads x, gamma, beta and writes y (4, the minimum); backward
   reads dy, x, gamma and writes dx, dgamma (5; dbeta is dy itself). A row kernel that sweeps its row twice re-reads
@@ -16,9 +17,9 @@ model with stated assumptions:
   backward (8), except that x stays in L2 between the two launches when it fits in half of it.
 * Time: bytes / copy bandwidth, divided by the wave efficiency (programs over whole waves of the device's
   capacity; a persistent grid's rows over its programs) and by a latency factor (loads in flight per SM below
-  ``--in-flight-kb``, by Little's law about 40 KB for HBM3e at 1.2 us: a resident row's whole tile, a swept row's
-  pipeline of ``stages - 1`` tiles ahead), plus ``--launch-us`` per launch. The backward is modelled with the
-  forward's plan and programs per SM (its own use 8 KB persistent tiles and the backward kernels' occupancy).
+  ``--in-flight-kb``, by Little's law about 40 KB for HBM3e at 1.2 us: a resident row's whole tile, a swept or
+  persistent row's pipeline of one tile ahead of each tensor its first sweep reads: x forward, dy, x and gamma
+  backward), plus ``--launch-us`` per launch.
 * Expected fraction of copy bandwidth: the ideal bytes (4 or 5 per element) over that time.
 
 The first GPU run of ``benchmarks/gpu_suite.sh`` measures what this predicts; ``docs/kernels.md`` shows both.
@@ -38,36 +39,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # importing the layout module needs no GPU
+os.environ.setdefault("TRITON_INTERPRET", "1")  # importing the plan module needs no GPU
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, also when spadenorm is not installed
 from benchmarks.shapes import ADE20K_256
-from spadenorm.backends.triton.layout import (
-    RowLaunch,
-    Strides,
-    cdiv,
-    choose_tiles_for,
-    fills_device,
-    row_launch,
-)
+from spadenorm.backends.triton import occupancy
+from spadenorm.backends.triton.kernels.common import Strategy
+from spadenorm.backends.triton.layout import Strides, cdiv
+from spadenorm.backends.triton.plan import CallPlan, Launch, Signature, make_plan
 
 DEFAULT_PROGRAMS_PER_SM = {"resident": 4, "swept": 4, "persistent": 2, "split": 4}
 FMIDDLE = [("up_0.norm_1", 512, 32, 32), ("up_1.norm_1", 256, 64, 64), ("up_2.norm_1", 128, 128, 128),
            ("up_3.norm_1", 64, 256, 256)]  # fmt: skip
 DTYPES = {"fp32": 4, "bf16": 2}
+NAMES = {Strategy.RESIDENT: "resident", Strategy.SWEPT: "swept", Strategy.PERSISTENT: "persistent"}
+VariantKey = tuple[str, str, int, int, int]  # kernel, strategy name, element size, warps, tile elements
 
 
 @dataclass
 class Device:
-    """What the model assumes of the GPU."""
+    """What the model assumes of the GPU; ``programs_per_sm`` per variant (:func:`variant_key`), from a report."""
 
     sms: int = 132
     l2_bytes: float = 50e6
     in_flight_bytes: float = 40e3
     launch_s: float = 3e-6
-    programs_per_sm: dict[str, int] | None = None
+    programs_per_sm: dict[VariantKey, int] | None = None
 
-    def per_sm(self, kind: str) -> int:
-        return (self.programs_per_sm or DEFAULT_PROGRAMS_PER_SM).get(kind, DEFAULT_PROGRAMS_PER_SM[kind])
+    def per_sm(self, key: VariantKey) -> int:
+        found = (self.programs_per_sm or {}).get(key)
+        return found if found is not None else DEFAULT_PROGRAMS_PER_SM[key[1]]
+
+
+def variant_key(kernel: str, strategy: str, element_size: int, launch: Launch) -> VariantKey:
+    return kernel, strategy, element_size, launch.num_warps, launch.block_c * launch.block_s
 
 
 @dataclass
@@ -77,7 +81,9 @@ class Prediction:
     dtype: str
     norm: str
     path: str
+    path_backward: str
     programs: int
+    programs_backward: int
     waves: float
     bytes_forward: float
     bytes_backward: float
@@ -108,91 +114,94 @@ def _fraction(ideal: float, moved: float, efficiency: float, launches: int, size
     return ideal * size / bandwidth / seconds
 
 
-def predict_row(layer: str, shape: tuple[int, int, int, int], dtype: str, norm: str, groups: int, plan: RowLaunch,
-                device: Device) -> Prediction:  # fmt: skip
+def _row(launch: Launch, shape: tuple[int, int, int, int], elem: int, device: Device, backward: bool) -> tuple[
+        float, float, int]:  # fmt: skip
+    """(bytes per element, efficiency, programs) of a row launch, forward or backward."""
     n, c, h, w = shape
     s = h * w
-    elem = DTYPES[dtype]
-    size = n * c * s * elem
-    per_sm = device.per_sm(plan.strategy)
+    strategy = NAMES[Strategy(launch.strategy)]
+    kernel = "_row_bwd_kernel" if backward else "_row_fwd_kernel"
+    per_sm = device.per_sm(variant_key(kernel, strategy, elem, launch))
     capacity = device.sms * per_sm
-    rows = n * plan.grid_c
-    waves = plan.programs / capacity
-    if plan.strategy == "persistent":
-        efficiency = rows / (math.ceil(rows / plan.programs) * plan.programs) * min(1.0, waves)
+    rows = n * cdiv(c, launch.row_channels)
+    if launch.strategy == Strategy.PERSISTENT:
+        efficiency = rows / (math.ceil(rows / launch.grid0) * launch.grid0) * min(1.0, launch.grid0 / capacity)
     else:
-        efficiency = _wave_efficiency(plan.programs, capacity)
-    in_flight_rows = min(plan.programs, capacity)
-    tile_bytes = plan.block_c * plan.block_s * elem
-    if plan.strategy == "resident":
-        forward, backward = 4.0, 5.0
-        in_flight = tile_bytes * 3
+        efficiency = _wave_efficiency(launch.grid0, capacity)
+    tile_bytes = launch.block_c * launch.block_s * elem
+    ideal = 5.0 if backward else 4.0
+    if launch.strategy == Strategy.RESIDENT:
+        moved, in_flight = ideal, tile_bytes * 3
     else:
-        row_bytes = plan.channels_per_program * s * elem
-        forward = 4.0 + (1 - _hit(device, in_flight_rows, row_bytes, 2))
-        backward = 5.0 + 3 * (1 - _hit(device, in_flight_rows, row_bytes, 3))
-        in_flight = tile_bytes * (plan.stages - 1)  # a pipeline of STAGES keeps STAGES - 1 tiles ahead
-    latency = _latency_factor(device, per_sm, in_flight)
-    eff = max(1e-3, min(efficiency, 1.0) * latency)
-    fractions = _fraction(4, forward, eff, 1, size, device), _fraction(5, backward, eff, 1, size, device)
-    return Prediction(layer, shape, dtype, norm, plan.strategy, plan.programs, waves, forward, backward, 1, 1,
-                      *fractions)  # fmt: skip
+        row_bytes = launch.row_channels * s * elem
+        tensors = 3 if backward else 2
+        moved = ideal + (tensors if backward else 1) * (1 - _hit(device, min(launch.grid0, capacity), row_bytes,
+                                                                  tensors))  # fmt: skip
+        in_flight = tile_bytes * (3 if backward else 1)  # 2 stages: one tile ahead of each tensor of the sweep
+    return moved, max(1e-3, min(efficiency, 1.0) * _latency_factor(device, per_sm, in_flight)), launch.grid0
 
 
-def predict_split(layer: str, shape: tuple[int, int, int, int], dtype: str, norm: str, device: Device) -> Prediction:
-    n, c, h, w = shape
-    s = h * w
-    elem = DTYPES[dtype]
-    size = n * c * s * elem
-    strides = Strides(c * s, s, 1)
-    capacity = device.sms * device.per_sm("split")
-    tiles = choose_tiles_for(n, c, s, strides, interpreter=False, target_programs=capacity)
-    programs = n * cdiv(c, tiles.block_c) * cdiv(s, tiles.span)
-    efficiency = _wave_efficiency(programs, capacity)
-    latency = _latency_factor(device, device.per_sm("split"), tiles.block_c * tiles.block_s * elem * 2)
-    x_stays = size <= device.l2_bytes / 2
-    forward = 5.0 - (1.0 if x_stays else 0.0)
-    backward = 8.0 - (3.0 if 3 * size <= device.l2_bytes / 2 else 0.0)
-    eff = max(1e-3, efficiency * latency)
-    fractions = _fraction(4, forward, eff, 3, size, device), _fraction(5, backward, eff, 2, size, device)
-    return Prediction(layer, shape, dtype, norm, "split-row", programs, programs / capacity, forward, backward, 3, 2,
-                      *fractions)  # fmt: skip
+def _split(launch: Launch, size: float, elem: int, device: Device, backward: bool) -> tuple[float, float, int]:
+    """(bytes per element, efficiency, programs) of the split-row path's reduction launch."""
+    kernel = "_backward_sums_kernel" if backward else "_stats_partial_kernel"
+    per_sm = device.per_sm(variant_key(kernel, "split", elem, launch))
+    programs = launch.grid0 * launch.grid1 * launch.grid2
+    efficiency = _wave_efficiency(programs, device.sms * per_sm)
+    latency = _latency_factor(device, per_sm, launch.block_c * launch.block_s * elem * 2)
+    if backward:
+        moved = 8.0 - (3.0 if 3 * size <= device.l2_bytes / 2 else 0.0)
+    else:
+        moved = 5.0 - (1.0 if size <= device.l2_bytes / 2 else 0.0)
+    return moved, max(1e-3, efficiency * latency), programs
 
 
 def predict(layer: str, shape: tuple[int, int, int, int], dtype: str, norm: str, device: Device) -> Prediction:
-    """The launch rule's path for this case and its modelled bytes and bandwidth."""
+    """The plan's paths for this case, forward and backward, and their modelled bytes and bandwidth."""
     n, c, h, w = shape
-    s = h * w
-    if norm == "batch":
-        return predict_split(layer, shape, dtype, norm, device)
-    groups = c if norm == "instance" else 32
-    fill = 2 * device.sms
-    capacity = device.sms * device.per_sm("persistent")
-    plan = row_launch(n, c, s, Strides(c * s, s, 1), DTYPES[dtype], groups, fill=fill, capacity=capacity)
-    if plan is None or not fills_device(plan, n, fill):
-        return predict_split(layer, shape, dtype, norm, device)
-    return predict_row(layer, shape, dtype, norm, groups, plan, device)
+    elem = DTYPES[dtype]
+    size = n * c * h * w * elem
+    groups = None if norm == "batch" else (c if norm == "instance" else 32)
+    sig = Signature(n, c, h * w, Strides(c * h * w, h * w, 1), elem, groups, True, False, False)
+    call: CallPlan = make_plan(sig, occupancy.Device(device.sms, occupancy.HOPPER))
+    results = []
+    for backward, strategy, launch, launches in (
+        (False, call.strategy, call.forward[0], len(call.forward)),
+        (True, call.backward_strategy, call.backward[0], len(call.backward)),
+    ):
+        if strategy in NAMES:
+            moved, efficiency, programs = _row(launch, shape, elem, device, backward)
+            path = NAMES[strategy]
+        else:
+            moved, efficiency, programs = _split(launch, size, elem, device, backward)
+            path = "split-row"
+        ideal = 5.0 if backward else 4.0
+        results.append((path, programs, moved, launches, _fraction(ideal, moved, efficiency, launches, size, device)))
+    (path, programs, forward, launches_f, fraction_f), (path_b, programs_b, backward, launches_b, fraction_b) = results
+    capacity = device.sms * device.per_sm(variant_key("_row_fwd_kernel", path, elem, call.forward[0])) if (
+        path in DEFAULT_PROGRAMS_PER_SM) else device.sms  # fmt: skip
+    return Prediction(layer, shape, dtype, norm, path, path_b, programs, programs_b, programs / capacity, forward,
+                      backward, launches_f, launches_b, fraction_f, fraction_b)  # fmt: skip
 
 
-def programs_per_sm_from_report(path: str) -> dict[str, int]:
-    """Programs per SM of the forward launches the model describes, from a ``compile_check.py --json`` report: the
-    fewest among the variants of each row strategy (``_row_fwd_kernel``) and of the split-row forward kernels
-    (``_stats_partial_kernel``, ``_modulate_fwd_kernel``) that have a spatial (or no) gamma, no scale and, for the
-    row kernels, instance statistics."""
+def programs_per_sm_from_report(path: str) -> dict[VariantKey, int]:
+    """Programs per SM of each variant the model describes, from a ``compile_check.py --json`` report: the fewest
+    among the variants of a kernel with the same strategy, tile, warps and element size that have a spatial (or no)
+    gamma, no scale and, for the row kernels, instance statistics."""
     variants: list[dict[str, Any]] = json.loads(Path(path).read_text())["variants"]
-    out: dict[str, int] = {}
+    out: dict[VariantKey, int] = {}
     for v in variants:
         constexprs = v["constexprs"]
-        if constexprs.get("GAMMA", 1) != 1 or constexprs.get("HAS_SCALE") or not constexprs.get("PER_CHANNEL", True):
+        if constexprs.get("GAMMA", 1) != 1 or constexprs.get("NEED_Z") or not constexprs.get("PER_CHANNEL", True):
             continue
-        if v["kernel"] == "_row_fwd_kernel":
-            kind = "resident" if constexprs.get("RESIDENT") else (
-                "persistent" if constexprs.get("EVICT_FIRST") else "swept")  # fmt: skip
-        elif v["kernel"] in ("_stats_partial_kernel", "_modulate_fwd_kernel"):
-            kind = "split"
+        if v["kernel"] in ("_row_fwd_kernel", "_row_bwd_kernel"):
+            strategy = NAMES[Strategy(int(constexprs["STRATEGY"]))]
+        elif v["kernel"] in ("_stats_partial_kernel", "_backward_sums_kernel"):
+            strategy = "split"
         else:
             continue
-        out[kind] = min(out.get(kind, 1 << 30), v["programs_per_sm"])
+        tile = constexprs["BLOCK_C"] * constexprs["BLOCK_S"]
+        key = (v["kernel"], strategy, v.get("element_size", 4), v["num_warps"], tile)
+        out[key] = min(out.get(key, 1 << 30), v["programs_per_sm"])
     return out
 
 
@@ -211,13 +220,13 @@ def cases() -> list[tuple[str, tuple[int, int, int, int], str, str]]:
 
 def markdown(predictions: list[Prediction]) -> str:
     lines = [
-        "| layer | N x C x H x W | dtype | norm | path | programs | waves | bytes/elem fwd / bwd "
+        "| layer | N x C x H x W | dtype | norm | path fwd / bwd | programs fwd / bwd | waves | bytes/elem fwd / bwd "
         "| predicted % of copy bandwidth fwd / bwd |",
-        "|---|---|---|---|---|---:|---:|---|---|",
+        "|---|---|---|---|---|---|---:|---|---|",
     ]
     lines.extend(
-        f"| {p.layer} | {'x'.join(map(str, p.shape))} | {p.dtype} | {p.norm} | {p.path} | {p.programs} | "
-        f"{p.waves:.2f} | {p.bytes_forward:.2f} / {p.bytes_backward:.2f} | "
+        f"| {p.layer} | {'x'.join(map(str, p.shape))} | {p.dtype} | {p.norm} | {p.path} / {p.path_backward} | "
+        f"{p.programs} / {p.programs_backward} | {p.waves:.2f} | {p.bytes_forward:.2f} / {p.bytes_backward:.2f} | "
         f"{100 * p.fraction_forward:.0f} / {100 * p.fraction_backward:.0f} |"
         for p in predictions
     )
@@ -237,10 +246,12 @@ def main() -> None:
     per_sm = programs_per_sm_from_report(args.compile_report) if args.compile_report else None
     device = Device(args.sms, args.l2_mb * 1e6, args.in_flight_kb * 1e3, args.launch_us * 1e-6, per_sm)
     predictions = [predict(*case, device) for case in cases()]
-    source = f"compile report of Triton {json.loads(Path(args.compile_report).read_text())['triton']}" if (
-        args.compile_report) else "defaults"  # fmt: skip
-    text = (f"Model: {device.sms} SMs, L2 {args.l2_mb:.0f} MB, programs per SM "
-            f"{device.programs_per_sm or DEFAULT_PROGRAMS_PER_SM} ({source}); NCHW, spatial gamma and beta.\n\n"
+    if args.compile_report:
+        source = f"per variant, compile report of Triton {json.loads(Path(args.compile_report).read_text())['triton']}"
+    else:
+        source = f"defaults {DEFAULT_PROGRAMS_PER_SM}"
+    text = (f"Model: {device.sms} SMs, L2 {args.l2_mb:.0f} MB, programs per SM {source}; NCHW, spatial gamma and "
+            f"beta; forward and backward each with its own plan and its kernels' own occupancy.\n\n"
             + markdown(predictions))  # fmt: skip
     print(text)
     if args.json:

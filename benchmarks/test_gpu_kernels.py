@@ -9,13 +9,13 @@ What is measured, per case (statistics, shape, dtype, pass, implementation):
   synchronization (pytest-benchmark's rounds: the ``stats`` of the JSON);
 * the relative error of the output and of the input gradients against float64 eager PyTorch on the same inputs
   (recorded, never asserted: a benchmark reports, the tests in ``tests/`` check);
-* the launch override in force (``path``) and, where the library can describe it, the plan the launch rule chose.
+* the launch override in force (``path``) and, where the library can describe it, the paths its launch plan chose.
 
 Passes: ``forward`` is the training forward (inputs require grad, as in a generator's training step), ``backward`` is
 ``torch.autograd.grad`` of a fresh forward graph made (untimed) before each timed call, ``forward+backward`` both.
 Implementations: ``eager`` (``norm(x) * (1 + gamma) + beta`` in PyTorch), ``compiled`` (``torch.compile(dynamic=False)``
 of the same function, one graph per shape and dtype), ``spadenorm`` (``modulated_norm`` on the Triton backend, the
-launch rule's choice) and ``spadenorm <path>`` (a path forced through ``launch.overridden``, in force for the forward
+launch plan's choice) and ``spadenorm <path>`` (a path forced through ``plan.overridden``, in force for the forward
 *and* the backward of every call; a forced path that does not apply to a case, which the launch would replace by its
 fallback, is skipped with the plan it would run). Inputs are drawn on the GPU. The report (GB/s against the ideal
 bytes, fraction of the measured copy bandwidth, speedups) is computed by ``benchmarks/summarize.py``.
@@ -30,19 +30,17 @@ runs out of time skips its remaining cases, so each list starts with what matter
 * ``test_compiled``: the compiled baseline, only where device time is large enough for a compiler to matter (each
   graph costs seconds of compilation): instance up_1, up_3 and up_3.norm_1 at batch 8 in bf16, up_3 in fp32, batch
   and group statistics at up_1 in bf16, and the conditional models of ``shapes.CONDITIONAL_MODELS`` in bf16.
-* ``test_paths``: each path the launch rule chooses between, forced (split-row with torch glue or with the finalize
-  kernel; resident, swept and persistent row kernels), on one shape per shape class: medium rows (up_1), long rows
-  (up_3), fewer long rows (up_3.norm_1; batch 1 up_2 and up_3.norm_1); bf16, with fp32 at up_3. Single-tile rows
-  (G_middle) and group statistics (up_1) compare the split-row path with resident and swept rows only; batch
-  statistics compare the two glue variants of the split-row path.
+* ``test_paths``: each path the launch plan chooses between, forced (the split-row path; resident and persistent
+  row kernels for instance rows, resident and swept for group rows), on one shape per shape class: medium rows
+  (up_1), short rows where the resident backward runs on its own tiles (up_0), long rows (up_3), fewer long rows
+  (batch 1 up_2 and up_3.norm_1); bf16; group statistics at up_1.
 * ``test_kinds``: batch, sync_batch (one process, no process group) and group (32 groups) statistics against eager at
   G_middle, up_1 and up_3, batch 8, fp32 and bf16; batch 1 at up_2 in bf16; fp16 for instance (up_1, up_3) and group
   (up_1) statistics; forward+backward of today's conditional models (``shapes.CONDITIONAL_MODELS``: a diffusion
   block's group statistics with the timestep scale and shift, a 3-D instance-normalized volume) in fp16 and bf16.
 * ``test_clade``: ``class_modulated_norm`` at 8x512x64x64 with blocky label maps of 151 (ADE20K) and 35 (Cityscapes)
-  classes and uniformly random labels of 151 classes, fp32 and bf16: the forward, and backward and forward+backward
-  with each table-gradient kernel (``table_grad`` dense and chunked), against spatial SPADE of the same shape (from
-  ``test_core``) and an eager CLADE (table gather, then the eager formula) on the blocky ADE20K maps.
+  classes and uniformly random labels of 151 classes, fp32 and bf16, all three passes, against spatial SPADE of the
+  same shape (from ``test_core``) and an eager CLADE (table gather, then the eager formula) on the blocky ADE20K maps.
 
 * ``test_label_conv``: SPADE fed class ids, whose first convolution runs as table lookups, against the original
   formulation (``OriginalSPADE`` layers fed the one-hot map) under bf16 autocast, forward+backward: the ADE20K
@@ -59,8 +57,11 @@ kernels are timed), channels_last inputs, fp32 and fp16 for most path and kind c
 fp32 is kept where it changes the path: long rows), the backward and forward passes alone for the conditional models,
 compiled baselines at shapes under 16 MiB (host-bound at those sizes), and eager CLADE on label maps other than the
 blocky ADE20K ones (eager's gather does not depend on the map's layout), and for the lookup the Cityscapes
-configuration, fp32, and the generator fed the one-hot map. :func:`estimated_seconds` is the cost model
-used to size each step; the JSON records each case's preparation and measurement time, so the first run calibrates it.
+configuration, fp32, and the generator fed the one-hot map. :func:`estimated_seconds` is the cost model used to size
+each step (the Triton variants counted by recording the cases' launches, the caches warm from
+``benchmarks/gpu_precompile.py``; a :class:`LookupCase` gives its own share), :func:`estimated_precompile_seconds`
+that of the pre-compile step (cold caches); the JSON records each case's preparation and measurement time, so the
+first run calibrates them.
 
 Run: ``benchmarks/gpu_suite.sh`` (or ``python -m pytest benchmarks/test_gpu_kernels.py -o addopts="" --benchmark-enable
 --benchmark-json=OUT.json``). Skipped without CUDA. The variable ``SPADENORM_BENCH_DEADLINE`` (seconds since the epoch)
@@ -103,18 +104,13 @@ CLADE_LAYER = "up_1"  # 8x512x64x64: where the class tables replace a 512-channe
 
 PATHS: dict[str, dict[str, object]] = {
     "rule": {},
-    "split-row-torch-glue": {"row_kernels": False, "torch_glue": True},
-    "split-row-finalize": {"row_kernels": False, "torch_glue": False},
+    "split-row": {"row_kernels": False},
     "rows-resident": {"row_kernels": True, "row_strategy": "resident"},
     "rows-swept": {"row_kernels": True, "row_strategy": "swept"},
     "rows-persistent": {"row_kernels": True, "row_strategy": "persistent"},
-    "table-grad-dense": {"table_grad": "dense"},
-    "table-grad-chunked": {"table_grad": "chunked"},
 }
-"""Launch overrides by path name (``launch.OVERRIDES`` fields; none: the launch rule decides)."""
-ROW_PATHS = ("split-row-torch-glue", "split-row-finalize", "rows-resident", "rows-swept", "rows-persistent")
-GLUE_PATHS = ("split-row-torch-glue", "split-row-finalize")
-TABLE_PATHS = ("table-grad-dense", "table-grad-chunked")
+"""Launch overrides by path name (``plan.LaunchOverrides`` fields; none: the launch plan decides)."""
+ROW_PATHS = ("split-row", "rows-resident", "rows-persistent")  # NCHW instance rows: swept does not apply
 
 
 # ------------------------------------------------------------------------------------------------------ case matrix
@@ -220,14 +216,11 @@ COMPILED = (
     + _cases("compiled", ["batch", "group"], ["up_1"], 8, ["bf16"], ["compiled"])
     + _conditional("compiled", ["compiled"], ["bf16"])
 )
-SHORT_ROW_PATHS = ("split-row-finalize", "rows-resident", "rows-swept")  # rows too short for the others to compete
+GROUP_ROW_PATHS = ("split-row", "rows-resident", "rows-swept")  # a group's rows: resident or swept
 PATH_CASES = (
-    _cases("paths", ["instance"], ["up_1", "up_3", "up_3.norm_1"], 8, ["bf16"], ["spadenorm"], ROW_PATHS)
-    + _cases("paths", ["instance"], ["G_middle"], 8, ["bf16"], ["spadenorm"], SHORT_ROW_PATHS)
-    + _cases("paths", ["instance"], ["up_3"], 8, ["fp32"], ["spadenorm"], ROW_PATHS)
+    _cases("paths", ["instance"], ["up_1", "up_0", "up_3"], 8, ["bf16"], ["spadenorm"], ROW_PATHS)
     + _cases("paths", ["instance"], ["up_2", "up_3.norm_1"], 1, ["bf16"], ["spadenorm"], ROW_PATHS)
-    + _cases("paths", ["batch"], ["G_middle", "up_3"], 8, ["bf16"], ["spadenorm"], GLUE_PATHS)
-    + _cases("paths", ["group"], ["up_1"], 8, ["bf16"], ["spadenorm"], SHORT_ROW_PATHS)
+    + _cases("paths", ["group"], ["up_1"], 8, ["bf16"], ["spadenorm"], GROUP_ROW_PATHS)
 )
 KINDS = (
     _cases("kinds", ["batch", "sync_batch", "group"], ["up_1", "up_3", "G_middle"], 8, BOTH, PAIR)
@@ -241,8 +234,6 @@ CLADE = [
     for labels in LABEL_MAPS
     for dtype in BOTH
     for case in _cases("clade", ["instance"], [CLADE_LAYER], 8, [dtype], ["clade"], labels=[labels])
-    + _cases("clade", ["instance"], [CLADE_LAYER], 8, [dtype], ["clade"], TABLE_PATHS, labels=[labels])
-    if (case.path == "rule") == (case.mode == "forward")  # the table gradient only runs in the backward
 ] + _cases("clade", ["instance"], [CLADE_LAYER], 8, BOTH, ["eager"], labels=["blocky151"])
 
 LOOKUP_CLASSES = 151  # ADE20K's semantic channels
@@ -321,25 +312,17 @@ STEPS: dict[str, list[Any]] = {
 
 
 # ------------------------------------------------------------------------------------------------------- cost model
-PROCESS_S = 8.0  # interpreter, torch, CUDA context, spadenorm, pytest and pytest-benchmark
-CASE_S = 0.03  # per case: inputs, pytest, warm-up and timed calls at small sizes (flush and host lead included)
+PROCESS_S = 10.0  # interpreter, torch, CUDA context, spadenorm, pytest and pytest-benchmark
+CASE_S = 0.05  # per case: inputs, pytest, warm-up and timed calls at small sizes (flush and host lead included)
 CALLS = 40  # calls of the case's step per case: warm-up, timed, op rounds, accuracy check
 SLOW_GBS = 1000.0  # a pessimistic bandwidth for the calls' device time (eager moves several times the ideal bytes)
-JIT_S = 0.7  # first launch of a kernel variant: compile and ptxas (0.5 s each in compile_check.py), launcher builds
-INDUCTOR_START_S = 15.0  # the first torch.compile of a process: imports and the compile workers
-GRAPH_S = 7.0  # one further torch.compile graph (forward and backward of one shape and dtype)
-SPLIT_ROW = ("stats", "finalize", "modulate", "sums", "dx-pooled")
-KERNELS: dict[str, tuple[str, ...]] = {
-    "rule": ("row-fwd", "row-bwd"),
-    "split-row-torch-glue": ("stats", "modulate", "sums", "dx"),
-    "split-row-finalize": SPLIT_ROW,
-    "rows-resident": ("resident-fwd", "resident-bwd"),
-    "rows-swept": ("swept-fwd", "swept-bwd"),
-    "rows-persistent": ("persistent-fwd", "persistent-bwd"),
-    "table-grad-dense": ("class-row-bwd", "table-dense"),
-    "table-grad-chunked": ("class-row-bwd", "table-chunked"),
-}
-"""Kernel variants each path compiles (by role): the cost model counts the distinct ones."""
+JIT_COLD_S = 1.5  # a Triton variant's first launch with a cold cache: compile, ptxas, the launcher built (3.6)
+JIT_WARM_S = 0.1  # the same from the caches gpu_precompile.py filled: load the cubin and the launcher
+INDUCTOR_COLD_S = (30.0, 20.0)  # torch.compile, cold caches: first graph of a process (workers, imports), each more
+INDUCTOR_WARM_S = (10.0, 4.0)  # the same from the caches gpu_precompile.py filled: tracing, cache lookups, loading
+PRECOMPILE_START_S = 25.0  # gpu_precompile.py: the pools' processes importing torch and Triton, CUDA contexts
+PRECOMPILE_WORKERS = 16  # the GPU machine's host cores
+INDUCTOR_WORKERS = 4
 
 
 def ideal_bytes(case: Case) -> int:
@@ -366,43 +349,36 @@ def ideal_bytes(case: Case) -> int:
     return {"forward": forward, "backward": backward, "forward+backward": forward + backward}[case.mode]
 
 
-def _row_class(case: Case) -> str:
-    n, c, *spatial = case.shape
-    s = 1
-    for size in spatial:
-        s *= size
-    return "one-tile" if s <= 1024 else "medium" if s <= 4096 else "long" if n * c >= 512 else "few-long"
-
-
-def kernel_variants(case: Case) -> set[tuple[str, ...]]:
-    """The Triton kernel variants ``case`` compiles, as the cost model counts them (none for eager and compiled)."""
-    if case.impl not in ("spadenorm", "clade"):
-        return set()
-    if case.labels is not None:
-        kernels = KERNELS[case.path] if case.path != "rule" else ("class-row-fwd",)
-        classes = str(LABEL_MAPS[case.labels][1])
-    else:
-        batch_stats = case.kind in ("batch", "sync_batch")
-        kernels = SPLIT_ROW if batch_stats and case.path == "rule" else KERNELS[case.path]
-        classes = ""
-    family = "batch" if case.kind == "sync_batch" else case.kind
-    return {(kernel, family, case.dtype, _row_class(case), classes) for kernel in kernels}
-
-
-def estimated_seconds(cases: Sequence[Any]) -> float:
+def estimated_seconds(cases: Sequence[Any], warm: bool = True) -> float:
     """Estimated wall time of one pytest process running ``cases`` (a model for sizing the steps, not a measurement).
 
-    Process start, plus per case a fixed cost and ``CALLS`` calls at ``SLOW_GBS`` over the ideal bytes, plus JIT
-    compilation of each distinct kernel variant (:func:`kernel_variants`), plus torch.compile per graph; a
-    :class:`LookupCase` gives its own share (:attr:`LookupCase.estimated_s`).
+    Process start, plus per case a fixed cost and ``CALLS`` calls at ``SLOW_GBS`` over the ideal bytes, plus the
+    first launch of each distinct Triton variant the cases compile (counted by running their calls on the CPU with
+    the launches recorded: :func:`benchmarks.gpu_precompile.variants_of`), plus torch.compile per graph; ``warm``:
+    after ``gpu_precompile.py`` filled the caches, else with cold ones. A :class:`LookupCase` gives its own share
+    (:attr:`LookupCase.estimated_s`).
     """
+    from .gpu_precompile import variants_of
+
     lookup = sum(c.estimated_s for c in cases if isinstance(c, LookupCase))
     cases = [c for c in cases if not isinstance(c, LookupCase)]
-    variants = set().union(*(kernel_variants(c) for c in cases))
     graphs = {(c.kind, c.shape, c.dtype) for c in cases if c.impl == "compiled"}
     measure = lookup + sum(CASE_S + CALLS * ideal_bytes(c) / (SLOW_GBS * 1e9) for c in cases)
-    compile_s = INDUCTOR_START_S + GRAPH_S * len(graphs) if graphs else 0.0
-    return PROCESS_S + measure + JIT_S * len(variants) + compile_s
+    first, more = INDUCTOR_WARM_S if warm else INDUCTOR_COLD_S
+    compile_s = first + more * (len(graphs) - 1) if graphs else 0.0
+    return PROCESS_S + measure + (JIT_WARM_S if warm else JIT_COLD_S) * len(variants_of(cases)) + compile_s
+
+
+def estimated_precompile_seconds(cases: list[Case], cuda_test_variants: int) -> float:
+    """Estimated wall time of ``gpu_precompile.py`` with cold caches: its pools' start, the variants of ``cases``
+    and of the CUDA tests compiled on :data:`PRECOMPILE_WORKERS` processes, the graphs on :data:`INDUCTOR_WORKERS`
+    (a graph each at a time, cold)."""
+    from .gpu_precompile import variants_of
+
+    variants = len(variants_of(cases)) + cuda_test_variants
+    graphs = len({(c.kind, c.shape, c.dtype) for c in cases if c.impl == "compiled"})
+    inductor = -(-graphs // INDUCTOR_WORKERS) * INDUCTOR_COLD_S[0]
+    return PRECOMPILE_START_S + max(JIT_COLD_S * variants / PRECOMPILE_WORKERS, inductor)
 
 
 # ---------------------------------------------------------------------------------------------------- implementations
@@ -487,52 +463,46 @@ def implementation(case: Case) -> Callable[..., Tensor]:
 
 
 # ------------------------------------------------------------------------------------------------------ launch paths
-def _launch() -> Any:
-    from spadenorm.backends.triton import launch
+def _plan() -> Any:
+    from spadenorm.backends.triton import plan
 
-    return launch
+    return plan
 
 
 @contextlib.contextmanager
 def forced_path(fields: Mapping[str, object]) -> Iterator[None]:
-    """Force the launch rule's choices in ``fields`` inside the block (nothing when empty), restoring them on exit."""
+    """Force the launch plan's choices in ``fields`` inside the block (nothing when empty), restoring them on exit."""
     if not fields:
         yield
         return
-    with _launch().overridden(**fields):
+    with _plan().overridden(**fields):
         yield
 
 
 PLAN_OF_PATH = {
-    "split-row-torch-glue": "split-row, torch glue",
-    "split-row-finalize": "split-row, finalize kernel",
+    "split-row": "split-row",
     "rows-resident": "rows resident",
     "rows-swept": "rows swept",
     "rows-persistent": "rows persistent",
-    "table-grad-dense": "table grad dense",
-    "table-grad-chunked": "table grad chunked",
 }
-"""What :func:`describe_plan` says when a forced path is the one that runs."""
+"""What :func:`describe_plan` says of the forward when a forced path is the one that runs."""
+STRATEGY_NAMES = {0: "rows resident", 1: "rows swept", 2: "rows persistent", 3: "split-row", 4: "given statistics"}
 
 
 def describe_plan(x: Tensor, kind: str, clade: bool, fields: Mapping[str, object]) -> str | None:
-    """The path the launch runs for ``x`` under ``fields``, in words (``None`` when the rule cannot say).
+    """The paths the plan runs for ``x`` under ``fields``, forward and backward, in words (``None`` when it cannot
+    say). A forced path that does not apply to a case (resident rows that do not fit, row kernels for batch
+    statistics) leaves the plan's fallback in force: this is how the suite tells. Reads the plan itself
+    (``plan.plan_for``)."""
+    from spadenorm._core import NormSpec
 
-    A forced path that does not apply to a case (resident rows that do not fit, row kernels for batch statistics)
-    leaves the launch rule's fallback in force: this is how the suite tells. Reads the launch rule's own predicates
-    (``use_row_kernels``, ``row_plan``, ``uses_torch_glue``).
-    """
-    launch = _launch()
-    groups = GROUPS if kind == "group" else x.shape[1]
+    plan = _plan()
     try:
         with forced_path(fields):
-            if kind not in ("batch", "sync_batch") and launch.use_row_kernels(x, groups):
-                plan = f"rows {launch.row_plan(x, groups).strategy}"
-            else:
-                plan = "split-row, " + ("torch glue" if launch.uses_torch_glue() else "finalize kernel")
-            if clade:
-                plan += f", table grad {launch.OVERRIDES.table_grad or 'chunked'}"
-            return plan
+            spec = NormSpec(kind, GROUPS if kind == "group" else None)
+            call = plan.plan_for(x, spec, True, clade, False)
+        forward, backward = STRATEGY_NAMES[int(call.strategy)], STRATEGY_NAMES[int(call.backward_strategy)]
+        return forward if forward == backward else f"{forward}, backward {backward}"
     except Exception:  # a description is a nicety: never fail a measurement for it
         return None
 
@@ -702,7 +672,7 @@ def run_case(benchmark: Any, case: Case) -> None:
     inputs = case_inputs(case)
     x = inputs.params[0]
     plan = describe_plan(x, case.kind, case.labels is not None, fields) if case.impl in ("spadenorm", "clade") else None
-    if case.path != "rule" and plan is not None and PLAN_OF_PATH[case.path] not in plan:
+    if case.path != "rule" and plan is not None and not plan.startswith(PLAN_OF_PATH[case.path]):
         pytest.skip(f"path {case.path} does not apply here: the launch would run {plan}")
     fn = implementation(case)
     args = inputs.args()
@@ -739,8 +709,6 @@ def run_case(benchmark: Any, case: Case) -> None:
     benchmark.group = case.row
     benchmark.pedantic(op, setup=setup, rounds=OP_ROUNDS, warmup_rounds=0, iterations=1)
     finished = time.perf_counter()
-    if plan is not None:  # again, now that the kernels ran: launches size their grids from compiled occupancy
-        plan = describe_plan(x, case.kind, case.labels is not None, fields)
     copy = copy_reference()
     ideal = ideal_bytes(case)
     gbs = ideal / (device.median_ms * 1e-3) / 1e9

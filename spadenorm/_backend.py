@@ -20,6 +20,7 @@ import importlib.util
 import os
 import threading
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Literal
 
 import torch
@@ -155,16 +156,31 @@ def modulated_norm(x: Tensor, mod: Modulation, spec: NormSpec, running: RunningS
     the modulation): x is taken in float32 where torch's norm of the same kind would be. An x with a zero-sized
     dimension gets what torch's norms give it (:func:`~spadenorm._core.modulate_empty`), on every backend.
     """
-    x = x.to(normalized_dtype_under_autocast(x, spec))
+    dtype = normalized_dtype_under_autocast(x, spec)
+    if dtype != x.dtype:
+        x = x.to(dtype)
     backend = resolve_backend(x)
     if x.numel() == 0:  # as torch's norms: an empty result, running estimates kept, the batch counted
         if running is not None and training:
             running.count_batch()
         return modulate_empty(x, mod)
-    if backend == "triton":
-        from .backends import triton as fused
+    if torch.compiler.is_compiling():  # traced: plain imports, no module cache
+        if backend == "triton":
+            from .backends import triton as fused
 
-        return fused.modulated_norm(x, mod, spec, running, training)
-    from .backends import torch as lean
+            return fused.modulated_norm(x, mod, spec, running, training)
+        from .backends import torch as lean
 
-    return lean.modulated_norm(x, mod, spec, running, training)
+        return lean.modulated_norm(x, mod, spec, running, training)
+    return _implementation(backend).modulated_norm(x, mod, spec, running, training)
+
+
+_IMPLEMENTATIONS: dict[str, ModuleType] = {}
+
+
+def _implementation(name: str) -> ModuleType:
+    """``spadenorm.backends.<name>``, imported on first use (the Triton backend imports Triton), then kept."""
+    module = _IMPLEMENTATIONS.get(name)
+    if module is None:
+        module = _IMPLEMENTATIONS[name] = importlib.import_module(f"spadenorm.backends.{name}")
+    return module

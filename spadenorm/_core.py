@@ -146,15 +146,19 @@ class RunningStats:
 
 def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
     """fp64 when any operand is fp64, else fp32: the dtype of statistics and arithmetic."""
-    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) else torch.float32
+    for t in tensors:
+        if t is not None and t.dtype is torch.float64:
+            return torch.float64
+    return torch.float32
 
 
 def result_dtype(*tensors: Tensor | None) -> torch.dtype:
     """Torch's type promotion over the operands, as the original ``norm(x) * (1 + gamma) + beta`` would give."""
-    dtypes = [t.dtype for t in tensors if t is not None]
-    out = dtypes[0]
-    for d in dtypes[1:]:
-        out = torch.promote_types(out, d)
+    out: torch.dtype | None = None
+    for t in tensors:
+        if t is not None:
+            out = t.dtype if out is None or t.dtype is out else torch.promote_types(out, t.dtype)
+    assert out is not None, "result_dtype needs at least one tensor"
     return out
 
 

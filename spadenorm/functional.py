@@ -184,7 +184,7 @@ def label_conv(
     with no term for taps outside the map (other padding modes pad the ids as the convolution pads the map). The first
     K = ``weight.shape[1] - E`` input channels of the weight are looked up; the E channels of ``extra`` (such as an
     instance-edge map) go through an ordinary convolution with the remaining ones. The backward scatters the gradient
-    into the rows the labels selected; see :mod:`spadenorm.label_conv`. Under autocast the weight is cast to the
+    into the rows the labels selected; see the module ``spadenorm.label_conv``. Under autocast the weight is cast to the
     autocast dtype, as ``F.conv*d`` casts it.
 
     Args:

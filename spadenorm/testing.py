@@ -129,8 +129,8 @@ def check_against_reference(
     assert_within_reference_bound(y, ref64, ref_lowp, "y")
     if not inputs:
         return
-    generator = torch.Generator().manual_seed(seed)
-    dy = torch.randn(y.shape, generator=generator, dtype=torch.float64).to(y.device)
+    generator = torch.Generator(device=y.device).manual_seed(seed)  # drawn where y is: no host copy of a large dy
+    dy = torch.randn(y.shape, generator=generator, dtype=torch.float64, device=y.device)
     grads = torch.autograd.grad(y, inputs, dy.to(y.dtype))
     grads64 = torch.autograd.grad(ref64, inputs, dy)
     grads_lowp = torch.autograd.grad(ref_lowp, inputs, dy.to(ref_lowp.dtype))

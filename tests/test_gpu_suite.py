@@ -81,7 +81,7 @@ def _data() -> dict:
         _bench(UP1, "eager", 150.0),
         _bench(UP1, "compiled", 75.0),
         _bench(UP1, "spadenorm rows-persistent", 40.0),
-        _bench(UP1, "spadenorm split-row-finalize", 60.0),
+        _bench(UP1, "spadenorm split-row", 60.0),
         _bench(clade, "clade", 25.0, ideal_bytes=2 * NUMEL * 2),
     ]
     return {"datetime": "2030-01-01T00:00:00", "benchmarks": benches, "gpu_env": {"copy_bandwidth_gbs": 4000.0}}
@@ -190,9 +190,9 @@ def test_case_matrix_covers_kinds_batches_dtypes_shapes_and_passes():
             (8, "bf16"),
             (1, "bf16"),
         }
-    assert {c.path for c in suite.STEPS["paths"]} == set(suite.ROW_PATHS)
-    assert {(c.labels, c.path) for c in suite.STEPS["clade"] if c.mode != "forward"} >= {
-        (labels, path) for labels in gpu_timing.LABEL_MAPS for path in suite.TABLE_PATHS
+    assert {c.path for c in suite.STEPS["paths"]} == set(suite.ROW_PATHS) | set(suite.GROUP_ROW_PATHS)
+    assert {(c.labels, c.mode) for c in suite.STEPS["clade"] if c.impl == "clade"} == {
+        (labels, mode) for labels in gpu_timing.LABEL_MAPS for mode in suite.MODES
     }
     assert {c.kind for c in suite.STEPS["compiled"]} == {"instance", "batch", "group"}
     ids = [c.id for cases in suite.STEPS.values() for c in cases]
@@ -216,7 +216,7 @@ def test_lookup_cases_cover_the_generators_the_layer_and_the_op_against_the_orig
 def test_every_compared_case_has_its_reference_row():
     """Paths and compiled baselines are reported next to the rule's case, CLADE next to spatial SPADE."""
     rule = {c.row for c in ALL if c.impl == "spadenorm" and c.path == "rule"}
-    assert all(c.row in rule for c in ALL if c.impl == "compiled" or c.path in suite.ROW_PATHS)
+    assert all(c.row in rule for c in ALL if c.impl == "compiled" or c.path != "rule")
     for case in suite.STEPS["clade"]:
         assert dataclasses.replace(case, labels=None).row in rule
 
@@ -228,12 +228,49 @@ def _limits() -> dict[str, int]:
     return limits
 
 
-def test_steps_fit_their_limits_and_the_run_fits_six_minutes():
+def test_steps_fit_their_limits_and_the_run_fits_seven_minutes():
+    """From cold caches: the pre-compile step compiles every variant within its limit, and each timed step, reading
+    the caches it filled, within its own; the limits add up to under seven minutes of device time."""
+    pytest.importorskip("triton")
+    from benchmarks import gpu_precompile
+    from benchmarks.variants import recording
+
     limits = _limits()
-    assert list(limits) == ["preflight", "cuda-tests", *suite.STEPS]
+    assert list(limits) == ["preflight", "precompile", "cuda-tests", *suite.STEPS]
     for name, cases in suite.STEPS.items():
         assert suite.estimated_seconds(cases) <= limits[name], name
-    assert sum(limits.values()) <= 6 * 60
+    cuda_tests: set = set()
+    with recording(gpu_precompile.H100, cuda_tests):
+        for group in gpu_precompile.cuda_test_groups():
+            gpu_precompile.run_group(group)
+    assert suite.estimated_precompile_seconds(ALL, len(cuda_tests)) <= limits["precompile"]
+    assert sum(limits.values()) <= 7 * 60
+
+
+def test_the_precompile_step_covers_every_case_and_starts_with_the_odd_shape():
+    pytest.importorskip("triton")
+    from benchmarks import gpu_precompile
+
+    groups = gpu_precompile.groups(ALL)
+    assert {gpu_precompile.group_of(c) for c in ALL if c.impl in ("spadenorm", "clade")} == set(groups)
+    assert gpu_precompile.CUDA_TEST_SHAPES[0] == (2, 3, 1000, 1001)
+    assert list(_cuda_test_shapes()) == gpu_precompile.CUDA_TEST_SHAPES  # the tests' own order: odd shape first
+
+
+def _cuda_test_shapes() -> list[tuple[int, ...]]:
+    import ast
+
+    source = (ROOT / "tests" / "test_triton.py").read_text()
+    assignment = next(
+        n for n in ast.parse(source).body if isinstance(n, ast.Assign) and n.targets[0].id == "CUDA_SHAPES"
+    )
+    return ast.literal_eval(assignment.value)
+
+
+def test_the_suite_calls_the_interpreter_it_is_given():
+    text = SCRIPT.read_text()
+    assert 'PY="${PYTHON:-python3}"' in text
+    assert not re.search(r"(^|[\s(])python3? (-m|benchmarks)", text, re.M)  # every call goes through "$PY"
 
 
 def test_ideal_bytes():
@@ -256,23 +293,23 @@ def test_suite_script_parses():
 def test_forced_path_holds_for_forward_and_backward(mode):
     """The library's launch overrides are in force around the timed forward and backward, and restored after."""
     pytest.importorskip("triton")
-    from spadenorm.backends.triton import launch
+    from spadenorm.backends.triton import plan
 
     seen: dict[str, list] = {"forward": [], "backward": []}
 
     class Recorder(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x):
-            seen["forward"].append((launch.OVERRIDES.row_kernels, launch.OVERRIDES.row_strategy))
+            seen["forward"].append((plan.OVERRIDES.row_kernels, plan.OVERRIDES.row_strategy))
             return x * 2
 
         @staticmethod
         def backward(ctx, dy):
-            seen["backward"].append((launch.OVERRIDES.row_kernels, launch.OVERRIDES.row_strategy))
+            seen["backward"].append((plan.OVERRIDES.row_kernels, plan.OVERRIDES.row_strategy))
             return dy * 2
 
     x = torch.randn(3, requires_grad=True)
-    before = dataclasses.astuple(launch.OVERRIDES)
+    before = dataclasses.astuple(plan.OVERRIDES)
     forced = (True, "swept")
     prepare, run = suite.make_step(lambda: Recorder.apply(x), (x,), torch.ones(3), mode, suite.PATHS["rows-swept"])
     arg = prepare()
@@ -280,21 +317,23 @@ def test_forced_path_holds_for_forward_and_backward(mode):
     run(arg)
     assert seen["forward"] == [forced]
     assert seen["backward"] == ([] if mode == "forward" else [forced])
-    assert dataclasses.astuple(launch.OVERRIDES) == before  # restored after the call
+    assert dataclasses.astuple(plan.OVERRIDES) == before  # restored after the call
 
 
-def test_describe_plan_reads_the_launch_rule_under_the_forced_path():
-    """What the suite records as the path of a case is what the library's launch rule runs (here, under the
+def test_describe_plan_reads_the_launch_plan_under_the_forced_path():
+    """What the suite records as the paths of a case is what the library's launch plan runs (here, under the
     interpreter, where per-sample rows always take the row kernels)."""
     pytest.importorskip("triton")
     x = torch.zeros(2, 64, 4, 4)
     assert suite.describe_plan(x, "instance", False, {}) == "rows resident"
-    assert suite.describe_plan(x, "instance", True, {}) == "rows resident, table grad chunked"
-    assert suite.describe_plan(x, "instance", False, {"row_kernels": False}) == "split-row, finalize kernel"
-    assert suite.describe_plan(x, "group", False, {"row_kernels": False}) == "split-row, finalize kernel"
-    assert suite.describe_plan(x, "batch", False, {}) == "split-row, finalize kernel"
-    for path in ("rows-persistent", "rows-swept", "split-row-torch-glue", "table-grad-dense"):
-        assert suite.PLAN_OF_PATH[path] in str(suite.describe_plan(x, "instance", "table" in path, suite.PATHS[path]))
+    assert suite.describe_plan(x, "instance", True, {}) == "rows resident"
+    assert suite.describe_plan(x, "instance", False, {"row_kernels": False}) == "split-row"
+    assert suite.describe_plan(x, "group", False, {"row_kernels": False}) == "split-row"
+    assert suite.describe_plan(x, "batch", False, {}) == "split-row"
+    assert suite.describe_plan(x, "instance", False, suite.PATHS["rows-persistent"]) == "rows persistent"
+    assert suite.describe_plan(x, "group", False, suite.PATHS["rows-swept"]) == "rows swept"
+    # Swept rows do not apply to NCHW instance statistics: the plan's fallback runs, so the case is skipped.
+    assert suite.describe_plan(x, "instance", False, suite.PATHS["rows-swept"]) == "split-row"
 
 
 # ------------------------------------------------------------------------------------------------------- label maps

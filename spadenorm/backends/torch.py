@@ -177,7 +177,7 @@ class TorchModulatedNorm(torch.autograd.Function):
         factor: float | Tensor,
         training: bool,
     ) -> Tensor:
-        xc = x.to(compute_dtype(x, gamma, beta, scale, shift))
+        xc = _as_dtype(x, compute_dtype(x, gamma, beta, scale, shift))
         from_input = spec.uses_batch_statistics(training)
         sync = False
         y: Tensor | None
@@ -207,64 +207,101 @@ class TorchModulatedNorm(torch.autograd.Function):
         keep_beta = beta if ctx.needs_input_grad[3] else None
         ctx.save_for_backward(x, gamma, keep_beta, scale, mean, rstd)
         ctx.spec, ctx.from_input, ctx.sync, ctx.count = spec, from_input, sync, count
-        ctx.meta = [None if t is None else (t.shape, t.dtype) for t in (beta, shift)]
-        y = y.to(result_dtype(x, gamma, beta, scale, shift))
+        ctx.meta = (
+            None if beta is None else (beta.shape, beta.dtype),
+            None if shift is None else (shift.shape, shift.dtype),
+        )
+        y = _as_dtype(y, result_dtype(x, gamma, beta, scale, shift))
         if _COPY_OUTPUT_WHEN_COMPILING and torch.compiler.is_compiling():
             y = y.clone()
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
-        x, gamma, beta, scale, mean, rstd = ctx.saved_tensors
-        need_x, need_gamma, need_beta, need_scale, need_shift = ctx.needs_input_grad[:5]
-        (beta_meta, shift_meta), spec = ctx.meta, ctx.spec
-        dx = dgamma = dbeta = dscale = dshift = None
-        dyc = dy.to(mean.dtype)
-        a = None if scale is None else 1 + _per_sample_channel(scale.to(mean.dtype), x)
-        dz = dyc if a is None else dyc * a  # dL / d(x_hat * (1 + gamma) + beta)
-        if need_shift:
-            dshift = dy.sum_to_size(shift_meta[0][:2] + (1,) * (x.dim() - 2)).reshape(shift_meta[0])
-            dshift = dshift.to(shift_meta[1])
-        if need_beta:
-            dbeta = dz.sum_to_size(beta_meta[0]).to(beta_meta[1])
-        if not (need_x or need_gamma or need_scale):
-            return dx, dgamma, dbeta, dscale, dshift, None, None, None, None
-        xc = x.to(mean.dtype)
-        x_hat = _normalize(xc, mean, rstd, spec) if need_gamma or need_scale or ctx.sync else None
-        dy_x_hat, sums = None, _ProductSums()
-        if need_scale:  # sum over space of dy * (x_hat * (1 + gamma) + beta), without forming that map
-            assert x_hat is not None
-            dy_x_hat = x_hat * dyc
-            per_nc = dy_x_hat.sum(tuple(range(2, x.dim())))
-            if gamma is not None:
-                per_nc = per_nc + sums.over_space(dy_x_hat, gamma)
-            if beta is not None:
-                per_nc = per_nc + sums.over_space(dyc, beta)
-            dscale = per_nc.sum_to_size(scale.shape).to(scale.dtype)
-        if need_x:
-            g = dz if gamma is None else torch.addcmul(dz, dz, gamma)
-            dx = _input_grad(ctx, g, xc, x_hat, mean, rstd).to(x.dtype)
-        if need_gamma:
-            assert x_hat is not None
-            dgamma_map = x_hat.mul_(dz) if dy_x_hat is None else (dy_x_hat if a is None else dy_x_hat.mul_(a))
-            dgamma = dgamma_map.sum_to_size(gamma.shape).to(gamma.dtype)
+        if torch.is_grad_enabled():  # create_graph=True: the backward itself is not differentiable
+            return _once_differentiable_backward(ctx, dy)
+        return _backward(ctx, dy)
+
+
+def _backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+    """The gradients of :class:`TorchModulatedNorm` (see the module docstring)."""
+    x, gamma, beta, scale, mean, rstd = ctx.saved_tensors
+    need_x, need_gamma, need_beta, need_scale, need_shift = ctx.needs_input_grad[:5]
+    (beta_meta, shift_meta), spec = ctx.meta, ctx.spec
+    dx = dgamma = dbeta = dscale = dshift = None
+    dyc = _as_dtype(dy, mean.dtype)
+    a = None if scale is None else 1 + _per_sample_channel(scale.to(mean.dtype), x)
+    dz = dyc if a is None else dyc * a  # dL / d(x_hat * (1 + gamma) + beta)
+    if need_shift:
+        dshift = dy.sum_to_size(shift_meta[0][:2] + (1,) * (x.dim() - 2)).reshape(shift_meta[0])
+        dshift = dshift.to(shift_meta[1])
+    if need_beta:
+        dbeta = _reduced(dz, *beta_meta)
+    if not (need_x or need_gamma or need_scale):
         return dx, dgamma, dbeta, dscale, dshift, None, None, None, None
+    xc = _as_dtype(x, mean.dtype)
+    x_hat = _normalize(xc, mean, rstd, spec) if need_gamma or need_scale or ctx.sync else None
+    dy_x_hat, sums = None, _ProductSums()
+    if need_scale:  # sum over space of dy * (x_hat * (1 + gamma) + beta), without forming that map
+        assert x_hat is not None
+        dy_x_hat, sums = x_hat * dyc, _ProductSums()
+        per_nc = dy_x_hat.sum(tuple(range(2, x.dim())))
+        if gamma is not None:
+            per_nc = per_nc + sums.over_space(dy_x_hat, gamma)
+        if beta is not None:
+            per_nc = per_nc + sums.over_space(dyc, beta)
+        dscale = per_nc.sum_to_size(scale.shape).to(scale.dtype)
+    g = (dz if gamma is None else torch.addcmul(dz, dz, gamma)) if need_x else None
+    fused = g is not None and _fused_input_grad(ctx, g, xc)  # dx from torch's fused norm backward: no x_hat there
+    if need_gamma and (fused or g is None):  # dz * x_hat now, while x_hat is in cache (reusing its buffer)
+        dgamma = _gamma_grad(x_hat, dz, dy_x_hat, a, gamma)
+    if g is not None:
+        dx = _as_dtype(_input_grad(ctx, g, xc, x_hat, mean, rstd), x.dtype)
+    if need_gamma and dgamma is None:
+        dgamma = _gamma_grad(x_hat, dz, dy_x_hat, a, gamma)
+    return dx, dgamma, dbeta, dscale, dshift, None, None, None, None
+
+
+_once_differentiable_backward = once_differentiable(_backward)
+
+
+def _as_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _reduced(t: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    """``t`` summed to ``shape`` (where gamma or beta broadcast) in ``dtype``; t itself where nothing changes."""
+    return _as_dtype(t if t.shape == shape else t.sum_to_size(shape), dtype)
+
+
+def _gamma_grad(x_hat: Tensor | None, dz: Tensor, dy_x_hat: Tensor | None, a: Tensor | None, gamma: Tensor) -> Tensor:
+    """dgamma = sum of dz * x_hat where gamma broadcasts; x_hat's (or dy * x_hat's) buffer is reused."""
+    assert x_hat is not None
+    dgamma_map = x_hat.mul_(dz) if dy_x_hat is None else (dy_x_hat if a is None else dy_x_hat.mul_(a))
+    return _reduced(dgamma_map, gamma.shape, gamma.dtype)
+
+
+def _fused_input_grad(ctx: Any, g: Tensor, x: Tensor) -> bool:
+    """Whether :func:`_input_grad` takes dx from torch's fused batch-norm or group-norm backward, or from the
+    running statistics: no x_hat needed."""
+    spec: NormSpec = ctx.spec
+    if not ctx.from_input:
+        return True
+    if ctx.sync:
+        return False
+    return spec.is_batch or (g.is_contiguous() and x.is_contiguous())
 
 
 def _input_grad(ctx: Any, g: Tensor, x: Tensor, x_hat: Tensor | None, mean: Tensor, rstd: Tensor) -> Tensor:
     """dx from g = dz * (1 + gamma): torch's fused batch-norm or group-norm backward where the layout allows, else
     the explicit formula (sync-batch, other layouts)."""
     spec: NormSpec = ctx.spec
-    rstd_b = _broadcast_stats(rstd, x, spec)
     if not ctx.from_input:
-        return g * rstd_b
+        return g * _broadcast_stats(rstd, x, spec)
     if not ctx.sync and spec.is_batch:
         return torch.ops.aten.native_batch_norm_backward(
             g, x, None, None, None, mean, rstd, True, 0.0, [True, False, False]
         )[0]
-    if x_hat is None:
-        x_hat = _normalize(x, mean, rstd, spec)
     if not spec.is_batch and g.is_contiguous() and x.is_contiguous():
         n, c = x.shape[:2]
         groups = spec.groups_per_sample(c)
@@ -272,6 +309,9 @@ def _input_grad(ctx: Any, g: Tensor, x: Tensor, x_hat: Tensor | None, mean: Tens
         return torch.ops.aten.native_group_norm_backward(
             g, x, *stats, None, n, c, ctx.count // (c // groups), groups, [True, False, False]
         )[0]
+    if x_hat is None:
+        x_hat = _normalize(x, mean, rstd, spec)
+    rstd_b = _broadcast_stats(rstd, x, spec)
     sum_g = _sum_over_sets(g, spec)
     sum_gx = _sum_over_sets(g * x_hat, spec)
     if ctx.sync:

@@ -121,14 +121,29 @@ class ParamFreeNorm(BatchNormBuffers):
 
     @property
     def spec(self) -> NormSpec:
-        """The statistics this layer normalizes with."""
-        group = self.process_group if self.norm == "sync_batch" else None
-        return NormSpec(self.norm, self.num_groups, self.eps, group)
+        """The statistics this layer normalizes with (built once, again only when its attributes change)."""
+        key = (self.norm, self.num_groups, self.eps, self.process_group if self.norm == "sync_batch" else None)
+        if torch.compiler.is_compiling():  # traced once per graph: no cache to keep
+            return NormSpec(*key)
+        cached = self.__dict__.get("_spec")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_spec"] = (key, NormSpec(*key))
+        return cached[1]
 
     @property
     def running(self) -> RunningStats | None:
-        """The running statistics (batch norms), updated in place in training; ``None`` for the other norms."""
-        return self._running_stats(self.momentum) if self.tracks_running_stats else None
+        """The running statistics (batch norms), updated in place in training; ``None`` for the other norms (built
+        once, again only when a buffer or the momentum changes)."""
+        if self.norm not in BATCH_NORMS:
+            return None
+        if torch.compiler.is_compiling():
+            return self._running_stats(self.momentum)
+        buffers = self._buffers
+        key = (buffers["running_mean"], buffers["running_var"], buffers["num_batches_tracked"], self.momentum)
+        cached = self.__dict__.get("_running")
+        if cached is None or any(a is not b for a, b in zip(cached[0], key, strict=True)):
+            cached = self.__dict__["_running"] = (key, self._running_stats(self.momentum))
+        return cached[1]
 
     def reset_parameters(self) -> None:
         """Running statistics reset; affine weight 1 and bias 0."""

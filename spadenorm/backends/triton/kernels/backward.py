@@ -1,4 +1,4 @@
-"""Backward kernels of the two-phase path and of CLADE's tables.
+"""Backward kernels of the split-row path and of CLADE's tables.
 
 With ``x_hat = x * rstd + offset``, ``z = x_hat * (1 + gamma) + beta``, ``dz = dy * (1 + scale)`` and
 ``g = dz * (1 + gamma)``:
@@ -9,13 +9,11 @@ With ``x_hat = x * rstd + offset``, ``z = x_hat * (1 + gamma) + beta``, ``dz = d
 * :func:`_backward_dx_kernel` writes ``dx = g * rstd + x_hat * coef_x + coef_0`` (``coef_x = -rstd * mean(g
   x_hat)``, ``coef_0 = -rstd * mean(g)`` over each channel's reduction set with statistics of x, absent with running
   statistics) and, for spatial maps, ``dgamma = dz * x_hat`` and (under a scale) ``dbeta = dz``. Without a scale,
-  dbeta of a spatial beta is ``dy`` itself and needs no kernel. The coefficients come either as tensors (computed
-  by the caller, e.g. after an all-reduce for sync-batch) or, pooled by each program itself, from the sums kernel's
+  dbeta of a spatial beta is ``dy`` itself and needs no kernel. The coefficients come either as a tensor (computed
+  by the caller: the all-reduced ones of sync-batch) or, pooled by each program itself, from the sums kernel's
   unreduced partials: no launch between the two kernels.
-* :func:`_class_table_grad_chunked_kernel` sums ``dz * x_hat`` and ``dz`` per class for CLADE's tables, visiting
-  only the classes present in each tile (see its docstring); :func:`_class_table_grad_kernel`, the previous kernel,
-  turns each label tile into a one-hot [BLOCK_S, BLOCK_K] matrix over every class and accumulates ``tl.dot``
-  products ("tf32x3"). Both write partial tables that torch sums: deterministic, no atomics.
+* :func:`_class_table_grad_kernel` sums ``dz * x_hat`` and ``dz`` per class for CLADE's tables, visiting only the
+  classes present in each tile (see its docstring), into partial tables that torch sums: deterministic, no atomics.
 """
 
 from __future__ import annotations
@@ -24,77 +22,64 @@ import triton
 import triton.language as tl
 
 from .common import (
-    ABSENT,
-    GIVEN,
-    POOLED,
+    TENSOR,
     VECTOR,
     _elementwise_tile,
     _grad_sums,
-    _input_grad_tile,
+    _offsets,
     _per_channel,
     _set_members,
+    _statistics,
+    _store_input_grads,
     _vector_values,
 )
 
 
 @triton.jit
 def _backward_sums_kernel(
-    dy_ptr,  # incoming gradient, (n, c, s) at n * sdn + c * sdc + s * sds
-    x_ptr,  # saved activations
-    rstd_ptr,  # fp32 rstd per (n, c): n * stat_sn + c
-    offset_ptr,  # fp32 -mean * rstd per (n, c)
+    dy_ptr,  # incoming gradient (strides dys)
+    x_ptr,  # saved activations (strides xs)
+    stats_ptr,  # fp32 (2, N or 1, C) rstd and offset (strides st)
     g_ptr,  # gamma (tensor or table, see common._modulation), or None
     b_ptr,  # beta (tensor or table), read for NEED_Z only, or None
-    lab_ptr,  # class ids for tables, or None
-    scale_ptr,  # second-modulation scale per (n, c), or None
+    lab_ptr,  # class ids of the tables, or None
+    scale_ptr,  # second modulation's scale per (n, c), or None
     out_ptr,  # out: fp32 (6, N, C, P): sum dz, dz*x_hat, g, g*x_hat, dy, dy*z
-    N,
-    C,
-    S,
-    P,
-    span,
-    sdn,
-    sdc,
-    sds,
-    sxn,
-    sxc,
-    sxs,
-    stat_sn,
-    sgn,
-    sgc,
-    sgs,
-    sbn,
-    sbc,
-    sbs,
-    sln,
-    sls,
-    ssn,
-    ssc,
+    shape,  # (N, C, S)
+    span,  # positions of S per program
+    dys,
+    xs,
+    st,
+    gs,
+    bs,
+    ls,
+    ss,
     GAMMA: tl.constexpr,
     BETA: tl.constexpr,
-    HAS_SCALE: tl.constexpr,
-    NEED_Z: tl.constexpr,
+    NEED_Z: tl.constexpr,  # the scale needs a gradient: sum dy * z, which reads beta
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
-    STAGES: tl.constexpr,  # pipeline depth (2 with NEED_Z, whose extra tiles would spill at 3)
 ):
+    """Grid (N, channel blocks, P spans)."""
     n = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     part = tl.program_id(2)
+    N, C, S = shape[0], shape[1], shape[2]
+    P = tl.num_programs(2)
     c_mask = c < C
-    c2 = c.to(tl.int64)[:, None]
-    rstd = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
+    rstd, offset = _statistics(stats_ptr, st, n, c, c_mask)
+    scale = None
+    if scale_ptr is not None:
+        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
     if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
+        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
     if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, n, c, c_mask, sbn, sbc)
+        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
     start = part * span
     sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
-        dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, start, tl.minimum(start + span, S),
-        sdn, sdc, sds, sxn, sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z,
-        BLOCK_C, BLOCK_S, STAGES,
+        dy_ptr, dys, x_ptr, xs, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c.to(tl.int64)[:, None], c_mask, rstd[:, None],
+        offset[:, None], scale, start, tl.minimum(start + span, S), GAMMA, BETA, NEED_Z, BLOCK_C, BLOCK_S,
+        2 if NEED_Z or GAMMA == TENSOR else 3,  # three or four streamed tiles: 3 stages would spill (Triton 3.6)
     )  # fmt: skip
     out = (n * C + c) * P + part
     plane = tl.cast(N, tl.int64) * C * P
@@ -108,84 +93,70 @@ def _backward_sums_kernel(
 
 @triton.jit
 def _backward_dx_kernel(
-    dy_ptr,  # incoming gradient (strides sd*)
-    x_ptr,  # saved activations (strides sx*)
-    rstd_ptr,  # fp32 rstd per (n, c), row stride stat_sn
-    offset_ptr,  # fp32 -mean * rstd per (n, c)
-    coef_x_ptr,  # fp32 -rstd * mean(g * x_hat) per (n, c), row stride coef_sn (COEF == GIVEN), or None
-    coef_0_ptr,  # fp32 -rstd * mean(g) per (n, c) (COEF == GIVEN), or None
-    partials_ptr,  # fp32 (6, N, C, P) partial sums of the sums kernel (COEF == POOLED), or None
+    dy_ptr,  # incoming gradient (strides dys)
+    x_ptr,  # saved activations (strides xs)
+    stats_ptr,  # fp32 (2, N or 1, C) rstd and offset (strides st)
+    coef_ptr,  # fp32 (2, N or 1, C) coef_x and coef_0 (strides cs), or None
+    partials_ptr,  # fp32 (6, N, C, P) partial sums of the sums kernel, pooled here, or None
     g_ptr,  # gamma (tensor or table), or None
-    lab_ptr,  # class ids for tables, or None
-    scale_ptr,  # second-modulation scale per (n, c), or None
-    dx_ptr,  # out: dx with strides so* (WRITE_DX), or None
-    dg_ptr,  # out: dz * x_hat with strides so* (WRITE_DGAMMA), or None
-    db_ptr,  # out: dz with strides so* (WRITE_DBETA), or None
-    N,
-    C,
-    S,
-    P,  # partial sums per (n, c) (COEF == POOLED)
-    members,  # partials per reduction set: N * P (batch) or group_size * P (per sample)
-    group_size,  # channels per set of a sample (1: instance)
+    lab_ptr,  # class ids of the tables, or None
+    scale_ptr,  # second modulation's scale per (n, c), or None
+    dx_ptr,  # out: dx (strides os), or None
+    dg_ptr,  # out: dz * x_hat (strides os), or None
+    db_ptr,  # out: dz (strides os), or None
     set_size,  # positions per reduction set (float)
-    sdn,
-    sdc,
-    sds,
-    sxn,
-    sxc,
-    sxs,
-    son,
-    soc,
-    sos,
-    stat_sn,
-    coef_sn,
-    sgn,
-    sgc,
-    sgs,
-    sln,
-    sls,
-    ssn,
-    ssc,
+    shape,  # (N, C, S)
+    pool,  # (P, group_size): partials per (n, c) and channels per set of a sample (1: instance)
+    dys,
+    xs,
+    os,
+    st,
+    cs,
+    gs,
+    ls,
+    ss,
     GAMMA: tl.constexpr,
-    COEF: tl.constexpr,  # ABSENT (no coefficients), GIVEN (tensors) or POOLED (from the partial sums)
-    BATCH: tl.constexpr,  # POOLED: the sets are channels over the batch
-    HAS_SCALE: tl.constexpr,
-    WRITE_DX: tl.constexpr,
-    WRITE_DGAMMA: tl.constexpr,
-    WRITE_DBETA: tl.constexpr,
+    BATCH: tl.constexpr,  # pooling: the sets are channels over the batch
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
-    BLOCK_M: tl.constexpr,  # POOLED: partials pooled per step
+    BLOCK_M: tl.constexpr,  # pooling: partials pooled per step
 ):
-    n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(C, S, BLOCK_C, BLOCK_S)
+    """One-axis grid over (n, channel block, position block); no coefficients (running statistics) when both
+    coef_ptr and partials_ptr are None."""
+    n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(shape[1], shape[2], BLOCK_C, BLOCK_S)
     if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
-    rstd_c = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)
-    rstd = rstd_c[:, None]
-    offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    if COEF == POOLED:
-        coef_x, coef_0 = _pooled_coefficients(partials_ptr, n, c, c_mask, rstd_c, N, C, P, members, group_size,
-                                              set_size, BATCH, BLOCK_C, BLOCK_M)  # fmt: skip
-    else:
-        coef_x = _per_channel(coef_x_ptr, n, c, c_mask, coef_sn, 1, BLOCK_C, COEF == GIVEN)
-        coef_0 = _per_channel(coef_0_ptr, n, c, c_mask, coef_sn, 1, BLOCK_C, COEF == GIVEN)
-    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    _input_grad_tile(
-        dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, coef_x,
-        coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln, sls,
-        GAMMA, COEF != ABSENT, HAS_SCALE, WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, False,
-    )  # fmt: skip
+        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
+    rstd, offset = _statistics(stats_ptr, st, n, c, c_mask)
+    coef_x = None
+    coef_0 = None
+    if partials_ptr is not None:
+        coef_x, coef_0 = _pooled_coefficients(partials_ptr, n, c, c_mask, rstd, shape, pool, set_size, BATCH,
+                                              BLOCK_C, BLOCK_M)  # fmt: skip
+    if coef_ptr is not None:
+        given_x, given_0 = _statistics(coef_ptr, cs, n, c, c_mask)
+        coef_x = given_x[:, None]
+        coef_0 = given_0[:, None]
+    scale = None
+    if scale_ptr is not None:
+        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
+    dy = tl.load(dy_ptr + _offsets(dys, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+    _store_input_grads(dy, x, g_ptr, gs, lab_ptr, ls, dx_ptr, dg_ptr, db_ptr, os, n, c2, s, s2, s_mask, mask,
+                       rstd[:, None], offset[:, None], coef_x, coef_0, scale, GAMMA, BLOCK_S, False)  # fmt: skip
 
 
 @triton.jit
-def _pooled_coefficients(partials_ptr, n, c, c_mask, rstd, N, C, P, members, group_size, set_size,
-                         BATCH: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_M: tl.constexpr):  # fmt: skip
+def _pooled_coefficients(partials_ptr, n, c, c_mask, rstd, shape, pool, set_size, BATCH: tl.constexpr,
+                         BLOCK_C: tl.constexpr, BLOCK_M: tl.constexpr):  # fmt: skip
     """dx coefficients [BLOCK_C, 1] of channels c of sample n, pooling the partial sums of g and g * x_hat
     (planes 2 and 3 of the (6, N, C, P) partials) over each channel's reduction set.
 
-    Batch sets: channel c of every sample, ``members = N * P``. Per-sample sets: the ``group_size`` channels of c's
-    group in sample n, ``members = group_size * P``.
+    Batch sets: channel c of every sample, ``N * P`` partials. Per-sample sets: the ``group_size`` channels of c's
+    group in sample n, ``group_size * P`` partials.
     """
+    N, C = shape[0], shape[1]
+    P, group_size = pool[0], pool[1]
+    members = N * P if BATCH else group_size * P
     plane = tl.cast(N, tl.int64) * C * P
     sum_g = tl.zeros([BLOCK_C], dtype=tl.float32)
     sum_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -196,71 +167,6 @@ def _pooled_coefficients(partials_ptr, n, c, c_mask, rstd, N, C, P, members, gro
         sum_g += tl.sum(tl.load(partials_ptr + 2 * plane + index, mask=mask, other=0.0), axis=1)
         sum_gx += tl.sum(tl.load(partials_ptr + 3 * plane + index, mask=mask, other=0.0), axis=1)
     return (-rstd * (sum_gx / set_size))[:, None], (-rstd * (sum_g / set_size))[:, None]
-
-
-@triton.jit
-def _class_table_grad_kernel(
-    dy_ptr,  # incoming gradient (strides sd*)
-    x_ptr,  # saved activations (strides sx*)
-    rstd_ptr,  # fp32 rstd per (n, c)
-    offset_ptr,  # fp32 -mean * rstd per (n, c)
-    lab_ptr,  # class ids (n, s) at n * sln + s * sls
-    scale_ptr,  # second-modulation scale per (n, c), or None
-    out_ptr,  # out: fp32 (2, N, P, C, BLOCK_K) partial tables: sum dz * x_hat and sum dz per (class, channel)
-    N,
-    C,
-    S,
-    P,
-    span,
-    sdn,
-    sdc,
-    sds,
-    sxn,
-    sxc,
-    sxs,
-    stat_sn,
-    sln,
-    sls,
-    ssn,
-    ssc,
-    HAS_SCALE: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    BLOCK_S: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-):
-    n = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    part = tl.program_id(2)
-    k = tl.arange(0, BLOCK_K)
-    c_mask = c < C
-    c2 = c.to(tl.int64)[:, None]
-    rstd = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    acc_gamma = tl.zeros([BLOCK_C, BLOCK_K], dtype=tl.float32)
-    acc_beta = tl.zeros([BLOCK_C, BLOCK_K], dtype=tl.float32)
-    start = part * span
-    end = tl.minimum(start + span, S)
-    for s0 in range(start, end, BLOCK_S):
-        s = s0 + tl.arange(0, BLOCK_S)
-        s_mask = s < end
-        mask = c_mask[:, None] & s_mask[None, :]
-        s2 = s.to(tl.int64)[None, :]
-        dz = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-        if HAS_SCALE:
-            dz = dz + dz * scale
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-        labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=-1).to(tl.int32)
-        one_hot = (labels[:, None] == k[None, :]).to(tl.float32)  # [BLOCK_S, BLOCK_K]
-        # The one-hot operand is exact in tf32; "tf32x3" splits the other into tf32 pieces (about fp32 accuracy,
-        # relative error ~2^-21) and runs on tensor cores, where "ieee" would fall back to scalar FMAs.
-        acc_gamma = tl.dot(dz * (x * rstd + offset), one_hot, acc_gamma, input_precision="tf32x3")
-        acc_beta = tl.dot(dz, one_hot, acc_beta, input_precision="tf32x3")
-    plane = tl.cast(N, tl.int64) * P * C * BLOCK_K
-    out = ((n * P + part) * C + c2) * BLOCK_K + k[None, :]
-    out_mask = c_mask[:, None] & (k[None, :] < BLOCK_K)
-    tl.store(out_ptr + out, acc_gamma, mask=out_mask)
-    tl.store(out_ptr + plane + out, acc_beta, mask=out_mask)
 
 
 @triton.jit
@@ -282,53 +188,48 @@ def _add_to_chunk(out_ptr, plane, base, k_offsets, c_mask, add_gamma, add_beta):
 
 
 @triton.jit
-def _class_table_grad_chunked_kernel(
-    dy_ptr,  # incoming gradient (strides sd*)
-    x_ptr,  # saved activations (strides sx*)
-    rstd_ptr,  # fp32 rstd per (n, c)
-    offset_ptr,  # fp32 -mean * rstd per (n, c)
-    lab_ptr,  # class ids (n, s) at n * sln + s * sls
-    scale_ptr,  # second-modulation scale per (n, c), or None
+def _class_table_grad_kernel(
+    dy_ptr,  # incoming gradient (strides dys)
+    x_ptr,  # saved activations (strides xs)
+    stats_ptr,  # fp32 (2, N, C) rstd and offset (strides st)
+    lab_ptr,  # class ids (n, s) (strides ls)
+    scale_ptr,  # second modulation's scale per (n, c), or None
     out_ptr,  # in/out: zeroed fp32 (2, N, P, C, K_pad) partial tables, K_pad a multiple of 16
-    N,
-    C,
-    S,
-    P,
-    span,
-    K_pad,
-    sdn,
-    sdc,
-    sds,
-    sxn,
-    sxc,
-    sxs,
-    stat_sn,
-    sln,
-    sls,
-    ssn,
-    ssc,
-    HAS_SCALE: tl.constexpr,
+    shape,  # (N, C, S)
+    span,  # positions of S per program
+    k_pad,
+    dys,
+    xs,
+    st,
+    ls,
+    ss,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
     """Per-class sums of dz * x_hat and dz over a span of S, visiting only the classes present in each tile.
 
-    A tile of one class (the common case in real label maps) adds its channel sums to that class's column; a tile
-    of several classes runs, for each 16-class chunk between its smallest and largest id that it contains, two tf32
-    products per table with a [BLOCK_S, 16] one-hot matrix. Accumulators live in this program's own rows of the
-    partial tables (read-modify-write, no atomics, deterministic); the partials are summed in torch.
+    Grid (N, channel blocks, P spans). A tile of one class (the common case in real label maps) adds its channel
+    sums to that class's column; a tile of several classes runs, for each 16-class chunk between its smallest and
+    largest id that it contains, two tf32 products per table with a [BLOCK_S, 16] one-hot matrix. Accumulators live
+    in this program's own rows of the partial tables (read-modify-write, no atomics, deterministic); the partials
+    are summed in torch.
     """
     n = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     part = tl.program_id(2)
+    N, C, S = shape[0], shape[1], shape[2]
+    P = tl.num_programs(2)
     k16 = tl.arange(0, 16)
     c_mask = c < C
     c2 = c.to(tl.int64)[:, None]
-    rstd = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    plane = tl.cast(N, tl.int64) * P * C * K_pad
-    rows = ((n * P + part) * C + c2) * K_pad  # [BLOCK_C, 1]
+    rstd, offset = _statistics(stats_ptr, st, n, c, c_mask)
+    rstd = rstd[:, None]
+    offset = offset[:, None]
+    scale = None
+    if scale_ptr is not None:
+        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
+    plane = tl.cast(N, tl.int64) * P * C * k_pad
+    rows = ((n * P + part) * C + c2) * k_pad  # [BLOCK_C, 1]
     start = part * span
     end = tl.minimum(start + span, S)
     for s0 in range(start, end, BLOCK_S):
@@ -336,12 +237,12 @@ def _class_table_grad_chunked_kernel(
         s_mask = s < end
         mask = c_mask[:, None] & s_mask[None, :]
         s2 = s.to(tl.int64)[None, :]
-        dz = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-        if HAS_SCALE:
+        dz = tl.load(dy_ptr + _offsets(dys, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+        if scale is not None:
             dz = dz + dz * scale
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
         v_gamma = tl.where(mask, dz * (x * rstd + offset), 0.0)
-        labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int32)
+        labels = tl.load(lab_ptr + n * ls[0] + s.to(tl.int64) * ls[1], mask=s_mask, other=0).to(tl.int32)
         lowest = tl.min(tl.where(s_mask, labels, 2147483647), axis=0)
         highest = tl.max(tl.where(s_mask, labels, -1), axis=0)
         if lowest == highest:  # one class: its column gets the channel sums

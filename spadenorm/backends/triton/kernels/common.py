@@ -1,8 +1,15 @@
 """``@triton.jit`` helpers shared by the kernels: tile indices, modulation and label loads, the output and
 input-gradient tile bodies, and the tile loops of the statistics and gradient sums (Chan-merged, centred).
 
-With ``x_hat = x * rstd + offset`` (``offset = -mean * rstd``, fp32 per (n, c)), the modulated map
-``z = x_hat * (1 + gamma) + beta`` and the output ``y = z * (1 + scale) + shift`` (scale, shift per (n, c)):
+Conventions of every kernel. Element (n, c, s) of a tensor (S: the flattened spatial positions) sits at
+``ptr + n * st[0] + c * st[1] + s * st[2]`` for its stride tuple ``st`` (0 on broadcast dimensions); a label map
+(N, S) at ``n * ls[0] + s * ls[1]``; a per-(n, c) scale or shift at ``n * ss[0] + c * ss[1]``; the fp32 statistics
+(2, N or 1, C), ``rstd`` in plane 0 and ``offset = -mean * rstd`` in plane 1, at ``plane * st[0] + n * st[1] + c``
+(row stride 0 for per-channel statistics). ``shape`` is (N, C, S). An absent tensor is ``None``, and the kernels
+test ``ptr is not None`` at compile time.
+
+With ``x_hat = x * rstd + offset``, the modulated map ``z = x_hat * (1 + gamma) + beta`` and the output
+``y = z * (1 + scale) + shift``:
 
 * forward tile: ``y``;
 * with ``dz = dy * (1 + scale)`` and ``g = dz * (1 + gamma)``, input-gradient tile:
@@ -34,17 +41,20 @@ TABLE: tl.constexpr = tl.constexpr(int(Kind.TABLE))
 VECTOR: tl.constexpr = tl.constexpr(int(Kind.VECTOR))
 
 
-class Coefficients(enum.IntEnum):
-    """Where the dx kernel gets its projection coefficients (host side; the kernels compare the constexprs below)."""
+class Strategy(enum.IntEnum):
+    """How a call computes its statistics and output (host side; the row kernels compare the first three as the
+    constexprs below)."""
 
-    ABSENT = 0  # none: statistics that do not depend on x (running estimates, identity)
-    GIVEN = 1  # per-(n, c) tensors computed by the caller
-    POOLED = 2  # pooled by each program from the sums kernel's partials
+    RESIDENT = 0  # row kernel: one row per program, the row one tile kept in registers
+    SWEPT = 1  # row kernel: one row per program, two sweeps over the row
+    PERSISTENT = 2  # row kernel: co-resident programs looping over rows; two sweeps; outputs stored evict-first
+    SPLIT = 3  # partial statistics over spans of S, merged per reduction set, then the modulate kernel
+    GIVEN = 4  # statistics that do not depend on x (running estimates, identity): the modulate kernel alone
 
 
-ABSENT: tl.constexpr = tl.constexpr(int(Coefficients.ABSENT))
-GIVEN: tl.constexpr = tl.constexpr(int(Coefficients.GIVEN))
-POOLED: tl.constexpr = tl.constexpr(int(Coefficients.POOLED))
+RESIDENT: tl.constexpr = tl.constexpr(int(Strategy.RESIDENT))
+SWEPT: tl.constexpr = tl.constexpr(int(Strategy.SWEPT))
+PERSISTENT: tl.constexpr = tl.constexpr(int(Strategy.PERSISTENT))
 
 
 @triton.jit
@@ -67,111 +77,58 @@ def _elementwise_tile(C, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
 
 
 @triton.jit
-def _row_channels(row, grid_c, C, channels_per_program, BLOCK_C: tl.constexpr):
-    """Sample and channels of row ``row`` of a row-kernel launch: (N, grid_c) rows of channel blocks or groups.
-
-    Returns n, c, c_mask and the int64 column offsets c2 [BLOCK_C, 1].
-    """
-    n = (row // grid_c).to(tl.int64)
-    c = (row % grid_c) * channels_per_program + tl.arange(0, BLOCK_C)
-    c_mask = (c < C) & (tl.arange(0, BLOCK_C) < channels_per_program)
-    return n, c, c_mask, c.to(tl.int64)[:, None]
+def _offsets(st, n, c2, s2):
+    """Element offsets ``n * st[0] + c2 * st[1] + s2 * st[2]`` of a tile ([BLOCK_C, 1] c2, [1, BLOCK_S] s2)."""
+    return n * st[0] + c2 * st[1] + s2 * st[2]
 
 
 @triton.jit
-def _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S: tl.constexpr, NEEDED: tl.constexpr):
+def _statistics(stats_ptr, st, n, c, c_mask):
+    """fp32 rstd and offset [BLOCK_C] of channels c of sample n from the (2, N or 1, C) statistics."""
+    at = stats_ptr + n * st[1] + c
+    return tl.load(at, mask=c_mask, other=0.0), tl.load(at + st[0], mask=c_mask, other=0.0)
+
+
+@triton.jit
+def _labels(lab_ptr, ls, n, s, s_mask, BLOCK_S: tl.constexpr, NEEDED: tl.constexpr):
     """[1, BLOCK_S] int64 class ids at positions s (zeros when no table is read)."""
     labels = tl.zeros([1, BLOCK_S], dtype=tl.int64)
     if NEEDED:
-        labels = tl.load(lab_ptr + n * sln + s.to(tl.int64) * sls, mask=s_mask, other=0).to(tl.int64)[None, :]
+        labels = tl.load(lab_ptr + n * ls[0] + s.to(tl.int64) * ls[1], mask=s_mask, other=0).to(tl.int64)[None, :]
     return labels
 
 
 @triton.jit
-def _vector_values(ptr, n, c, c_mask, sn, sc):
+def _vector_values(ptr, st, n, c, c_mask):
     """[BLOCK_C, 1] fp32 values of a VECTOR gamma or beta (constant over S), read once per program.
 
     The kernels pass them wherever the tensor goes (``if KIND == VECTOR: ptr = _vector_values(...)``) and
     :func:`_modulation` gives them back as they are, so no tile loads a broadcast tensor element by element.
     """
-    return tl.load(ptr + n * sn + c.to(tl.int64) * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
+    return tl.load(ptr + n * st[0] + c.to(tl.int64) * st[1], mask=c_mask, other=0.0).to(tl.float32)[:, None]
 
 
 @triton.jit
-def _modulation(
-    ptr,  # gamma or beta: strided tensor (TENSOR), (K, C) table (TABLE) or [BLOCK_C, 1] values (VECTOR)
-    n,
-    c2,
-    s2,
-    labels,  # [1, BLOCK_S] class ids (TABLE)
-    mask,
-    sn,  # batch stride (tensor) or row stride (table)
-    sc,
-    ss,
-    KIND: tl.constexpr,
-):
+def _modulation(ptr, st, n, c2, s2, labels, mask, KIND: tl.constexpr):
     """fp32 values of gamma or beta at channels c2 (column) and positions s2 (row): [BLOCK_C, BLOCK_S], or the
-    preloaded [BLOCK_C, 1] of a VECTOR."""
+    preloaded [BLOCK_C, 1] of a VECTOR. A TABLE's rows are picked by ``labels`` [1, BLOCK_S], with its row stride
+    in ``st[0]``."""
     if KIND == TENSOR:
-        return tl.load(ptr + n * sn + c2 * sc + s2 * ss, mask=mask, other=0.0).to(tl.float32)
+        return tl.load(ptr + _offsets(st, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
     elif KIND == TABLE:
-        return tl.load(ptr + labels * sn + c2 * sc, mask=mask, other=0.0).to(tl.float32)
+        return tl.load(ptr + labels * st[0] + c2 * st[1], mask=mask, other=0.0).to(tl.float32)
     else:
         return ptr
 
 
 @triton.jit
-def _per_channel(ptr, n, c, c_mask, sn, sc, BLOCK_C: tl.constexpr, PRESENT: tl.constexpr):
-    """[BLOCK_C, 1] fp32 values of a per-(n, c) tensor at n * sn + c * sc (zeros when absent)."""
-    if PRESENT:
-        return tl.load(ptr + n * sn + c.to(tl.int64) * sc, mask=c_mask, other=0.0).to(tl.float32)[:, None]
-    else:
-        return tl.zeros([BLOCK_C, 1], dtype=tl.float32)
+def _per_channel(ptr, st, n, c, c_mask):
+    """[BLOCK_C, 1] fp32 values of a per-(n, c) tensor at ``n * st[0] + c * st[1]``.
 
-
-@triton.jit
-def _scaled_grad(dz, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA: tl.constexpr,
-                 BLOCK_S: tl.constexpr):  # fmt: skip
-    """g = dz * (1 + gamma) on a tile."""
-    if GAMMA == NONE:
-        return dz
-    else:
-        labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE)
-        return dz + dz * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
-
-
-@triton.jit
-def _output_tile(x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, shift,
-                 sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls,
-                 GAMMA: tl.constexpr, BETA: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
-                 BLOCK_S: tl.constexpr, EVICT_FIRST: tl.constexpr):  # fmt: skip
-    """Load x and store ``y = ((x * rstd + offset) * (1 + gamma) + beta) * (1 + scale) + shift`` for one tile.
-
-    rstd, offset, scale, shift: [BLOCK_C, 1] fp32.
+    Optional ones are read as ``v = None`` then ``if ptr is not None: v = _per_channel(...)`` in the caller: Triton
+    3.6 compiles a None passed into a jit function, not one returned from it.
     """
-    x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-    _store_output(x, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, shift,
-                  syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, BLOCK_S,
-                  EVICT_FIRST)  # fmt: skip
-
-
-@triton.jit
-def _store_output(x, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, shift,
-                  syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls,
-                  GAMMA: tl.constexpr, BETA: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
-                  BLOCK_S: tl.constexpr, EVICT_FIRST: tl.constexpr):  # fmt: skip
-    """Store y for a tile of x already in registers (fp32); ``EVICT_FIRST`` streams y past the cache."""
-    y = x * rstd + offset
-    labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE or BETA == TABLE)
-    if GAMMA != NONE:
-        y = y + y * _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
-    if BETA != NONE:
-        y = y + _modulation(b_ptr, n, c2, s2, labels, mask, sbn, sbc, sbs, BETA)
-    if HAS_SCALE:
-        y = y + y * scale
-    if HAS_SHIFT:
-        y = y + shift
-    _store(y_ptr + n * syn + c2 * syc + s2 * sys_, y, mask, EVICT_FIRST)
+    return tl.load(ptr + n * st[0] + c.to(tl.int64) * st[1], mask=c_mask, other=0.0).to(tl.float32)[:, None]
 
 
 @triton.jit
@@ -185,42 +142,47 @@ def _store(ptr, value, mask, EVICT_FIRST: tl.constexpr):
 
 
 @triton.jit
-def _input_grad_tile(dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd,
-                     offset, coef_x, coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc, sgs, sln,
-                     sls, GAMMA: tl.constexpr, FROM_INPUT: tl.constexpr, HAS_SCALE: tl.constexpr,
-                     WRITE_DX: tl.constexpr, WRITE_DGAMMA: tl.constexpr, WRITE_DBETA: tl.constexpr,
-                     BLOCK_S: tl.constexpr, EVICT_FIRST: tl.constexpr):  # fmt: skip
-    """Load dy and x and store dx, the spatial dgamma map and/or the spatial dbeta map for one tile.
-
-    rstd, offset, coef_x, coef_0, scale: [BLOCK_C, 1] fp32.
-    """
-    dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-    x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-    _store_input_grads(dy, x, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset,
-                       coef_x, coef_0, scale, son, soc, sos, sgn, sgc, sgs, sln, sls, GAMMA, FROM_INPUT, HAS_SCALE,
-                       WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST)  # fmt: skip
+def _store_output(x, y_ptr, ys, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, s, s2, s_mask, mask, rstd, offset, scale,
+                  shift, GAMMA: tl.constexpr, BETA: tl.constexpr, BLOCK_S: tl.constexpr,
+                  EVICT_FIRST: tl.constexpr):  # fmt: skip
+    """Store ``y = ((x * rstd + offset) * (1 + gamma) + beta) * (1 + scale) + shift`` for a tile of x in registers
+    (fp32); rstd, offset, scale, shift: [BLOCK_C, 1] fp32 (scale and shift None when absent)."""
+    y = x * rstd + offset
+    labels = _labels(lab_ptr, ls, n, s, s_mask, BLOCK_S, GAMMA == TABLE or BETA == TABLE)
+    if GAMMA != NONE:
+        y = y + y * _modulation(g_ptr, gs, n, c2, s2, labels, mask, GAMMA)
+    if BETA != NONE:
+        y = y + _modulation(b_ptr, bs, n, c2, s2, labels, mask, BETA)
+    if scale is not None:
+        y = y + y * scale
+    if shift is not None:
+        y = y + shift
+    _store(y_ptr + _offsets(ys, n, c2, s2), y, mask, EVICT_FIRST)
 
 
 @triton.jit
-def _store_input_grads(dy, x, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset,
-                       coef_x, coef_0, scale, son, soc, sos, sgn, sgc, sgs, sln, sls, GAMMA: tl.constexpr,
-                       FROM_INPUT: tl.constexpr, HAS_SCALE: tl.constexpr, WRITE_DX: tl.constexpr,
-                       WRITE_DGAMMA: tl.constexpr, WRITE_DBETA: tl.constexpr, BLOCK_S: tl.constexpr,
+def _store_input_grads(dy, x, g_ptr, gs, lab_ptr, ls, dx_ptr, dg_ptr, db_ptr, os, n, c2, s, s2, s_mask, mask, rstd,
+                       offset, coef_x, coef_0, scale, GAMMA: tl.constexpr, BLOCK_S: tl.constexpr,
                        EVICT_FIRST: tl.constexpr):  # fmt: skip
-    """Store the gradient tiles of dy and x already in registers (fp32)."""
+    """Store dx, the spatial dgamma map and the spatial dbeta map (those whose pointer is not None, strides os) of
+    dy and x in registers (fp32). rstd, offset, scale: [BLOCK_C, 1] fp32 (scale None when absent); coef_x and coef_0
+    [BLOCK_C, 1], or None for statistics that do not depend on x."""
     dz = dy
-    if HAS_SCALE:
+    if scale is not None:
         dz = dy + dy * scale
     x_hat = x * rstd + offset
-    out = n * son + c2 * soc + s2 * sos
-    if WRITE_DGAMMA:
+    out = _offsets(os, n, c2, s2)
+    if dg_ptr is not None:
         _store(dg_ptr + out, dz * x_hat, mask, EVICT_FIRST)
-    if WRITE_DBETA:
+    if db_ptr is not None:
         _store(db_ptr + out, dz, mask, EVICT_FIRST)
-    if WRITE_DX:
-        g = _scaled_grad(dz, g_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, sgn, sgc, sgs, sln, sls, GAMMA, BLOCK_S)
+    if dx_ptr is not None:
+        g = dz
+        if GAMMA != NONE:
+            labels = _labels(lab_ptr, ls, n, s, s_mask, BLOCK_S, GAMMA == TABLE)
+            g = dz + dz * _modulation(g_ptr, gs, n, c2, s2, labels, mask, GAMMA)
         dx = g * rstd
-        if FROM_INPUT:
+        if coef_x is not None:
             dx = dx + x_hat * coef_x + coef_0
         _store(dx_ptr + out, dx, mask, EVICT_FIRST)
 
@@ -251,7 +213,7 @@ def _merge_tile(count, mean, m2, x, mask, s_mask):
 
 
 @triton.jit
-def _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+def _moments(x_ptr, xs, n, c2, c_mask, start, end, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
              STAGES: tl.constexpr):  # fmt: skip
     """Per-channel (count, mean, M2) of x over positions [start, end), tile by tile (STAGES-deep pipelined loads)."""
     count = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -261,16 +223,15 @@ def _moments(x_ptr, n, c2, c_mask, start, end, sxn, sxc, sxs, BLOCK_C: tl.conste
         s = s0 + tl.arange(0, BLOCK_S)
         s_mask = s < end
         mask = c_mask[:, None] & s_mask[None, :]
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s.to(tl.int64)[None, :] * sxs, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + _offsets(xs, n, c2, s.to(tl.int64)[None, :]), mask=mask, other=0.0).to(tl.float32)
         count, mean, m2 = _merge_tile(count, mean, m2, x, mask, s_mask)
     return count, mean, m2
 
 
 @triton.jit
-def _grad_sums(dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, start, end, sdn, sdc, sds,
-               sxn, sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA: tl.constexpr, BETA: tl.constexpr,
-               HAS_SCALE: tl.constexpr, NEED_Z: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
-               STAGES: tl.constexpr):  # fmt: skip
+def _grad_sums(dy_ptr, dys, x_ptr, xs, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, c_mask, rstd, offset, scale, start,
+               end, GAMMA: tl.constexpr, BETA: tl.constexpr, NEED_Z: tl.constexpr, BLOCK_C: tl.constexpr,
+               BLOCK_S: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
     """Per-channel sums over [start, end) of dz, dz * x_hat, g, g * x_hat, dy and (NEED_Z) dy * z, tile by tile
     (see :func:`_tile_grad_sums`; STAGES-deep pipelined loads)."""
     sum_dz = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -284,12 +245,11 @@ def _grad_sums(dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset
         s_mask = s < end
         mask = c_mask[:, None] & s_mask[None, :]
         s2 = s.to(tl.int64)[None, :]
-        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
-        t_dz, t_dzx, t_g, t_gx, t_dy, t_dyz = _tile_grad_sums(
-            dy, x, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, sgn, sgc, sgs, sbn, sbc,
-            sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_S,
-        )  # fmt: skip
+        dy = tl.load(dy_ptr + _offsets(dys, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+        t_dz, t_dzx, t_g, t_gx, t_dy, t_dyz = _tile_grad_sums(dy, x, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, s, s2,
+                                                              s_mask, mask, rstd, offset, scale, GAMMA, BETA, NEED_Z,
+                                                              BLOCK_S)  # fmt: skip
         sum_dz += t_dz
         sum_dzx += t_dzx
         sum_g += t_g
@@ -300,9 +260,8 @@ def _grad_sums(dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset
 
 
 @triton.jit
-def _tile_grad_sums(dy, x, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, sgn, sgc, sgs,
-                    sbn, sbc, sbs, sln, sls, GAMMA: tl.constexpr, BETA: tl.constexpr, HAS_SCALE: tl.constexpr,
-                    NEED_Z: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
+def _tile_grad_sums(dy, x, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, s, s2, s_mask, mask, rstd, offset, scale,
+                    GAMMA: tl.constexpr, BETA: tl.constexpr, NEED_Z: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
     """Per-channel sums over a tile of dz, dz * x_hat, g, g * x_hat, dy and (NEED_Z) dy * z.
 
     ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)``, ``z = x_hat * (1 + gamma) + beta``; the last sum is 0
@@ -310,19 +269,19 @@ def _tile_grad_sums(dy, x, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rs
     """
     x_hat = x * rstd + offset
     dz = dy
-    if HAS_SCALE:
+    if scale is not None:
         dz = dy + dy * scale
-    labels = _labels(lab_ptr, n, s, s_mask, sln, sls, BLOCK_S, GAMMA == TABLE or (NEED_Z and BETA == TABLE))
+    labels = _labels(lab_ptr, ls, n, s, s_mask, BLOCK_S, GAMMA == TABLE or (NEED_Z and BETA == TABLE))
     g = dz
     z = x_hat
     if GAMMA != NONE:
-        gamma = _modulation(g_ptr, n, c2, s2, labels, mask, sgn, sgc, sgs, GAMMA)
+        gamma = _modulation(g_ptr, gs, n, c2, s2, labels, mask, GAMMA)
         g = dz + dz * gamma
         z = x_hat + x_hat * gamma
     sum_dyz = tl.zeros_like(tl.sum(dy, axis=1))
     if NEED_Z:
         if BETA != NONE:
-            z = z + _modulation(b_ptr, n, c2, s2, labels, mask, sbn, sbc, sbs, BETA)
+            z = z + _modulation(b_ptr, bs, n, c2, s2, labels, mask, BETA)
         sum_dyz = tl.sum(dy * z, axis=1)
     return (tl.sum(dz, axis=1), tl.sum(dz * x_hat, axis=1), tl.sum(g, axis=1), tl.sum(g * x_hat, axis=1),
             tl.sum(dy, axis=1), sum_dyz)  # fmt: skip

@@ -13,59 +13,46 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .common import VECTOR, _elementwise_tile, _output_tile, _per_channel, _vector_values
+from .common import VECTOR, _elementwise_tile, _offsets, _per_channel, _statistics, _store_output, _vector_values
 
 
 @triton.jit
 def _modulate_fwd_kernel(
-    x_ptr,  # activations, (n, c, s) at n * sxn + c * sxc + s * sxs
-    y_ptr,  # out: same shape, its own strides
-    rstd_ptr,  # fp32 rstd per (n, c): n * stat_sn + c
-    offset_ptr,  # fp32 -mean * rstd per (n, c)
-    g_ptr,  # gamma, or None (see common._modulation)
+    x_ptr,  # activations (strides xs)
+    y_ptr,  # out: the output (strides ys)
+    stats_ptr,  # fp32 (2, N or 1, C) rstd and offset (strides st)
+    g_ptr,  # gamma (common._modulation), or None
     b_ptr,  # beta, or None
-    lab_ptr,  # int class ids (n, s) at n * sln + s * sls for tables, or None
-    scale_ptr,  # second-modulation scale per (n, c) at n * ssn + c * ssc, or None
-    shift_ptr,  # second-modulation shift per (n, c) at n * stn + c * stc, or None
-    C,
-    S,
-    sxn,
-    sxc,
-    sxs,
-    syn,
-    syc,
-    sys_,
-    stat_sn,
-    sgn,
-    sgc,
-    sgs,
-    sbn,
-    sbc,
-    sbs,
-    sln,
-    sls,
-    ssn,
-    ssc,
-    stn,
-    stc,
+    lab_ptr,  # class ids (n, s) of the tables, or None
+    scale_ptr,  # second modulation's scale per (n, c), or None
+    shift_ptr,  # second modulation's shift per (n, c), or None
+    shape,  # (N, C, S)
+    xs,
+    ys,
+    st,
+    gs,
+    bs,
+    ls,
+    ss,
+    ts,
     GAMMA: tl.constexpr,
     BETA: tl.constexpr,
-    HAS_SCALE: tl.constexpr,
-    HAS_SHIFT: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(C, S, BLOCK_C, BLOCK_S)
+    """One-axis grid over (n, channel block, position block)."""
+    n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(shape[1], shape[2], BLOCK_C, BLOCK_S)
     if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
+        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
     if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, n, c, c_mask, sbn, sbc)
-    rstd = tl.load(rstd_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    offset = tl.load(offset_ptr + n * stat_sn + c, mask=c_mask, other=0.0)[:, None]
-    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    shift = _per_channel(shift_ptr, n, c, c_mask, stn, stc, BLOCK_C, HAS_SHIFT)
-    _output_tile(
-        x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, shift,
-        sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT,
-        BLOCK_S, False,
-    )  # fmt: skip
+        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
+    rstd, offset = _statistics(stats_ptr, st, n, c, c_mask)
+    scale = None
+    if scale_ptr is not None:
+        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
+    shift = None
+    if shift_ptr is not None:
+        shift = _per_channel(shift_ptr, ts, n, c, c_mask)
+    x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+    _store_output(x, y_ptr, ys, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, s, s2, s_mask, mask, rstd[:, None],
+                  offset[:, None], scale, shift, GAMMA, BETA, BLOCK_S, False)  # fmt: skip

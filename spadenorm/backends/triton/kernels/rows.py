@@ -1,20 +1,20 @@
 """Row kernels for per-sample statistics (instance, group): one program owns whole reduction sets ("rows").
 
-A row is BLOCK_C channels of one sample: BLOCK_C separate sets for instance norm, or one group (BLOCK_C >= channels
-per group, masked) for group norm. The launch has ``rows = N * grid_c`` rows and any number of programs; program p
-takes rows p, p + programs, ... (a persistent grid when there are fewer programs than rows). Each row is done in
-one of two ways, chosen at compile time:
+A row is ``row_channels`` channels of one sample in a [BLOCK_C, BLOCK_S] tile: BLOCK_C separate sets for instance
+statistics (``PER_CHANNEL``), or one group (BLOCK_C >= channels per group, masked) for group statistics. A launch
+covers ``rows = N * ceil(C / row_channels)`` rows; ``STRATEGY`` (:class:`.common.Strategy`) says how:
 
-* ``RESIDENT``: the row is one [BLOCK_C, BLOCK_S] tile. It is loaded once, its statistics come from the registers
+* ``RESIDENT``: one program per row, the row one tile. It is loaded once, its statistics come from the registers
   (centred, exact two-pass) and the output is written from the same registers: x, gamma, beta are read once and y
   written once (4 passes; the backward reads dy, x, gamma and writes dx, dgamma: 5).
-* swept: the row is longer than a tile. The program sweeps S twice: first accumulating Chan-merged (count, mean,
-  M2) per channel, then, in reverse so that the tiles read last are still in cache, writing the output. The second
-  read of x (and, backward, of dy and gamma) comes from L2 where the rows in flight fit in it, else from memory.
-  With ``EVICT_FIRST`` the outputs are stored with an evict-first hint so that they do not push the row out.
+* ``SWEPT``: one program per row, longer than a tile. The program sweeps S twice: first accumulating Chan-merged
+  (count, mean, M2) per channel, then, in reverse so that the tiles read last are still in cache, writing the
+  output. The second read of x (and, backward, of dy and gamma) comes from L2 where the rows in flight fit in it.
+* ``PERSISTENT``: as ``SWEPT``, on a grid of as many programs as the GPU holds at once, each looping over rows
+  p, p + programs, ...; the outputs are stored evict-first so that they do not push the row out of L2.
 
 The second modulation (per-(n, c) scale and shift) costs no pass of its own; its backward reads beta too when the
-scale needs a gradient.
+scale needs a gradient (``NEED_Z``).
 """
 
 from __future__ import annotations
@@ -23,19 +23,29 @@ import triton
 import triton.language as tl
 
 from .common import (
+    PERSISTENT,
+    RESIDENT,
     VECTOR,
     _grad_sums,
-    _input_grad_tile,
     _merge_tile,
     _moments,
-    _output_tile,
+    _offsets,
     _per_channel,
-    _row_channels,
     _store_input_grads,
     _store_output,
     _tile_grad_sums,
     _vector_values,
 )
+
+
+@triton.jit
+def _row_channels(row, C, row_channels, BLOCK_C: tl.constexpr):
+    """Sample n, channels c, their mask and int64 column offsets c2 [BLOCK_C, 1] of row ``row``."""
+    per_sample = tl.cdiv(C, row_channels)
+    n = (row // per_sample).to(tl.int64)
+    c = (row % per_sample) * row_channels + tl.arange(0, BLOCK_C)
+    c_mask = (c < C) & (tl.arange(0, BLOCK_C) < row_channels)
+    return n, c, c_mask, c.to(tl.int64)[:, None]
 
 
 @triton.jit
@@ -51,128 +61,101 @@ def _set_moments(count, mean, m2, c_mask, PER_CHANNEL: tl.constexpr):
 
 
 @triton.jit
-def _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
-                      PER_CHANNEL: tl.constexpr):  # fmt: skip
-    """rstd and offset = -mean * rstd of each channel's set from per-channel moments; stored fp32 (N, C)."""
+def _store_statistics(count, mean, m2, stats_ptr, n, c, c_mask, N, C, eps, PER_CHANNEL: tl.constexpr):
+    """rstd and offset = -mean * rstd [BLOCK_C] of each channel's set from per-channel moments, stored in the fp32
+    (2, N, C) statistics."""
     set_mean, set_var = _set_moments(count, mean, m2, c_mask, PER_CHANNEL)
     rstd = tl.div_rn(1.0, tl.sqrt_rn(set_var + eps))  # correctly rounded, as the float64 merge
     offset = -set_mean * rstd
-    tl.store(rstd_out_ptr + n * C + c, rstd, mask=c_mask)
-    tl.store(offset_out_ptr + n * C + c, offset, mask=c_mask)
+    tl.store(stats_ptr + n * C + c, rstd, mask=c_mask)
+    tl.store(stats_ptr + tl.cast(N, tl.int64) * C + n * C + c, offset, mask=c_mask)
     return rstd, offset
 
 
 @triton.jit
 def _row_fwd_kernel(
-    x_ptr,  # activations, (n, c, s) at n * sxn + c * sxc + s * sxs
-    y_ptr,  # out: same shape, strides sy*
-    rstd_out_ptr,  # out: fp32 (N, C) rstd, contiguous
-    offset_out_ptr,  # out: fp32 (N, C) -mean * rstd
-    g_ptr,  # gamma, or None (see common._modulation)
+    x_ptr,  # activations (strides xs)
+    y_ptr,  # out: the output (strides ys)
+    stats_ptr,  # out: fp32 (2, N, C) rstd and offset, contiguous
+    g_ptr,  # gamma (common._modulation), or None
     b_ptr,  # beta, or None
-    lab_ptr,  # class ids (n, s) for tables, or None
-    scale_ptr,  # second-modulation scale per (n, c), or None
-    shift_ptr,  # second-modulation shift per (n, c), or None
-    C,
-    S,
-    grid_c,  # rows per sample: channel blocks or groups
-    rows,  # N * grid_c
-    channels_per_program,  # channels per group, or BLOCK_C for instance norm
+    lab_ptr,  # class ids (n, s) of the tables, or None
+    scale_ptr,  # second modulation's scale per (n, c), or None
+    shift_ptr,  # second modulation's shift per (n, c), or None
     eps,
-    sxn,
-    sxc,
-    sxs,
-    syn,
-    syc,
-    sys_,
-    sgn,
-    sgc,
-    sgs,
-    sbn,
-    sbc,
-    sbs,
-    sln,
-    sls,
-    ssn,
-    ssc,
-    stn,
-    stc,
-    PER_CHANNEL: tl.constexpr,
+    shape,  # (N, C, S)
+    row_channels,  # channels per row: a group, or BLOCK_C for instance statistics
+    xs,
+    ys,
+    gs,
+    bs,
+    ls,
+    ss,
+    ts,
     GAMMA: tl.constexpr,
     BETA: tl.constexpr,
-    HAS_SCALE: tl.constexpr,
-    HAS_SHIFT: tl.constexpr,
-    RESIDENT: tl.constexpr,  # each row is one tile, kept in registers (S <= BLOCK_S)
-    EVICT_FIRST: tl.constexpr,  # store y with an evict-first hint
-    PERSISTENT: tl.constexpr,  # fewer programs than rows: each loops over rows (else program i does row i)
-    STAGES: tl.constexpr,  # pipeline depth of the two sweeps
+    PER_CHANNEL: tl.constexpr,  # instance statistics (each channel its own set), else one group per row
+    STRATEGY: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    if PERSISTENT:
+    if STRATEGY == PERSISTENT:
+        rows = shape[0] * tl.cdiv(shape[1], row_channels)
         for row in tl.range(tl.program_id(0), rows, tl.num_programs(0), num_stages=1):
-            _forward_row(
-                row, x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, shift_ptr, C, S,
-                grid_c, channels_per_program, eps, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln,
-                sls, ssn, ssc, stn, stc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, RESIDENT, EVICT_FIRST,
-                BLOCK_C, BLOCK_S, STAGES,
-            )  # fmt: skip
+            _forward_row(row, x_ptr, y_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, shift_ptr, eps,
+                         shape, row_channels, xs, ys, gs, bs, ls, ss, ts, GAMMA, BETA, PER_CHANNEL, STRATEGY, BLOCK_C,
+                         BLOCK_S)  # fmt: skip
     else:
-        _forward_row(
-            tl.program_id(0), x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr,
-            shift_ptr, C, S, grid_c, channels_per_program, eps, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn,
-            sbc, sbs, sln, sls, ssn, ssc, stn, stc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, RESIDENT,
-            EVICT_FIRST, BLOCK_C, BLOCK_S, STAGES,
-        )  # fmt: skip
+        _forward_row(tl.program_id(0), x_ptr, y_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, shift_ptr, eps,
+                     shape, row_channels, xs, ys, gs, bs, ls, ss, ts, GAMMA, BETA, PER_CHANNEL, STRATEGY, BLOCK_C,
+                     BLOCK_S)  # fmt: skip
 
 
 @triton.jit
-def _forward_row(row, x_ptr, y_ptr, rstd_out_ptr, offset_out_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, shift_ptr, C, S,
-                 grid_c, channels_per_program, eps, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln,
-                 sls, ssn, ssc, stn, stc, PER_CHANNEL: tl.constexpr, GAMMA: tl.constexpr, BETA: tl.constexpr,
-                 HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, RESIDENT: tl.constexpr, EVICT_FIRST: tl.constexpr,
-                 BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, STAGES: tl.constexpr):  # fmt: skip
+def _forward_row(row, x_ptr, y_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, shift_ptr, eps, shape, row_channels,
+                 xs, ys, gs, bs, ls, ss, ts, GAMMA: tl.constexpr, BETA: tl.constexpr, PER_CHANNEL: tl.constexpr,
+                 STRATEGY: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):  # fmt: skip
     """One row of the forward: its statistics (stored) and its output."""
-    n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
+    N, C, S = shape[0], shape[1], shape[2]
+    n, c, c_mask, c2 = _row_channels(row, C, row_channels, BLOCK_C)
     if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
+        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
     if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, n, c, c_mask, sbn, sbc)
-    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    shift = _per_channel(shift_ptr, n, c, c_mask, stn, stc, BLOCK_C, HAS_SHIFT)
-    if RESIDENT:
+        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
+    scale = None
+    if scale_ptr is not None:
+        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
+    shift = None
+    if shift_ptr is not None:
+        shift = _per_channel(shift_ptr, ts, n, c, c_mask)
+    if STRATEGY == RESIDENT:
         s = tl.arange(0, BLOCK_S)
         s_mask = s < S
         s2 = s.to(tl.int64)[None, :]
         mask = c_mask[:, None] & s_mask[None, :]
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
         none = tl.zeros([BLOCK_C], dtype=tl.float32)
         count, mean, m2 = _merge_tile(none, none, none, x, mask, s_mask)
-        rstd, offset = _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
-                                         PER_CHANNEL)  # fmt: skip
-        _store_output(
-            x, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd[:, None], offset[:, None], scale,
-            shift, syn, syc, sys_, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT,
-            BLOCK_S, EVICT_FIRST,
-        )  # fmt: skip
+        rstd, offset = _store_statistics(count, mean, m2, stats_ptr, n, c, c_mask, N, C, eps, PER_CHANNEL)
+        _store_output(x, y_ptr, ys, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, s, s2, s_mask, mask, rstd[:, None],
+                      offset[:, None], scale, shift, GAMMA, BETA, BLOCK_S, False)  # fmt: skip
     else:
-        count, mean, m2 = _moments(x_ptr, n, c2, c_mask, 0, S, sxn, sxc, sxs, BLOCK_C, BLOCK_S, STAGES)
-        rstd, offset = _store_statistics(count, mean, m2, rstd_out_ptr, offset_out_ptr, n, c, c_mask, C, eps,
-                                         PER_CHANNEL)  # fmt: skip
+        count, mean, m2 = _moments(x_ptr, xs, n, c2, c_mask, 0, S, BLOCK_C, BLOCK_S, 2)
+        rstd, offset = _store_statistics(count, mean, m2, stats_ptr, n, c, c_mask, N, C, eps, PER_CHANNEL)
         num_chunks = tl.cdiv(S, BLOCK_S)
-        for i in tl.range(0, num_chunks, num_stages=STAGES):
+        for i in tl.range(0, num_chunks, num_stages=2):
             s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
             s_mask = s < S
+            s2 = s.to(tl.int64)[None, :]
             mask = c_mask[:, None] & s_mask[None, :]
-            _output_tile(
-                x_ptr, y_ptr, g_ptr, b_ptr, lab_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask, mask,
-                rstd[:, None], offset[:, None], scale, shift, sxn, sxc, sxs, syn, syc, sys_, sgn, sgc, sgs, sbn,
-                sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, HAS_SHIFT, BLOCK_S, EVICT_FIRST,
-            )  # fmt: skip
+            x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+            _store_output(x, y_ptr, ys, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, s, s2, s_mask, mask,
+                          rstd[:, None], offset[:, None], scale, shift, GAMMA, BETA, BLOCK_S,
+                          STRATEGY == PERSISTENT)  # fmt: skip
 
 
 @triton.jit
-def _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c, c_mask, N, C, S,
+def _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd, n, c, c_mask, N, C, S,
                     PER_CHANNEL: tl.constexpr):  # fmt: skip
     """Store the per-(n, c) sums (4, N, C) and return the dx coefficients [BLOCK_C, 1] of each channel's set."""
     plane = tl.cast(N, tl.int64) * C
@@ -188,131 +171,99 @@ def _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, r
         set_size = S * tl.sum(c_mask.to(tl.float32), axis=0)
         mean_g = tl.sum(sum_g, axis=0) / set_size + tl.zeros_like(sum_g)
         mean_gx = tl.sum(sum_gx, axis=0) / set_size + tl.zeros_like(sum_gx)
-    return (-rstd_c * mean_gx)[:, None], (-rstd_c * mean_g)[:, None]
+    return (-rstd * mean_gx)[:, None], (-rstd * mean_g)[:, None]
 
 
 @triton.jit
 def _row_bwd_kernel(
-    dy_ptr,  # incoming gradient (strides sd*)
-    x_ptr,  # saved activations (strides sx*)
-    rstd_ptr,  # fp32 (N, C) rstd
-    offset_ptr,  # fp32 (N, C) -mean * rstd
+    dy_ptr,  # incoming gradient (strides dys)
+    x_ptr,  # saved activations (strides xs)
+    stats_ptr,  # fp32 (2, N, C) rstd and offset, contiguous
     g_ptr,  # gamma (tensor or table), or None
     b_ptr,  # beta (tensor or table), read for NEED_Z only, or None
-    lab_ptr,  # class ids for tables, or None
-    scale_ptr,  # second-modulation scale per (n, c), or None
-    dx_ptr,  # out: dx, strides so* (WRITE_DX), or None
-    dg_ptr,  # out: dz * x_hat for a spatial gamma, strides so* (WRITE_DGAMMA), or None
-    db_ptr,  # out: dz for a spatial beta under a scale, strides so* (WRITE_DBETA), or None
+    lab_ptr,  # class ids of the tables, or None
+    scale_ptr,  # second modulation's scale per (n, c), or None
+    dx_ptr,  # out: dx (strides os), or None
+    dg_ptr,  # out: dz * x_hat for a spatial gamma (strides os), or None
+    db_ptr,  # out: dz for a spatial beta under a scale (strides os), or None
     sums_ptr,  # out: fp32 (4, N, C): sum dz, sum dz * x_hat, sum dy, sum dy * z per (n, c)
-    N,
-    C,
-    S,
-    grid_c,
-    rows,
-    channels_per_program,
-    sdn,
-    sdc,
-    sds,
-    sxn,
-    sxc,
-    sxs,
-    son,
-    soc,
-    sos,
-    sgn,
-    sgc,
-    sgs,
-    sbn,
-    sbc,
-    sbs,
-    sln,
-    sls,
-    ssn,
-    ssc,
-    PER_CHANNEL: tl.constexpr,
+    shape,  # (N, C, S)
+    row_channels,
+    dys,
+    xs,
+    os,
+    gs,
+    bs,
+    ls,
+    ss,
     GAMMA: tl.constexpr,
     BETA: tl.constexpr,
-    HAS_SCALE: tl.constexpr,
-    NEED_Z: tl.constexpr,
-    WRITE_DX: tl.constexpr,
-    WRITE_DGAMMA: tl.constexpr,
-    WRITE_DBETA: tl.constexpr,
-    RESIDENT: tl.constexpr,
-    EVICT_FIRST: tl.constexpr,
-    PERSISTENT: tl.constexpr,  # fewer programs than rows: each loops over rows (else program i does row i)
-    STAGES: tl.constexpr,  # pipeline depth of the two sweeps
+    PER_CHANNEL: tl.constexpr,
+    NEED_Z: tl.constexpr,  # the scale needs a gradient: sum dy * z, which reads beta
+    STRATEGY: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
-    if PERSISTENT:
+    if STRATEGY == PERSISTENT:
+        rows = shape[0] * tl.cdiv(shape[1], row_channels)
         for row in tl.range(tl.program_id(0), rows, tl.num_programs(0), num_stages=1):
-            _backward_row(
-                row, dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr,
-                sums_ptr, N, C, S, grid_c, channels_per_program, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn,
-                sgc, sgs, sbn, sbc, sbs, sln, sls, ssn, ssc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, NEED_Z, WRITE_DX,
-                WRITE_DGAMMA, WRITE_DBETA, RESIDENT, EVICT_FIRST, BLOCK_C, BLOCK_S, STAGES,
-            )  # fmt: skip
+            _backward_row(row, dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr,
+                          sums_ptr, shape, row_channels, dys, xs, os, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL, NEED_Z,
+                          STRATEGY, BLOCK_C, BLOCK_S)  # fmt: skip
     else:
-        _backward_row(
-            tl.program_id(0), dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr,
-            db_ptr, sums_ptr, N, C, S, grid_c, channels_per_program, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn,
-            sgc, sgs, sbn, sbc, sbs, sln, sls, ssn, ssc, PER_CHANNEL, GAMMA, BETA, HAS_SCALE, NEED_Z, WRITE_DX,
-            WRITE_DGAMMA, WRITE_DBETA, RESIDENT, EVICT_FIRST, BLOCK_C, BLOCK_S, STAGES,
-        )  # fmt: skip
+        _backward_row(tl.program_id(0), dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr,
+                      db_ptr, sums_ptr, shape, row_channels, dys, xs, os, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL,
+                      NEED_Z, STRATEGY, BLOCK_C, BLOCK_S)  # fmt: skip
 
 
 @triton.jit
-def _backward_row(row, dy_ptr, x_ptr, rstd_ptr, offset_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr,
-                  sums_ptr, N, C, S, grid_c, channels_per_program, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn,
-                  sgc, sgs, sbn, sbc, sbs, sln, sls, ssn, ssc, PER_CHANNEL: tl.constexpr, GAMMA: tl.constexpr,
-                  BETA: tl.constexpr, HAS_SCALE: tl.constexpr, NEED_Z: tl.constexpr, WRITE_DX: tl.constexpr,
-                  WRITE_DGAMMA: tl.constexpr, WRITE_DBETA: tl.constexpr, RESIDENT: tl.constexpr,
-                  EVICT_FIRST: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
-                  STAGES: tl.constexpr):  # fmt: skip
+def _backward_row(row, dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr, sums_ptr,
+                  shape, row_channels, dys, xs, os, gs, bs, ls, ss, GAMMA: tl.constexpr, BETA: tl.constexpr,
+                  PER_CHANNEL: tl.constexpr, NEED_Z: tl.constexpr, STRATEGY: tl.constexpr, BLOCK_C: tl.constexpr,
+                  BLOCK_S: tl.constexpr):  # fmt: skip
     """One row of the backward: its sums (stored) and its gradient maps."""
-    n, c, c_mask, c2 = _row_channels(row, grid_c, C, channels_per_program, BLOCK_C)
+    N, C, S = shape[0], shape[1], shape[2]
+    n, c, c_mask, c2 = _row_channels(row, C, row_channels, BLOCK_C)
     if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, n, c, c_mask, sgn, sgc)
+        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
     if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, n, c, c_mask, sbn, sbc)
-    rstd_c = tl.load(rstd_ptr + n * C + c, mask=c_mask, other=0.0)
+        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
+    rstd_c = tl.load(stats_ptr + n * C + c, mask=c_mask, other=0.0)
     rstd = rstd_c[:, None]
-    offset = tl.load(offset_ptr + n * C + c, mask=c_mask, other=0.0)[:, None]
-    scale = _per_channel(scale_ptr, n, c, c_mask, ssn, ssc, BLOCK_C, HAS_SCALE)
-    if RESIDENT:
+    offset = tl.load(stats_ptr + tl.cast(N, tl.int64) * C + n * C + c, mask=c_mask, other=0.0)[:, None]
+    scale = None
+    if scale_ptr is not None:
+        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
+    if STRATEGY == RESIDENT:
         s = tl.arange(0, BLOCK_S)
         s_mask = s < S
         s2 = s.to(tl.int64)[None, :]
         mask = c_mask[:, None] & s_mask[None, :]
-        dy = tl.load(dy_ptr + n * sdn + c2 * sdc + s2 * sds, mask=mask, other=0.0).to(tl.float32)
-        x = tl.load(x_ptr + n * sxn + c2 * sxc + s2 * sxs, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(dy_ptr + _offsets(dys, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
         sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _tile_grad_sums(
-            dy, x, g_ptr, b_ptr, lab_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, scale, sgn, sgc, sgs, sbn,
-            sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_S,
+            dy, x, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, s, s2, s_mask, mask, rstd, offset, scale, GAMMA, BETA,
+            NEED_Z, BLOCK_S,
         )  # fmt: skip
         coef_x, coef_0 = _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c,
                                          c_mask, N, C, S, PER_CHANNEL)  # fmt: skip
-        _store_input_grads(
-            dy, x, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s2, s_mask, mask, rstd, offset, coef_x,
-            coef_0, scale, son, soc, sos, sgn, sgc, sgs, sln, sls, GAMMA, True, HAS_SCALE, WRITE_DX,
-            WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST,
-        )  # fmt: skip
+        _store_input_grads(dy, x, g_ptr, gs, lab_ptr, ls, dx_ptr, dg_ptr, db_ptr, os, n, c2, s, s2, s_mask, mask, rstd,
+                           offset, coef_x, coef_0, scale, GAMMA, BLOCK_S, False)  # fmt: skip
     else:
         sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
-            dy_ptr, x_ptr, g_ptr, b_ptr, lab_ptr, n, c2, c_mask, rstd, offset, scale, 0, S, sdn, sdc, sds, sxn,
-            sxc, sxs, sgn, sgc, sgs, sbn, sbc, sbs, sln, sls, GAMMA, BETA, HAS_SCALE, NEED_Z, BLOCK_C, BLOCK_S,
-            STAGES,
+            dy_ptr, dys, x_ptr, xs, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, c_mask, rstd, offset, scale, 0, S, GAMMA,
+            BETA, NEED_Z, BLOCK_C, BLOCK_S, 2,
         )  # fmt: skip
         coef_x, coef_0 = _store_row_sums(sums_ptr, sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz, rstd_c, n, c,
                                          c_mask, N, C, S, PER_CHANNEL)  # fmt: skip
         num_chunks = tl.cdiv(S, BLOCK_S)
-        for i in tl.range(0, num_chunks, num_stages=STAGES):
+        for i in tl.range(0, num_chunks, num_stages=2):
             s = (num_chunks - 1 - i) * BLOCK_S + tl.arange(0, BLOCK_S)  # reverse: the last tiles read are cached
             s_mask = s < S
+            s2 = s.to(tl.int64)[None, :]
             mask = c_mask[:, None] & s_mask[None, :]
-            _input_grad_tile(
-                dy_ptr, x_ptr, g_ptr, lab_ptr, dx_ptr, dg_ptr, db_ptr, n, c2, s, s.to(tl.int64)[None, :], s_mask,
-                mask, rstd, offset, coef_x, coef_0, scale, sdn, sdc, sds, sxn, sxc, sxs, son, soc, sos, sgn, sgc,
-                sgs, sln, sls, GAMMA, True, HAS_SCALE, WRITE_DX, WRITE_DGAMMA, WRITE_DBETA, BLOCK_S, EVICT_FIRST,
-            )  # fmt: skip
+            dy = tl.load(dy_ptr + _offsets(dys, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
+            _store_input_grads(dy, x, g_ptr, gs, lab_ptr, ls, dx_ptr, dg_ptr, db_ptr, os, n, c2, s, s2, s_mask, mask,
+                               rstd, offset, coef_x, coef_0, scale, GAMMA, BLOCK_S,
+                               STRATEGY == PERSISTENT)  # fmt: skip
