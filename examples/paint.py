@@ -59,10 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         help="dataset of an original state dict (default: the preset matching its channel count); names the classes",
     )
-    p.add_argument("--ngf", type=int, help="generator width (original files: read from the file, 64 for releases)")
-    p.add_argument("--crop-size", type=int, help="output width")
-    p.add_argument("--aspect-ratio", type=float, help="output width / height")
-    p.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"))
+    command_line.add_architecture_options(p)
     p.add_argument("--val-labels", type=Path, help="folder of label PNGs to start paintings from")
     p.add_argument("--device", default="cpu", help="where the generator runs: cpu, cuda, cuda:1, ...")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback exposes the page")
@@ -84,12 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(
             args.checkpoint,
             preset=args.preset,
-            overrides={
-                "ngf": args.ngf,
-                "crop_size": args.crop_size,
-                "aspect_ratio": args.aspect_ratio,
-                "num_upsampling_layers": args.num_upsampling_layers,
-            },
+            overrides=command_line.architecture_overrides(args),
             device=args.device,
         )
         dataset = dataset_name(model, args.preset)

@@ -38,10 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         help="dataset defaults for an original state dict (default: the preset matching its channel count)",
     )
-    p.add_argument("--ngf", type=int, help="generator width (original files: read from the file, 64 for releases)")
-    p.add_argument("--crop-size", type=int, help="output width")
-    p.add_argument("--aspect-ratio", type=float, help="output width / height")
-    p.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"))
+    command_line.add_architecture_options(p)
     p.add_argument("--style", help="style image for a VAE generator (encoded by its encoder)")
     p.add_argument("--seed", type=int, default=0, help="seed of the VAE's z (different seeds: different styles)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
@@ -55,12 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(
             args.checkpoint,
             preset=args.preset,
-            overrides={
-                "ngf": args.ngf,
-                "crop_size": args.crop_size,
-                "aspect_ratio": args.aspect_ratio,
-                "num_upsampling_layers": args.num_upsampling_layers,
-            },
+            overrides=command_line.architecture_overrides(args),
             device=args.device,
         )
         written = synthesize_folder(

@@ -1,4 +1,5 @@
-"""The start the GAN's scripts (``train_spade.py``, ``synthesize.py``, ``evaluate.py``, ``ablation.py``) share.
+"""The start the GAN's scripts (``train_spade.py``, ``synthesize.py``, ``evaluate.py``, ``ablation.py``, ``paint.py``)
+share.
 
 Importing this module makes the repository's ``spadenorm`` importable from a plain clone (no ``pip install -e .``), so
 each script imports it before anything that imports spadenorm::
@@ -8,7 +9,9 @@ each script imports it before anything that imports spadenorm::
     if __name__ == "__main__":
         command_line.flush_denormals()
 
-Then :func:`parser` starts each script's command line and :func:`report_error` reports an unusable input.
+Then :func:`parser` starts each script's command line and :func:`report_error` reports an unusable input; the scripts
+that load a generator take its architecture options from :func:`add_architecture_options` and hand them to
+``load_model`` as :func:`architecture_overrides`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -52,3 +56,22 @@ def report_error(prog: str, message: object) -> int:
     an unusable input, 2."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
+
+
+def add_architecture_options(p: argparse.ArgumentParser) -> None:
+    """``--ngf``, ``--crop-size``, ``--aspect-ratio`` and ``--num-upsampling-layers``: the generator architecture a
+    script may override when it loads a checkpoint (``spade_gan.synthesis.loading.OVERRIDABLE``)."""
+    p.add_argument("--ngf", type=int, help="generator width (original files: read from the file, 64 for releases)")
+    p.add_argument("--crop-size", type=int, help="output width")
+    p.add_argument("--aspect-ratio", type=float, help="output width / height")
+    p.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"))
+
+
+def architecture_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of :func:`add_architecture_options` as ``load_model``'s ``overrides`` (``None``: not given)."""
+    return {
+        "ngf": args.ngf,
+        "crop_size": args.crop_size,
+        "aspect_ratio": args.aspect_ratio,
+        "num_upsampling_layers": args.num_upsampling_layers,
+    }
