@@ -31,10 +31,10 @@ INTERPOLATIONS: dict[str, tuple[int, ...]] = {
 }
 _CONVS: dict[int, Callable[..., _ConvNd]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 LOOKUP_MIN_CLASSES = 32
-"""With ``label_lookup=None``, the fewest classes (input channels looked up) for which the lookup runs: where it was
-measured faster than building the one-hot map and convolving it on one CPU thread (docs/benchmarks.md, the crossover
-table; on two threads of a loaded machine it paid from 64 classes). Below, a convolution of so few channels is as
-fast; the lookup's other gain, no one-hot map kept for backward, holds at any count (``label_lookup=True``)."""
+"""With ``label_lookup=None``, the fewest classes (input channels looked up) for which the lookup runs: from there it
+was measured at least 10 % faster than building the one-hot map and convolving it, forward and backward, on one and
+on two CPU threads (docs/benchmarks.md, the crossover table). Below, the two are within a few percent; the lookup's
+other gain, no one-hot map kept for backward, holds at any count (``label_lookup=True``)."""
 
 
 class SPADE(nn.Module):
