@@ -9,7 +9,7 @@ Every dataset yields the same item format (a dict):
 
 :func:`to_semantics` turns a batch of labels (and instance maps) into the one-hot semantic map;
 :func:`semantic_inputs` gives the class ids and edge map beside it (:class:`Semantics`), as the SPADE generator
-reads them.
+reads them; :func:`semantic_ids` gives the ids and edge map alone, for synthesis, which needs no one-hot map.
 """
 
 from .build import DATASETS, DatasetOptions, build_dataset
@@ -20,7 +20,15 @@ from .pairing import Sample
 from .palette import colorize_labels, label_palette
 from .presets import PRESETS, Preset, get_preset
 from .scene_classes import CLASS_NAMES, NUM_CLASSES, SCENE_CLASSES, SceneClass
-from .semantics import Semantics, check_label_range, instance_edges, map_dontcare, semantic_inputs, to_semantics
+from .semantics import (
+    Semantics,
+    check_label_range,
+    instance_edges,
+    map_dontcare,
+    semantic_ids,
+    semantic_inputs,
+    to_semantics,
+)
 from .synthetic import SyntheticScenes
 from .transforms import Preprocess
 
@@ -51,6 +59,7 @@ __all__ = [
     "instance_edges",
     "label_palette",
     "map_dontcare",
+    "semantic_ids",
     "semantic_inputs",
     "to_semantics",
 ]

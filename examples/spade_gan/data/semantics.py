@@ -94,15 +94,16 @@ class Semantics(NamedTuple):
     map: Tensor
 
 
-def semantic_inputs(
+def semantic_ids(
     label: Tensor,
     instance: Tensor | None = None,
     *,
     label_nc: int,
     contain_dontcare: bool,
-) -> Semantics:
-    """The class ids, the instance edges and the float semantic map of a batch: see :func:`to_semantics` (the
-    arguments, shapes and errors are its own) and :class:`Semantics`."""
+) -> tuple[Tensor, Tensor | None]:
+    """What the SPADE generator reads of a batch, without the one-hot map: the (N, H, W) int64 class ids (dontcare
+    mapped to ``label_nc``) and the (N, 1, H, W) float instance-edge map, or ``None`` without ``instance``. The
+    arguments, shapes and errors are those of :func:`to_semantics`."""
     if label_nc < 1:
         raise ValueError(f"label_nc: expected a positive int, got {label_nc!r}")
     if not isinstance(label, Tensor):
@@ -115,19 +116,31 @@ def semantic_inputs(
         raise ValueError(f"label: expected shape (N, 1, H, W) or (N, H, W), got {tuple(label.shape)}")
     label = map_dontcare(label.long(), label_nc=label_nc, contain_dontcare=contain_dontcare)
     check_label_range(label, label_nc=label_nc, contain_dontcare=contain_dontcare)
-    n, _, h, w = label.shape
-    num_channels = label_nc + int(contain_dontcare)
-    semantics = torch.zeros(n, num_channels, h, w, device=label.device)
-    semantics.scatter_(1, label, 1.0)
     if instance is None:
-        return Semantics(label[:, 0], None, semantics)
+        return label[:, 0], None
+    n, _, h, w = label.shape
     if instance.dim() == 3:
         instance = instance.unsqueeze(1)
     if instance.shape != (n, 1, h, w):
         raise ValueError(f"instance: expected shape {(n, 1, h, w)} to match label, got {tuple(instance.shape)}")
     edges = instance.float() if instance.is_floating_point() else instance_edges(instance)
-    edges = edges.to(semantics.device)
-    return Semantics(label[:, 0], edges, torch.cat([semantics, edges], dim=1))
+    return label[:, 0], edges.to(label.device)
+
+
+def semantic_inputs(
+    label: Tensor,
+    instance: Tensor | None = None,
+    *,
+    label_nc: int,
+    contain_dontcare: bool,
+) -> Semantics:
+    """The class ids, the instance edges and the float semantic map of a batch: see :func:`to_semantics` (the
+    arguments, shapes and errors are its own) and :class:`Semantics`."""
+    ids, edges = semantic_ids(label, instance, label_nc=label_nc, contain_dontcare=contain_dontcare)
+    n, h, w = ids.shape
+    semantics = torch.zeros(n, label_nc + int(contain_dontcare), h, w, device=ids.device)
+    semantics.scatter_(1, ids[:, None], 1.0)
+    return Semantics(ids, edges, semantics if edges is None else torch.cat([semantics, edges], dim=1))
 
 
 def to_semantics(

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..data.errors import LabelRangeError
 from ..data.io import read_image, read_instance, read_label
-from ..data.semantics import check_label_range, instance_edges, map_dontcare, semantic_inputs
+from ..data.semantics import check_label_range, instance_edges, map_dontcare, semantic_ids
 from ..data.transforms import Geometry, apply_to_ids, apply_to_image
 from ..images import to_uint8
 from ..models.encoder import reparameterize
@@ -148,8 +148,8 @@ def generate(model: LoadedModel, label: Tensor, instance: Tensor | None = None, 
         z: ``(N, z_dim)`` style codes for a VAE generator (see :func:`style_code`), else ``None``.
     """
     spec = model.spec
-    seg = semantic_inputs(label, instance, label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare)
-    return model.generator(seg.ids, z, extra=seg.edges)
+    ids, edges = semantic_ids(label, instance, label_nc=spec.label_nc, contain_dontcare=spec.contain_dontcare)
+    return model.generator(ids, z, extra=edges)
 
 
 @torch.no_grad()
