@@ -16,8 +16,9 @@ of ``K * taps``, and the (N, K, \*S) one-hot map is never built.
 Forward. The weight becomes a table of ``taps * (K + 1)`` rows of length O, row ``t * (K + 1) + c`` holding
 :math:`W[:, c, t]`, row ``t * (K + 1) + K`` zero (the id the padding gets under zero padding), the bias added to the
 centre tap's rows (the centre tap always reads a real label). Each output position is one bag of ``taps`` row
-indices, and ``F.embedding_bag(mode="sum")`` gathers and sums them: (N * prod(S), O) rows, returned as a
-contiguous (N, O, \*S) tensor (one 2-D transpose per sample) or, on request, as the channels-last view of the rows.
+indices, and ``F.embedding_bag(mode="sum")`` gathers and sums them: (N * prod(S), O) rows, a chunk of positions at
+a time, each chunk copied into the (N, O, \*S) result while it is in cache (transposed for a contiguous result; as
+it is for a channels-last one).
 
 Backward. :math:`\partial L / \partial b = \sum_p G[p]` and
 
@@ -95,14 +96,36 @@ def _tap_offsets(kernel_size: list[int], device: torch.device) -> list[Tensor]:
     return [g.reshape(-1) for g in grids]
 
 
-def _channels_first(rows: Tensor, n: int, spatial: list[int]) -> Tensor:
-    """(N * prod(S), C) rows -> a contiguous (N, C, \\*S) tensor, one 2-D transpose per sample (``copy_``'s fast
-    path for a transposed matrix; a 4-D permuted copy is about twice as slow on CPU)."""
-    channels = rows.shape[1]
-    out = rows.new_empty((n, channels, math.prod(spatial)))
-    for sample, block in zip(out, rows.view(n, -1, channels), strict=True):
-        sample.copy_(block.t())
-    return out.view(n, channels, *spatial)
+# Positions per gather: the (positions, O) rows of one chunk stay in cache until they are copied into the result,
+# and no activation-sized buffer of rows is allocated besides the result (on CPU a fresh buffer of that size costs
+# about as much in page faults as the gather itself). About 1 MiB of fp32 rows.
+_CHUNK_ELEMENTS = 2**18
+
+
+def _gather(bags: Tensor, table: Tensor, n: int, spatial: list[int], channels_last: bool) -> Tensor:
+    """The bags' sums of table rows as an (N, O, \\*S) tensor, channels last in memory or contiguous.
+
+    Gathered a chunk of positions at a time, each chunk's (positions, O) rows copied into place while in cache
+    (transposed for a contiguous result: ``copy_``'s fast path for a transposed matrix). The result is allocated in
+    its final layout and returned as it is, not as a view, so that callers may modify it in place.
+    """
+    out_channels = table.shape[1]
+    positions = math.prod(spatial)
+    shape = (n, out_channels, *spatial)
+    if channels_last:  # (N, *S, O) in memory
+        strides = [out_channels * math.prod(spatial[i + 1 :]) for i in range(len(spatial))]
+        out = torch.empty_strided(
+            shape, (out_channels * positions, 1, *strides), dtype=table.dtype, device=table.device
+        )
+        targets = out.movedim(1, -1).view(n, positions, out_channels)
+    else:
+        out = table.new_empty(shape)
+        targets = out.view(n, out_channels, positions).transpose(1, 2)
+    chunk = max(1, _CHUNK_ELEMENTS // max(out_channels, 1))
+    for sample_bags, target in zip(bags.view(n, positions, -1), targets, strict=True):
+        for start in range(0, positions, chunk):
+            target[start : start + chunk].copy_(F.embedding_bag(sample_bags[start : start + chunk], table, mode="sum"))
+    return out
 
 
 def _position_rows(t: Tensor) -> Tensor:
@@ -138,10 +161,7 @@ def _label_conv(labels: Tensor, weight: Tensor, bias: Tensor | None, padding_mod
     table[:, :num_classes] = weight.reshape(out_channels, num_classes, taps).permute(2, 1, 0)
     if bias is not None:
         table[taps // 2, :num_classes] += bias
-    rows = F.embedding_bag(bags, table.view(-1, out_channels), mode="sum")  # (N * prod(S), O)
-    if channels_last:
-        return rows.view(n, *spatial, out_channels).movedim(-1, 1)
-    return _channels_first(rows, n, spatial)
+    return _gather(bags, table.view(-1, out_channels), n, spatial, channels_last)
 
 
 @_label_conv.register_fake

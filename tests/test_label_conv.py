@@ -173,6 +173,18 @@ def test_gradcheck_and_double_backward(channels_last):
     assert torch.autograd.gradgradcheck(fn, (weight, bias))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_chunked_gather_with_a_remainder_equals_the_convolution(monkeypatch, channels_last):
+    """The forward gathers a chunk of positions at a time: chunks of 3 positions over rows of 7 x 5 = 35 (eleven full
+    chunks and a remainder of two), per sample, in both layouts; the result is its own tensor, not a view."""
+    weight, bias = _parameters(2, 3, 6, out_channels=4)
+    monkeypatch.setattr("spadenorm.label_conv._CHUNK_ELEMENTS", 3 * weight.shape[0])
+    labels = _label_map("random", 2, (7, 5), 6)
+    _check_identity(labels, weight, bias, None, channels_last=channels_last)
+    out = _label_conv(labels, weight.detach(), bias.detach(), "zeros", channels_last)
+    assert out._base is None
+
+
 def test_autocast_casts_the_weight_as_the_convolution_does():
     labels = _label_map("random", 2, (8, 8), 5)
     weight, bias = (t.detach().float().requires_grad_() for t in _parameters(2, 3, 6))
@@ -352,6 +364,25 @@ def test_spade_without_the_one_hot_map_saves_less_for_backward():
     one_hot_bytes = 2 * 20 * 16 * 16 * 4
     with_map = saved_tensor_bytes(layer, x, F.one_hot(ids, 20).movedim(-1, 1).float())
     assert saved_tensor_bytes(layer, x, ids) <= with_map - one_hot_bytes + ids.numel() * ids.element_size()
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_spade_activates_the_lookup_in_place_with_the_convolution_results(activation):
+    """mlp_shared's activation runs in place on the lookup's fresh result; output and gradients stay the
+    convolution's, and an activation module that is not torch's own is called as it is."""
+    layer = SPADE(4, label_nc=5, hidden_channels=6, activation=activation, label_lookup=True).double()
+    ids = _label_map("random", 2, (6, 7), 5)
+    x = torch.randn(2, 4, 6, 7, dtype=torch.float64, generator=_generator(1))
+    want = _spade_grads(layer, x, F.one_hot(ids, 5).movedim(-1, 1).double())
+    _assert_same_results(_spade_grads(layer, x, ids), want)
+
+    class Swish(torch.nn.Module):
+        def forward(self, t):
+            return t * torch.sigmoid(t)
+
+    layer.mlp_shared[1] = Swish()
+    want = _spade_grads(layer, x, F.one_hot(ids, 5).movedim(-1, 1).double())
+    _assert_same_results(_spade_grads(layer, x, ids), want)
 
 
 def test_spade_keeps_channels_last_and_contiguous_layouts():

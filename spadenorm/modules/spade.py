@@ -279,7 +279,7 @@ class SPADE(nn.Module):
             # produce gamma and beta in it: mixed layouts make the norm and the convolutions' backward slow.
             channels_last = not x.is_contiguous()
             hidden = label_conv(labels, conv.weight, conv.bias, extra, conv.padding_mode, channels_last)
-            return self.mlp_shared[1](hidden)
+            return _activate_in_place(self.mlp_shared[1], hidden)
         actv = self.prepare_segmap(segmap, x, extra)
         return actv if self.mlp_shared is None else self.mlp_shared(actv)
 
@@ -339,6 +339,17 @@ def _channels(extra: Tensor | None) -> int:
 def _resize(extra: Tensor, size: tuple[int, ...]) -> Tensor:
     """The extra channels resized as the ids are (nearest), or as they are at x's size."""
     return extra if tuple(extra.shape[2:]) == size else F.interpolate(extra, size=size, mode="nearest")
+
+
+def _activate_in_place(activation: nn.Module, hidden: Tensor) -> Tensor:
+    """``mlp_shared``'s activation of the lookup's result: in place for torch's ReLU and LeakyReLU without hooks (the
+    result is fresh, and the lookup's backward does not read it), else the module's own call."""
+    if not (activation._forward_hooks or activation._forward_pre_hooks):
+        if type(activation) is nn.ReLU:
+            return F.relu(hidden, inplace=True)
+        if type(activation) is nn.LeakyReLU:
+            return F.leaky_relu(hidden, activation.negative_slope, inplace=True)
+    return activation(hidden)
 
 
 def _plain_conv(conv: _ConvNd) -> bool:
