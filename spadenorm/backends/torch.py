@@ -255,10 +255,12 @@ def _backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
     if not (need_x or need_gamma or need_scale):
         return dx, dgamma, dbeta, dscale, dshift, None, None, None, None
     xc = _as_dtype(x, mean.dtype)
-    if ctx.keeps_x_hat:  # x is x_hat (saved: not to be modified)
-        x_hat, scratch = xc, False
-    else:
-        x_hat, scratch = _normalize(xc, mean, rstd, spec) if need_gamma or need_scale or ctx.sync else None, True
+    x_hat: Tensor | None = None
+    scratch = not ctx.keeps_x_hat  # a kept x_hat is saved: not to be modified
+    if ctx.keeps_x_hat:
+        x_hat = xc
+    elif need_gamma or need_scale or ctx.sync:
+        x_hat = _normalize(xc, mean, rstd, spec)
     dy_x_hat, sums = None, _ProductSums()
     if need_scale:  # sum over space of dy * (x_hat * (1 + gamma) + beta), without forming that map
         assert x_hat is not None
