@@ -17,8 +17,8 @@ Forward. The weight becomes a table of ``taps * (K + 1)`` rows of length O, row 
 :math:`W[:, c, t]`, row ``t * (K + 1) + K`` zero (the id the padding gets under zero padding), the bias added to the
 centre tap's rows (the centre tap always reads a real label). Each output position is one bag of ``taps`` row
 indices, and ``F.embedding_bag(mode="sum")`` gathers and sums them: (N * prod(S), O) rows, a chunk of positions at
-a time, each chunk copied into the (N, O, \*S) result while it is in cache (transposed for a contiguous result; as
-it is for a channels-last one).
+a time on CPU, each chunk copied into the (N, O, \*S) result while it is in cache (transposed for a contiguous
+result; as it is for a channels-last one); on other devices in one gather and one copy.
 
 Backward. :math:`\partial L / \partial b = \sum_p G[p]` and
 
@@ -100,14 +100,17 @@ def _tap_offsets(kernel_size: list[int], device: torch.device) -> list[Tensor]:
 # and no activation-sized buffer of rows is allocated besides the result (on CPU a fresh buffer of that size costs
 # about as much in page faults as the gather itself). About 1 MiB of fp32 rows.
 _CHUNK_ELEMENTS = 2**18
+_CHUNKED_DEVICES = ("cpu",)
+"""Device types gathered in chunks; elsewhere one gather and one copy (on an accelerator a launch costs more)."""
 
 
 def _gather(bags: Tensor, table: Tensor, n: int, spatial: list[int], channels_last: bool) -> Tensor:
     """The bags' sums of table rows as an (N, O, \\*S) tensor, channels last in memory or contiguous.
 
-    Gathered a chunk of positions at a time, each chunk's (positions, O) rows copied into place while in cache
-    (transposed for a contiguous result: ``copy_``'s fast path for a transposed matrix). The result is allocated in
-    its final layout and returned as it is, not as a view, so that callers may modify it in place.
+    On CPU, gathered a chunk of positions at a time, each chunk's (positions, O) rows copied into place while in
+    cache (transposed for a contiguous result: ``copy_``'s fast path for a transposed matrix); on other devices in one
+    gather and one copy. The result is allocated in its final layout and returned as it is, not as a view, so that
+    callers may modify it in place.
     """
     out_channels = table.shape[1]
     positions = math.prod(spatial)
@@ -121,6 +124,10 @@ def _gather(bags: Tensor, table: Tensor, n: int, spatial: list[int], channels_la
     else:
         out = table.new_empty(shape)
         targets = out.view(n, out_channels, positions).transpose(1, 2)
+    if table.device.type not in _CHUNKED_DEVICES:
+        rows = F.embedding_bag(bags, table, mode="sum")
+        targets.copy_(rows.view(n, positions, out_channels))
+        return out
     chunk = max(1, _CHUNK_ELEMENTS // max(out_channels, 1))
     for sample_bags, target in zip(bags.view(n, positions, -1), targets, strict=True):
         for start in range(0, positions, chunk):

@@ -175,14 +175,17 @@ def test_gradcheck_and_double_backward(channels_last):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_chunked_gather_with_a_remainder_equals_the_convolution(monkeypatch, channels_last):
-    """The forward gathers a chunk of positions at a time: chunks of 3 positions over rows of 7 x 5 = 35 (eleven full
-    chunks and a remainder of two), per sample, in both layouts; the result is its own tensor, not a view."""
+    """On CPU the forward gathers a chunk of positions at a time: chunks of 3 positions over rows of 7 x 5 = 35
+    (eleven full chunks and a remainder of two), per sample, in both layouts; elsewhere all positions at once. The
+    result is its own tensor, not a view."""
     weight, bias = _parameters(2, 3, 6, out_channels=4)
     monkeypatch.setattr("spadenorm.label_conv._CHUNK_ELEMENTS", 3 * weight.shape[0])
     labels = _label_map("random", 2, (7, 5), 6)
-    _check_identity(labels, weight, bias, None, channels_last=channels_last)
-    out = _label_conv(labels, weight.detach(), bias.detach(), "zeros", channels_last)
-    assert out._base is None
+    for chunked_devices in (("cpu",), ()):  # in chunks (CPU), and in one gather (accelerators)
+        monkeypatch.setattr("spadenorm.label_conv._CHUNKED_DEVICES", chunked_devices)
+        _check_identity(labels, weight, bias, None, channels_last=channels_last)
+        out = _label_conv(labels, weight.detach(), bias.detach(), "zeros", channels_last)
+        assert out._base is None
 
 
 def test_autocast_casts_the_weight_as_the_convolution_does():
