@@ -2,10 +2,7 @@
 
 ``y = ((x - mean) * rstd * (1 + gamma) + beta) * (1 + scale) + shift`` over the reduction sets of
 :mod:`spadenorm._core`. The autograd function saves only ``x``, ``gamma`` (when given), ``scale`` and the flat
-``mean`` and ``rstd`` (and ``beta`` when scale needs a gradient); x-hat is recomputed in backward. Batch statistics
-of an x of at most :data:`KEEP_X_HAT_ELEMENTS` elements keep x-hat in x's place instead (the same bytes; there the
-recompute costs more than the call's arithmetic), and torch's batch-norm backward then runs on x-hat itself, with
-unit statistics and ``rstd`` as its weight. With
+``mean`` and ``rstd`` (and ``beta`` when scale needs a gradient); x-hat is recomputed in backward. With
 ``dz = dy * (1 + scale)``, ``g = dz * (1 + gamma)`` and ``mean_S`` the mean over a reduction set S:
 
 * ``dx = rstd * (g - mean_S(g) - x_hat * mean_S(g * x_hat))`` for statistics of x,
@@ -35,13 +32,7 @@ from .. import _distributed
 from .._core import Modulation, NormSpec, RunningStats, compute_dtype, result_dtype
 from .class_rows import class_rows
 
-__all__ = ["KEEP_X_HAT_ELEMENTS", "modulated_norm"]
-
-KEEP_X_HAT_ELEMENTS = 2**16
-"""Batch statistics of an x with at most this many elements save x-hat for backward instead of x (when x is in the
-compute dtype, so the bytes are the same): at such sizes a call costs a few fixed microseconds per torch operation,
-and recomputing x-hat is one of them. A layer that normalizes the same x twice then keeps two x-hats where it would
-share one x, at most 256 KiB (fp32) each."""
+__all__ = ["modulated_norm"]
 
 # AOTAutograd before torch 2.13 (seen with 2.11) returns a zero dx through this Function under torch.compile when
 # its output is a kernel's output modified in place or a view of one; a copy of the output avoids that.
@@ -201,15 +192,9 @@ class TorchModulatedNorm(torch.autograd.Function):
             assert running is not None  # eval-mode batch norms have running statistics (checked at the edge)
             y, count = None, 0
             mean, rstd = running.mean.to(xc.dtype), torch.rsqrt(running.var.to(xc.dtype) + spec.eps)
-        keep_x_hat = y is not None and sync is False and xc is x and spec.is_batch and from_input
-        keep_x_hat = keep_x_hat and x.numel() <= KEEP_X_HAT_ELEMENTS
-        saved_x = x
-        if keep_x_hat:  # y is x_hat: keep it, and modulate into a new buffer
-            assert y is not None
-            saved_x, y = y, (y.clone() if gamma is None else torch.addcmul(y, y, gamma))
-        elif y is None:
+        if y is None:
             y = _normalize(xc, mean, rstd, spec)
-        if gamma is not None and not keep_x_hat:
+        if gamma is not None:
             y.addcmul_(y, gamma)
         if beta is not None:
             y.add_(beta)
@@ -220,8 +205,8 @@ class TorchModulatedNorm(torch.autograd.Function):
         elif shift is not None:
             y.add_(_per_sample_channel(shift, x))
         keep_beta = beta if ctx.needs_input_grad[3] else None
-        ctx.save_for_backward(saved_x, gamma, keep_beta, scale, mean, rstd)
-        ctx.spec, ctx.from_input, ctx.sync, ctx.count, ctx.keeps_x_hat = spec, from_input, sync, count, keep_x_hat
+        ctx.save_for_backward(x, gamma, keep_beta, scale, mean, rstd)
+        ctx.spec, ctx.from_input, ctx.sync, ctx.count = spec, from_input, sync, count
         ctx.meta = (
             None if beta is None else (beta.shape, beta.dtype),
             None if shift is None else (shift.shape, shift.dtype),
@@ -255,12 +240,7 @@ def _backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
     if not (need_x or need_gamma or need_scale):
         return dx, dgamma, dbeta, dscale, dshift, None, None, None, None
     xc = _as_dtype(x, mean.dtype)
-    x_hat: Tensor | None = None
-    scratch = not ctx.keeps_x_hat  # a kept x_hat is saved: not to be modified
-    if ctx.keeps_x_hat:
-        x_hat = xc
-    elif need_gamma or need_scale or ctx.sync:
-        x_hat = _normalize(xc, mean, rstd, spec)
+    x_hat = _normalize(xc, mean, rstd, spec) if need_gamma or need_scale or ctx.sync else None
     dy_x_hat, sums = None, _ProductSums()
     if need_scale:  # sum over space of dy * (x_hat * (1 + gamma) + beta), without forming that map
         assert x_hat is not None
@@ -274,11 +254,11 @@ def _backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
     g = (dz if gamma is None else torch.addcmul(dz, dz, gamma)) if need_x else None
     fused = g is not None and _fused_input_grad(ctx, g, xc)  # dx from torch's fused norm backward: no x_hat there
     if need_gamma and (fused or g is None):  # dz * x_hat now, while x_hat is in cache (reusing its buffer)
-        dgamma = _gamma_grad(x_hat, scratch, dz, dy_x_hat, a, gamma)
+        dgamma = _gamma_grad(x_hat, dz, dy_x_hat, a, gamma)
     if g is not None:
         dx = _as_dtype(_input_grad(ctx, g, xc, x_hat, mean, rstd), x.dtype)
     if need_gamma and dgamma is None:
-        dgamma = _gamma_grad(x_hat, scratch, dz, dy_x_hat, a, gamma)
+        dgamma = _gamma_grad(x_hat, dz, dy_x_hat, a, gamma)
     return dx, dgamma, dbeta, dscale, dshift, None, None, None, None
 
 
@@ -294,16 +274,10 @@ def _reduced(t: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
     return _as_dtype(t if t.shape == shape else t.sum_to_size(shape), dtype)
 
 
-def _gamma_grad(
-    x_hat: Tensor | None, scratch: bool, dz: Tensor, dy_x_hat: Tensor | None, a: Tensor | None, gamma: Tensor
-) -> Tensor:
-    """dgamma = sum of dz * x_hat where gamma broadcasts; x_hat's buffer (when ``scratch``), or dy * x_hat's, is
-    reused."""
+def _gamma_grad(x_hat: Tensor | None, dz: Tensor, dy_x_hat: Tensor | None, a: Tensor | None, gamma: Tensor) -> Tensor:
+    """dgamma = sum of dz * x_hat where gamma broadcasts; x_hat's (or dy * x_hat's) buffer is reused."""
     assert x_hat is not None
-    if dy_x_hat is None:
-        dgamma_map = x_hat.mul_(dz) if scratch else x_hat * dz
-    else:
-        dgamma_map = dy_x_hat if a is None else dy_x_hat.mul_(a)
+    dgamma_map = x_hat.mul_(dz) if dy_x_hat is None else (dy_x_hat if a is None else dy_x_hat.mul_(a))
     return _reduced(dgamma_map, gamma.shape, gamma.dtype)
 
 
@@ -324,12 +298,6 @@ def _input_grad(ctx: Any, g: Tensor, x: Tensor, x_hat: Tensor | None, mean: Tens
     spec: NormSpec = ctx.spec
     if not ctx.from_input:
         return g * _broadcast_stats(rstd, x, spec)
-    if ctx.keeps_x_hat:  # on x_hat itself: unit statistics, rstd as the weight
-        assert x_hat is not None
-        unit = torch.ones_like(rstd)
-        return torch.ops.aten.native_batch_norm_backward(
-            g, x_hat, rstd, None, None, torch.zeros_like(mean), unit, True, 0.0, [True, False, False]
-        )[0]
     if not ctx.sync and spec.is_batch:
         return torch.ops.aten.native_batch_norm_backward(
             g, x, None, None, None, mean, rstd, True, 0.0, [True, False, False]
