@@ -44,6 +44,8 @@ def _cases():
     return [
         ("spade-instance-labels", SPADE(8, 5, hidden_channels=16), (x, labels)),
         ("spade-batch-onehot", SPADE(8, 5, norm="batch", hidden_channels=16), (x, torch.rand(2, 5, 3, 3))),
+        # the first convolution by table lookups, its activation in place on the lookup's result
+        ("spade-labels-lookup", SPADE(8, 5, hidden_channels=16, label_lookup=True), (x, labels)),
         (  # the first convolution by table lookups, with an edge channel after the classes
             "spade-labels-edges",
             _WithEdges(SPADE(8, 6, hidden_channels=16, label_lookup=True)),
