@@ -22,16 +22,16 @@ import triton
 import triton.language as tl
 
 from .common import (
+    NONE,
     TENSOR,
-    VECTOR,
     _elementwise_tile,
     _grad_sums,
     _offsets,
     _per_channel,
+    _per_channel_inputs,
     _set_members,
     _statistics,
     _store_input_grads,
-    _vector_values,
 )
 
 
@@ -68,13 +68,9 @@ def _backward_sums_kernel(
     P = tl.num_programs(2)
     c_mask = c < C
     rstd, offset = _statistics(stats_ptr, st, n, c, c_mask)
-    scale = None
-    if scale_ptr is not None:
-        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
-    if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
-    if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
+    g_ptr, b_ptr, scale, _ = _per_channel_inputs(g_ptr, gs, b_ptr, bs, scale_ptr, ss, None, None, n, c, c_mask, GAMMA,
+                                                 BETA)  # fmt: skip
+    scale = scale if scale_ptr is not None else None
     start = part * span
     sum_dz, sum_dzx, sum_g, sum_gx, sum_dy, sum_dyz = _grad_sums(
         dy_ptr, dys, x_ptr, xs, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c.to(tl.int64)[:, None], c_mask, rstd[:, None],
@@ -124,8 +120,6 @@ def _backward_dx_kernel(
     """One-axis grid over (n, channel block, position block); no coefficients (running statistics) when both
     coef_ptr and partials_ptr are None."""
     n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(shape[1], shape[2], BLOCK_C, BLOCK_S)
-    if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
     rstd, offset = _statistics(stats_ptr, st, n, c, c_mask)
     coef_x = None
     coef_0 = None
@@ -136,9 +130,9 @@ def _backward_dx_kernel(
         given_x, given_0 = _statistics(coef_ptr, cs, n, c, c_mask)
         coef_x = given_x[:, None]
         coef_0 = given_0[:, None]
-    scale = None
-    if scale_ptr is not None:
-        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
+    g_ptr, _, scale, _ = _per_channel_inputs(g_ptr, gs, None, None, scale_ptr, ss, None, None, n, c, c_mask, GAMMA,
+                                             NONE)  # fmt: skip
+    scale = scale if scale_ptr is not None else None
     dy = tl.load(dy_ptr + _offsets(dys, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
     x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
     _store_input_grads(dy, x, g_ptr, gs, lab_ptr, ls, dx_ptr, dg_ptr, db_ptr, os, n, c2, s, s2, s_mask, mask,

@@ -25,16 +25,14 @@ import triton.language as tl
 from .common import (
     PERSISTENT,
     RESIDENT,
-    VECTOR,
     _grad_sums,
     _merge_tile,
     _moments,
     _offsets,
-    _per_channel,
+    _per_channel_inputs,
     _store_input_grads,
     _store_output,
     _tile_grad_sums,
-    _vector_values,
 )
 
 
@@ -118,16 +116,10 @@ def _forward_row(row, x_ptr, y_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr,
     """One row of the forward: its statistics (stored) and its output."""
     N, C, S = shape[0], shape[1], shape[2]
     n, c, c_mask, c2 = _row_channels(row, C, row_channels, BLOCK_C)
-    if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
-    if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
-    scale = None
-    if scale_ptr is not None:
-        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
-    shift = None
-    if shift_ptr is not None:
-        shift = _per_channel(shift_ptr, ts, n, c, c_mask)
+    g_ptr, b_ptr, scale, shift = _per_channel_inputs(g_ptr, gs, b_ptr, bs, scale_ptr, ss, shift_ptr, ts, n, c, c_mask,
+                                                     GAMMA, BETA)  # fmt: skip
+    scale = scale if scale_ptr is not None else None
+    shift = shift if shift_ptr is not None else None
     if STRATEGY == RESIDENT:
         s = tl.arange(0, BLOCK_S)
         s_mask = s < S
@@ -224,16 +216,12 @@ def _backward_row(row, dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_pt
     """One row of the backward: its sums (stored) and its gradient maps."""
     N, C, S = shape[0], shape[1], shape[2]
     n, c, c_mask, c2 = _row_channels(row, C, row_channels, BLOCK_C)
-    if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
-    if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
     rstd_c = tl.load(stats_ptr + n * C + c, mask=c_mask, other=0.0)
     rstd = rstd_c[:, None]
     offset = tl.load(stats_ptr + tl.cast(N, tl.int64) * C + n * C + c, mask=c_mask, other=0.0)[:, None]
-    scale = None
-    if scale_ptr is not None:
-        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
+    g_ptr, b_ptr, scale, _ = _per_channel_inputs(g_ptr, gs, b_ptr, bs, scale_ptr, ss, None, None, n, c, c_mask, GAMMA,
+                                                 BETA)  # fmt: skip
+    scale = scale if scale_ptr is not None else None
     if STRATEGY == RESIDENT:
         s = tl.arange(0, BLOCK_S)
         s_mask = s < S
