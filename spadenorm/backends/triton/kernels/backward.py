@@ -103,9 +103,7 @@ def _backward_dx_kernel(
     set_size,  # positions per reduction set (float)
     shape,  # (N, C, S)
     pool,  # (P, group_size): partials per (n, c) and channels per set of a sample (1: instance)
-    dys,
-    xs,
-    os,
+    strides,  # (dys, xs, os): the strides of dy, x and the gradient maps
     st,
     cs,
     gs,
@@ -120,6 +118,7 @@ def _backward_dx_kernel(
     """One-axis grid over (n, channel block, position block); no coefficients (running statistics) when both
     coef_ptr and partials_ptr are None."""
     n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(shape[1], shape[2], BLOCK_C, BLOCK_S)
+    dys, xs, os = strides[0], strides[1], strides[2]
     rstd, offset = _statistics(stats_ptr, st, n, c, c_mask)
     coef_x = None
     coef_0 = None

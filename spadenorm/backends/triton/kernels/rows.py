@@ -181,9 +181,7 @@ def _row_bwd_kernel(
     sums_ptr,  # out: fp32 (4, N, C): sum dz, sum dz * x_hat, sum dy, sum dy * z per (n, c)
     shape,  # (N, C, S)
     row_channels,
-    dys,
-    xs,
-    os,
+    strides,  # (dys, xs, os): the strides of dy, x and the gradient maps
     gs,
     bs,
     ls,
@@ -200,21 +198,22 @@ def _row_bwd_kernel(
         rows = shape[0] * tl.cdiv(shape[1], row_channels)
         for row in tl.range(tl.program_id(0), rows, tl.num_programs(0), num_stages=1):
             _backward_row(row, dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr,
-                          sums_ptr, shape, row_channels, dys, xs, os, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL, NEED_Z,
+                          sums_ptr, shape, row_channels, strides, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL, NEED_Z,
                           STRATEGY, BLOCK_C, BLOCK_S)  # fmt: skip
     else:
         _backward_row(tl.program_id(0), dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr,
-                      db_ptr, sums_ptr, shape, row_channels, dys, xs, os, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL,
-                      NEED_Z, STRATEGY, BLOCK_C, BLOCK_S)  # fmt: skip
+                      db_ptr, sums_ptr, shape, row_channels, strides, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL, NEED_Z,
+                      STRATEGY, BLOCK_C, BLOCK_S)  # fmt: skip
 
 
 @triton.jit
 def _backward_row(row, dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr, sums_ptr,
-                  shape, row_channels, dys, xs, os, gs, bs, ls, ss, GAMMA: tl.constexpr, BETA: tl.constexpr,
+                  shape, row_channels, strides, gs, bs, ls, ss, GAMMA: tl.constexpr, BETA: tl.constexpr,
                   PER_CHANNEL: tl.constexpr, NEED_Z: tl.constexpr, STRATEGY: tl.constexpr, BLOCK_C: tl.constexpr,
                   BLOCK_S: tl.constexpr):  # fmt: skip
     """One row of the backward: its sums (stored) and its gradient maps."""
     N, C, S = shape[0], shape[1], shape[2]
+    dys, xs, os = strides[0], strides[1], strides[2]
     n, c, c_mask, c2 = _row_channels(row, C, row_channels, BLOCK_C)
     rstd_c = tl.load(stats_ptr + n * C + c, mask=c_mask, other=0.0)
     rstd = rstd_c[:, None]
