@@ -257,16 +257,17 @@ def _dx_variant(
     dyf, xf, g, _, lab = a.transformed(transforms, x, dy, x, gamma, None, labels)
     gs, gk = a.modulation(g, tables)
     pool = (partials.shape[-1] if partials is not None else 1, plan.row_channels)
-    ints = (a.shape(xf), pool, tuple(ncs_strides(dyf)), tuple(ncs_strides(xf)), _out_strides(xf), a.stat_strides(stats),
-            (0, 0) if coef is None else a.stat_strides(coef), gs, a.label_strides(lab), a.pair(scale))  # fmt: skip
+    ints = (a.shape(xf), pool, _map_strides(dyf, xf), a.stat_strides(stats), (0, 0) if coef is None else
+            a.stat_strides(coef), gs, a.label_strides(lab), a.pair(scale))  # fmt: skip
     constexprs = {"GAMMA": int(gk), "BATCH": batch, "BLOCK_C": plan.block_c, "BLOCK_S": plan.block_s,
                   "BLOCK_M": plan.block_m}  # fmt: skip
     return Variant(plan, transforms, ints, constexprs, x.dtype)
 
 
-def _out_strides(x: Tensor) -> tuple[int, ...]:
-    """Strides of the gradient maps, allocated like x."""
-    return tuple(ncs_strides(output_like(x, x.dtype)))
+def _map_strides(dy: Tensor, x: Tensor) -> tuple[tuple[int, ...], ...]:
+    """(n, c, s) strides of dy, x and the gradient maps (allocated like x), one tuple argument of the backward
+    kernels."""
+    return tuple(ncs_strides(dy)), tuple(ncs_strides(x)), tuple(ncs_strides(output_like(x, x.dtype)))
 
 
 def row_backward(
@@ -306,8 +307,7 @@ def _row_backward_variant(dy: Tensor, x: Tensor, gamma: Tensor | None, beta: Ten
     transforms = (a.x_transform(dy), *a.inputs(x, gamma, beta, labels, tables=tables))
     dyf, xf, g, b, lab = a.transformed(transforms, x, dy, x, gamma, beta, labels)
     (gs, gk), (bs, bk) = a.modulation(g, tables), a.modulation(b, tables)
-    ints = (a.shape(xf), plan.row_channels, tuple(ncs_strides(dyf)), tuple(ncs_strides(xf)), _out_strides(xf), gs, bs,
-            a.label_strides(lab), a.pair(scale))  # fmt: skip
+    ints = (a.shape(xf), plan.row_channels, _map_strides(dyf, xf), gs, bs, a.label_strides(lab), a.pair(scale))
     constexprs = {"GAMMA": int(gk), "BETA": int(bk), "PER_CHANNEL": bool(plan.per_channel), "NEED_Z": need_z,
                   "STRATEGY": plan.strategy, "BLOCK_C": plan.block_c, "BLOCK_S": plan.block_s}  # fmt: skip
     return Variant(plan, transforms, ints, constexprs, x.dtype)

@@ -6,7 +6,7 @@ Conventions of every kernel. Element (n, c, s) of a tensor (S: the flattened spa
 (N, S) at ``n * ls[0] + s * ls[1]``; a per-(n, c) scale or shift at ``n * ss[0] + c * ss[1]``; the fp32 statistics
 (2, N or 1, C), ``rstd`` in plane 0 and ``offset = -mean * rstd`` in plane 1, at ``plane * st[0] + n * st[1] + c``
 (row stride 0 for per-channel statistics). ``shape`` is (N, C, S). An absent tensor is ``None``, and the kernels
-test ``ptr is not None`` at compile time.
+test ``ptr is not None`` at compile time (gamma and beta: their kind, see :func:`_per_channel_inputs`).
 
 With ``x_hat = x * rstd + offset``, the modulated map ``z = x_hat * (1 + gamma) + beta`` and the output
 ``y = z * (1 + scale) + shift``:
@@ -99,16 +99,6 @@ def _labels(lab_ptr, ls, n, s, s_mask, BLOCK_S: tl.constexpr, NEEDED: tl.constex
 
 
 @triton.jit
-def _vector_values(ptr, st, n, c, c_mask):
-    """[BLOCK_C, 1] fp32 values of a VECTOR gamma or beta (constant over S), read once per program.
-
-    The kernels pass them wherever the tensor goes (``if KIND == VECTOR: ptr = _vector_values(...)``) and
-    :func:`_modulation` gives them back as they are, so no tile loads a broadcast tensor element by element.
-    """
-    return tl.load(ptr + n * st[0] + c.to(tl.int64) * st[1], mask=c_mask, other=0.0).to(tl.float32)[:, None]
-
-
-@triton.jit
 def _modulation(ptr, st, n, c2, s2, labels, mask, KIND: tl.constexpr):
     """fp32 values of gamma or beta at channels c2 (column) and positions s2 (row): [BLOCK_C, BLOCK_S], or the
     preloaded [BLOCK_C, 1] of a VECTOR. A TABLE's rows are picked by ``labels`` [1, BLOCK_S], with its row stride
@@ -123,12 +113,39 @@ def _modulation(ptr, st, n, c2, s2, labels, mask, KIND: tl.constexpr):
 
 @triton.jit
 def _per_channel(ptr, st, n, c, c_mask):
-    """[BLOCK_C, 1] fp32 values of a per-(n, c) tensor at ``n * st[0] + c * st[1]``.
-
-    Optional ones are read as ``v = None`` then ``if ptr is not None: v = _per_channel(...)`` in the caller: Triton
-    3.6 compiles a None passed into a jit function, not one returned from it.
-    """
+    """[BLOCK_C, 1] fp32 values of a per-(n, c) tensor at ``n * st[0] + c * st[1]``: a scale, a shift, or a VECTOR
+    gamma or beta (constant over S), read once per program."""
     return tl.load(ptr + n * st[0] + c.to(tl.int64) * st[1], mask=c_mask, other=0.0).to(tl.float32)[:, None]
+
+
+@triton.jit
+def _per_channel_inputs(g_ptr, gs, b_ptr, bs, scale_ptr, ss, shift_ptr, ts, n, c, c_mask, GAMMA: tl.constexpr,
+                        BETA: tl.constexpr):  # fmt: skip
+    """gamma, beta, scale and shift of channels c of sample n as the tile helpers take them, the per-(n, c) ones read
+    once per program: a VECTOR gamma or beta as its [BLOCK_C, 1] fp32 values, which :func:`_modulation` gives back as
+    they are (no tile loads a broadcast tensor element by element), another kind as its pointer; scale and shift as
+    their [BLOCK_C, 1] fp32 values.
+
+    Absent ones come back as the placeholder 0.0, never read: Triton 3.6 to 3.9 compile no None in a tuple returned
+    from a jit function (the interpreter takes one). GAMMA and BETA say which of gamma and beta are absent; the caller
+    turns an absent scale or shift back into the None that the tile helpers test: ``scale if scale_ptr is not None
+    else None``, decided at compile time.
+    """
+    scale = 0.0
+    if scale_ptr is not None:
+        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
+    shift = 0.0
+    if shift_ptr is not None:
+        shift = _per_channel(shift_ptr, ts, n, c, c_mask)
+    if GAMMA == VECTOR:
+        g_ptr = _per_channel(g_ptr, gs, n, c, c_mask)
+    elif GAMMA == NONE:
+        g_ptr = 0.0
+    if BETA == VECTOR:
+        b_ptr = _per_channel(b_ptr, bs, n, c, c_mask)
+    elif BETA == NONE:
+        b_ptr = 0.0
+    return g_ptr, b_ptr, scale, shift
 
 
 @triton.jit

@@ -13,7 +13,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .common import VECTOR, _elementwise_tile, _offsets, _per_channel, _statistics, _store_output, _vector_values
+from .common import _elementwise_tile, _offsets, _per_channel_inputs, _statistics, _store_output
 
 
 @triton.jit
@@ -42,17 +42,11 @@ def _modulate_fwd_kernel(
 ):
     """One-axis grid over (n, channel block, position block)."""
     n, c, s, c_mask, s_mask, mask, c2, s2 = _elementwise_tile(shape[1], shape[2], BLOCK_C, BLOCK_S)
-    if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
-    if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
     rstd, offset = _statistics(stats_ptr, st, n, c, c_mask)
-    scale = None
-    if scale_ptr is not None:
-        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
-    shift = None
-    if shift_ptr is not None:
-        shift = _per_channel(shift_ptr, ts, n, c, c_mask)
+    g_ptr, b_ptr, scale, shift = _per_channel_inputs(g_ptr, gs, b_ptr, bs, scale_ptr, ss, shift_ptr, ts, n, c, c_mask,
+                                                     GAMMA, BETA)  # fmt: skip
+    scale = scale if scale_ptr is not None else None
+    shift = shift if shift_ptr is not None else None
     x = tl.load(x_ptr + _offsets(xs, n, c2, s2), mask=mask, other=0.0).to(tl.float32)
     _store_output(x, y_ptr, ys, g_ptr, gs, b_ptr, bs, lab_ptr, ls, n, c2, s, s2, s_mask, mask, rstd[:, None],
                   offset[:, None], scale, shift, GAMMA, BETA, BLOCK_S, False)  # fmt: skip

@@ -25,16 +25,14 @@ import triton.language as tl
 from .common import (
     PERSISTENT,
     RESIDENT,
-    VECTOR,
     _grad_sums,
     _merge_tile,
     _moments,
     _offsets,
-    _per_channel,
+    _per_channel_inputs,
     _store_input_grads,
     _store_output,
     _tile_grad_sums,
-    _vector_values,
 )
 
 
@@ -118,16 +116,10 @@ def _forward_row(row, x_ptr, y_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr,
     """One row of the forward: its statistics (stored) and its output."""
     N, C, S = shape[0], shape[1], shape[2]
     n, c, c_mask, c2 = _row_channels(row, C, row_channels, BLOCK_C)
-    if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
-    if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
-    scale = None
-    if scale_ptr is not None:
-        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
-    shift = None
-    if shift_ptr is not None:
-        shift = _per_channel(shift_ptr, ts, n, c, c_mask)
+    g_ptr, b_ptr, scale, shift = _per_channel_inputs(g_ptr, gs, b_ptr, bs, scale_ptr, ss, shift_ptr, ts, n, c, c_mask,
+                                                     GAMMA, BETA)  # fmt: skip
+    scale = scale if scale_ptr is not None else None
+    shift = shift if shift_ptr is not None else None
     if STRATEGY == RESIDENT:
         s = tl.arange(0, BLOCK_S)
         s_mask = s < S
@@ -189,9 +181,7 @@ def _row_bwd_kernel(
     sums_ptr,  # out: fp32 (4, N, C): sum dz, sum dz * x_hat, sum dy, sum dy * z per (n, c)
     shape,  # (N, C, S)
     row_channels,
-    dys,
-    xs,
-    os,
+    strides,  # (dys, xs, os): the strides of dy, x and the gradient maps
     gs,
     bs,
     ls,
@@ -208,32 +198,29 @@ def _row_bwd_kernel(
         rows = shape[0] * tl.cdiv(shape[1], row_channels)
         for row in tl.range(tl.program_id(0), rows, tl.num_programs(0), num_stages=1):
             _backward_row(row, dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr,
-                          sums_ptr, shape, row_channels, dys, xs, os, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL, NEED_Z,
+                          sums_ptr, shape, row_channels, strides, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL, NEED_Z,
                           STRATEGY, BLOCK_C, BLOCK_S)  # fmt: skip
     else:
         _backward_row(tl.program_id(0), dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr,
-                      db_ptr, sums_ptr, shape, row_channels, dys, xs, os, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL,
-                      NEED_Z, STRATEGY, BLOCK_C, BLOCK_S)  # fmt: skip
+                      db_ptr, sums_ptr, shape, row_channels, strides, gs, bs, ls, ss, GAMMA, BETA, PER_CHANNEL, NEED_Z,
+                      STRATEGY, BLOCK_C, BLOCK_S)  # fmt: skip
 
 
 @triton.jit
 def _backward_row(row, dy_ptr, x_ptr, stats_ptr, g_ptr, b_ptr, lab_ptr, scale_ptr, dx_ptr, dg_ptr, db_ptr, sums_ptr,
-                  shape, row_channels, dys, xs, os, gs, bs, ls, ss, GAMMA: tl.constexpr, BETA: tl.constexpr,
+                  shape, row_channels, strides, gs, bs, ls, ss, GAMMA: tl.constexpr, BETA: tl.constexpr,
                   PER_CHANNEL: tl.constexpr, NEED_Z: tl.constexpr, STRATEGY: tl.constexpr, BLOCK_C: tl.constexpr,
                   BLOCK_S: tl.constexpr):  # fmt: skip
     """One row of the backward: its sums (stored) and its gradient maps."""
     N, C, S = shape[0], shape[1], shape[2]
+    dys, xs, os = strides[0], strides[1], strides[2]
     n, c, c_mask, c2 = _row_channels(row, C, row_channels, BLOCK_C)
-    if GAMMA == VECTOR:
-        g_ptr = _vector_values(g_ptr, gs, n, c, c_mask)
-    if BETA == VECTOR:
-        b_ptr = _vector_values(b_ptr, bs, n, c, c_mask)
     rstd_c = tl.load(stats_ptr + n * C + c, mask=c_mask, other=0.0)
     rstd = rstd_c[:, None]
     offset = tl.load(stats_ptr + tl.cast(N, tl.int64) * C + n * C + c, mask=c_mask, other=0.0)[:, None]
-    scale = None
-    if scale_ptr is not None:
-        scale = _per_channel(scale_ptr, ss, n, c, c_mask)
+    g_ptr, b_ptr, scale, _ = _per_channel_inputs(g_ptr, gs, b_ptr, bs, scale_ptr, ss, None, None, n, c, c_mask, GAMMA,
+                                                 BETA)  # fmt: skip
+    scale = scale if scale_ptr is not None else None
     if STRATEGY == RESIDENT:
         s = tl.arange(0, BLOCK_S)
         s_mask = s < S
