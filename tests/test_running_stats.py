@@ -29,6 +29,34 @@ def test_param_free_norm_tracks_like_batchnorm2d(norm, momentum):
     assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
 
 
+LAYOUTS = {  # the torch backend's three ways to batch statistics
+    "one sample (group-norm rows)": ((1, 6, 9, 7), torch.contiguous_format),
+    "merged rows": ((3, 6, 64, 64), torch.contiguous_format),  # N > 1, at least 64K elements
+    "batch-norm kernel": ((3, 6, 64, 64), torch.channels_last),
+}
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_batch_statistics_of_every_layout_track_like_float64_batchnorm(layout, momentum):
+    """Output, gradient and running estimates against torch's batch norm in float64, on inputs whose mean is far from
+    zero (uncentred moments would lose their digits), each way the torch backend takes the statistics."""
+    torch.manual_seed(0)
+    shape, memory_format = LAYOUTS[layout]
+    ours = ParamFreeNorm(shape[1], "batch", momentum=momentum)
+    theirs = torch.nn.BatchNorm2d(shape[1], affine=False, momentum=momentum).double()
+    for step in range(3):
+        x = (torch.randn(shape) * (step + 1) + 100).contiguous(memory_format=memory_format).requires_grad_(True)
+        x64 = x.detach().double().requires_grad_(True)
+        y, expected = ours(x), theirs(x64)
+        torch.testing.assert_close(y.double(), expected, rtol=0, atol=2e-4)
+        dy = torch.randn(shape)
+        torch.testing.assert_close(*(torch.autograd.grad(out, t, dy.to(out.dtype))[0].double()
+                                     for out, t in ((y, x), (expected, x64))), rtol=0, atol=1e-4)  # fmt: skip
+        torch.testing.assert_close(ours.running_mean.double(), theirs.running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.running_var.double(), theirs.running_var, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_conditional_batchnorm_tracks_like_batchnorm2d(momentum):
     torch.manual_seed(0)
