@@ -93,13 +93,27 @@ def use_backend(name: BackendName) -> Iterator[None]:
         _thread_choices.stack.pop()
 
 
+_ENVIRON = getattr(os.environ, "_data", None)
+_ENVIRON_KEY = os.environ.encodekey(ENV_VAR) if _ENVIRON is not None else None
+
+
+def _environment_value() -> str | None:
+    """``os.environ.get(ENV_VAR)``, read on every call, from the mapping behind ``os.environ`` where CPython has one:
+    the public lookup encodes the name and decodes the value each time, which costs about 2 us per call in a loop of
+    small layers; this reads the same entry, kept up to date by every change through ``os.environ``."""
+    if _ENVIRON is None:
+        return os.environ.get(ENV_VAR)
+    raw = _ENVIRON.get(_ENVIRON_KEY)
+    return None if raw is None else os.environ.decodevalue(raw)
+
+
 def get_backend() -> str:
     """The backend name requested right now (before ``"auto"`` is resolved against a tensor)."""
     if _thread_choices.stack:
         return _thread_choices.stack[-1]
     if _process_choice.name is not None:
         return _process_choice.name
-    env = os.environ.get(ENV_VAR)
+    env = _environment_value()
     if env:
         return _check_name(env, f"environment variable {ENV_VAR}")
     return "auto"
@@ -143,7 +157,7 @@ def resolve_backend(x: Tensor) -> str:
                 f"backend 'triton' runs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), got x on {x.device}"
             )
         return "triton"
-    if name == "auto" and _TRITON_INSTALLED and x.dtype in TRITON_DTYPES and x.is_cuda:
+    if name == "auto" and x.is_cuda and _TRITON_INSTALLED and x.dtype in TRITON_DTYPES:
         return "triton"
     return "torch"
 

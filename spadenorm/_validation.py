@@ -85,8 +85,8 @@ def check_eps(eps: object) -> float:
 
 
 def check_momentum(momentum: object) -> float | None:
-    if momentum is None:
-        return None
+    if momentum is None or (type(momentum) is float and 0.0 <= momentum <= 1.0):  # the common cases, cheaply
+        return momentum
     if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
         raise TypeError(f"momentum must be a real number in [0, 1] or None, got {type(momentum).__name__}")
     value = float(momentum)
@@ -111,8 +111,27 @@ def check_num_groups(norm: str, num_groups: object, num_channels: int) -> int | 
     return num_groups
 
 
+_SPECS: dict[tuple[object, ...], NormSpec] = {}
+"""Resolved specs of argument values that passed the checks (plain str, int or None, float; the default group)."""
+
+
 def norm_spec(norm: object, num_groups: object, eps: object, num_channels: int, process_group: object) -> NormSpec:
-    """Check the statistics arguments and resolve them into a :class:`~spadenorm._core.NormSpec`."""
+    """Check the statistics arguments and resolve them into a :class:`~spadenorm._core.NormSpec`.
+
+    Values that passed once are remembered, so that a functional call in a loop pays a dictionary lookup for them;
+    the key holds the exact types (``True`` and ``1`` and ``1.0`` are equal as keys, not as arguments).
+    """
+    key = (norm, num_groups, type(num_groups), eps, type(eps), num_channels)
+    cacheable = process_group is None and type(norm) is str and type(eps) is float
+    if cacheable and (spec := _SPECS.get(key)) is not None:
+        return spec
+    spec = _norm_spec(norm, num_groups, eps, num_channels, process_group)
+    if cacheable and len(_SPECS) < 1024:
+        _SPECS[key] = spec
+    return spec
+
+
+def _norm_spec(norm: object, num_groups: object, eps: object, num_channels: int, process_group: object) -> NormSpec:
     name = check_norm(norm)
     groups = check_num_groups(name, num_groups, num_channels)
     if process_group is not None:
@@ -145,6 +164,9 @@ def running_stats(
     training: bool,
 ) -> RunningStats | None:
     """Check the running-statistics arguments against ``spec`` and resolve them (``None`` when there are none)."""
+    if running_mean is None and running_var is None and num_batches_tracked is None and (training or not spec.is_batch):
+        check_momentum(momentum)
+        return None
     momentum = check_momentum(momentum)
     if num_batches_tracked is not None and not isinstance(num_batches_tracked, Tensor):
         raise TypeError(f"num_batches_tracked must be a tensor or None, got {type(num_batches_tracked).__name__}")
@@ -173,7 +195,7 @@ def running_stats(
 
 def check_batch_size(spec: NormSpec, x: Tensor, training: bool) -> None:
     """Raise torch's own errors when a training-mode statistic would be taken over a single value."""
-    if not spec.uses_batch_statistics(training):
+    if x.shape[-1] != 1 or not spec.uses_batch_statistics(training):  # a last size other than 1: 0 or 2+ values
         return
     spatial = math.prod(x.shape[2:])
     if spec.is_batch:
