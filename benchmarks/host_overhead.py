@@ -73,6 +73,24 @@ class _EmptyOp(torch.autograd.Function):
         return torch.empty_like(x), torch.empty_like(gamma), torch.empty_like(gamma)
 
 
+class _EmptyCallOp(torch.autograd.Function):
+    """:class:`_EmptyOp` with the fused op's ten arguments and context: its outputs and the statistics allocated,
+    the same tensors saved (the absent ones as None), the call's context kept; the floor of the op's own structure."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, labels: Any, scale: Any,
+                shift: Any, spec: Any, running: Any, factor: Any, plan: Any) -> torch.Tensor:  # fmt: skip
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, gamma, None, labels, scale, x.new_empty((2, *x.shape[:2])))
+        ctx.call = (spec, plan, (beta.shape, beta.dtype), None)
+        return torch.empty_like(x)
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
+        x, gamma, *_ = ctx.saved_tensors
+        return torch.empty_like(x), torch.empty_like(gamma), torch.empty_like(gamma), *(None,) * 7
+
+
 @contextmanager
 def _binder_every_launch() -> Iterator[None]:
     saved = launcher.DIRECT
@@ -168,13 +186,88 @@ def measure(calls: int, repeat: int, names: list[str] | None = None) -> dict[str
     return results
 
 
+def breakdown(calls: int, repeat: int) -> list[tuple[str, float]]:
+    """Where the module forward+backward's host time goes: the call measured with its layers replaced, from the
+    bottom up and cumulatively, by what each must at least do (allocate the tensors it returns), then the floor with
+    the op's own arguments and context; each row is the median microseconds per call, and the difference between
+    consecutive rows is the host time of the layer replaced between them."""
+    from spadenorm.backends.triton import autograd, ops
+
+    x, gamma, beta, dy = (torch.randn(2, 8, 8, 8) for _ in range(4))
+    for t in (x, gamma, beta):
+        t.requires_grad_(True)
+    layer = spadenorm.ParamFreeNorm(8, "instance")
+    function = autograd.TritonModulatedNorm
+
+    def row_forward(x: torch.Tensor, *_: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.empty_like(x), x.new_empty((2, *x.shape[:2]))
+
+    def row_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, *_: Any) -> tuple[torch.Tensor, ...]:
+        return torch.empty_like(x), torch.empty_like(x), torch.empty_like(x), x.new_empty((4, *x.shape[:2]))
+
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
+        x, gamma, *_ = ctx.saved_tensors
+        return torch.empty_like(x), torch.empty_like(gamma), torch.empty_like(gamma), *(None,) * 7
+
+    saved = (ops._LAUNCHERS[ops.row_forward], ops._LAUNCHERS[ops.row_backward], function.forward, function.backward)
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("module forward+backward", lambda: None),
+        ("forward launcher: allocations only", lambda: ops._LAUNCHERS.__setitem__(ops.row_forward, row_forward)),
+        ("backward launcher: allocations only", lambda: ops._LAUNCHERS.__setitem__(ops.row_backward, row_backward)),
+        ("autograd backward: allocations only", lambda: setattr(function, "backward", staticmethod(backward))),
+        (
+            "autograd forward: allocations and context only",
+            lambda: setattr(function, "forward", staticmethod(_EmptyCallOp.forward)),
+        ),
+    ]
+
+    def call() -> Any:
+        return torch.autograd.grad(layer.modulate(x, gamma, beta), (x, gamma, beta), dy)
+
+    rows = []
+    driver.set_active(HostOnlyDriver(90))
+    try:
+        with planned_as(GPU):
+            for name, replace in steps:
+                replace()
+                rows.append((name, _median_us(call, calls, repeat)))
+    finally:
+        ops._LAUNCHERS[ops.row_forward], ops._LAUNCHERS[ops.row_backward] = saved[:2]
+        function.forward, function.backward = staticmethod(saved[2]), staticmethod(saved[3])
+    floor = _EmptyCallOp.apply
+    args = (None, None, None, layer.spec, None, 0.0, None)
+    rows.append(("floor: the op's arguments and context, called directly", _median_us(
+        lambda: torch.autograd.grad(floor(x, gamma, beta, *args), (x, gamma, beta), dy), calls, repeat)))  # fmt: skip
+    return rows
+
+
+def _median_us(run: Callable[[], Any], calls: int, repeat: int) -> float:
+    for _ in range(20):
+        run()
+    rounds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            run()
+        rounds.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--paths", nargs="*", help="measure only these paths (by name)")
+    parser.add_argument("--breakdown", action="store_true", help="where the module forward+backward's time goes")
     args = parser.parse_args()
+    if args.breakdown:
+        rows = breakdown(args.calls, args.repeat)
+        print("| module forward+backward, with | microseconds per call | the layer replaced |")
+        print("|---|---:|---:|")
+        for (name, us), previous in zip(rows, [None, *rows[:-1]], strict=True):
+            print(f"| {name} | {us:.1f} | {'' if previous is None else f'{previous[1] - us:.1f}'} |")
+        return
     results = measure(args.calls, args.repeat, args.paths)
     import triton
 
