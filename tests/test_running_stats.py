@@ -31,8 +31,9 @@ def test_param_free_norm_tracks_like_batchnorm2d(norm, momentum):
 
 LAYOUTS = {  # the torch backend's three ways to batch statistics
     "one sample (group-norm rows)": ((1, 6, 9, 7), torch.contiguous_format),
-    "merged rows": ((3, 6, 64, 64), torch.contiguous_format),  # N > 1, at least 64K elements
-    "batch-norm kernel": ((3, 6, 64, 64), torch.channels_last),
+    "merged rows": ((2, 8, 128, 128), torch.contiguous_format),  # N > 1, 256K elements, long rows
+    "batch-norm kernel, channels_last": ((2, 8, 128, 128), torch.channels_last),
+    "batch-norm kernel, short rows": ((3, 6, 64, 64), torch.contiguous_format),
 }
 
 
@@ -40,7 +41,9 @@ LAYOUTS = {  # the torch backend's three ways to batch statistics
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_batch_statistics_of_every_layout_track_like_float64_batchnorm(layout, momentum):
     """Output, gradient and running estimates against torch's batch norm in float64, on inputs whose mean is far from
-    zero (uncentred moments would lose their digits), each way the torch backend takes the statistics."""
+    zero (uncentred moments would lose their digits), each way the torch backend takes the statistics. The output's
+    bound is 2e-4 or twice the error of torch's own float32 batch norm on the same input, whichever is larger
+    (torch's channels_last kernel loses a few digits at 256K elements)."""
     torch.manual_seed(0)
     shape, memory_format = LAYOUTS[layout]
     ours = ParamFreeNorm(shape[1], "batch", momentum=momentum)
@@ -49,7 +52,8 @@ def test_batch_statistics_of_every_layout_track_like_float64_batchnorm(layout, m
         x = (torch.randn(shape) * (step + 1) + 100).contiguous(memory_format=memory_format).requires_grad_(True)
         x64 = x.detach().double().requires_grad_(True)
         y, expected = ours(x), theirs(x64)
-        torch.testing.assert_close(y.double(), expected, rtol=0, atol=2e-4)
+        torch_error = (F.batch_norm(x.detach(), None, None, training=True).double() - expected).abs().max().item()
+        torch.testing.assert_close(y.double(), expected, rtol=0, atol=max(2e-4, 2 * torch_error))
         dy = torch.randn(shape)
         torch.testing.assert_close(*(torch.autograd.grad(out, t, dy.to(out.dtype))[0].double()
                                      for out, t in ((y, x), (expected, x64))), rtol=0, atol=1e-4)  # fmt: skip

@@ -129,9 +129,11 @@ class _ProductSums:
         return a.sum(spatial) * b.reshape(b.shape[0], b.shape[1])
 
 
-_MERGED_ROWS_MIN = 1 << 16
-"""Elements from which an NCHW x with N > 1 takes its batch statistics from per-(n, c) rows (below, the few extra
-small operations of the merge cost more than torch's batch-norm kernel loses)."""
+_MERGED_ROWS_MIN = 1 << 18
+_MERGED_ROW_LENGTH_MIN = 64
+"""Elements, and positions per (n, c) row, from which an NCHW x with N > 1 takes its batch statistics from merged
+rows: measured on CPU, the merge (a few small operations, and x_hat computed in a second pass) costs more than
+torch's batch-norm kernel loses below 256K elements, and for rows of 16 positions at 512K."""
 
 
 def _batch_statistics(
@@ -143,13 +145,15 @@ def _batch_statistics(
 
     A contiguous (NCHW) x takes them from torch's group-norm kernel with one group per channel, which on CPU is 2 to 7
     times faster than its batch-norm kernel on that layout (whose statistics pass strides through each channel): for
-    N = 1 a channel's set is one row, so the call also gives x_hat; for N > 1 the per-(n, c) rows are merged (equal
-    counts: the mean of the means, and the mean of the variances plus the variance of the means).
+    N = 1 a channel's set is one row, so the call also gives x_hat; for N > 1 (from 256K elements and rows of 64
+    positions) the per-(n, c) rows are merged (equal counts: the mean of the means, and the mean of the variances
+    plus the variance of the means).
     """
     local = spec.set_size(x)
     count: int | Tensor = local
     n, c = x.shape[:2]
-    if x.is_contiguous() and (n == 1 or x.numel() >= _MERGED_ROWS_MIN):
+    long_rows = x.numel() >= _MERGED_ROWS_MIN and local // n >= _MERGED_ROW_LENGTH_MIN
+    if x.is_contiguous() and (n == 1 or long_rows):
         if n == 1 and not sync:
             x_hat, mean, rstd = torch.native_group_norm(x, None, None, 1, c, local, c, spec.eps)
             mean, rstd = mean.view(c), rstd.view(c)
