@@ -112,7 +112,8 @@ def check_num_groups(norm: str, num_groups: object, num_channels: int) -> int | 
 
 
 _SPECS: dict[tuple[object, ...], NormSpec] = {}
-"""Resolved specs of argument values that passed the checks (plain str, int or None, float; the default group)."""
+"""Resolved specs of argument values that passed the checks (plain str, int or None, float, a concrete channel count;
+the default group)."""
 
 
 def norm_spec(norm: object, num_groups: object, eps: object, num_channels: int, process_group: object) -> NormSpec:
@@ -122,7 +123,7 @@ def norm_spec(norm: object, num_groups: object, eps: object, num_channels: int, 
     the key holds the exact types (``True`` and ``1`` and ``1.0`` are equal as keys, not as arguments).
     """
     key = (norm, num_groups, type(num_groups), eps, type(eps), num_channels)
-    cacheable = process_group is None and type(norm) is str and type(eps) is float
+    cacheable = process_group is None and type(norm) is str and type(eps) is float and type(num_channels) is int
     if cacheable and (spec := _SPECS.get(key)) is not None:
         return spec
     spec = _norm_spec(norm, num_groups, eps, num_channels, process_group)

@@ -28,6 +28,13 @@ from .plan import Launch
 _f32 = torch.float32
 
 
+def _per_nc(x: Tensor, planes: int, shape: tuple[int, int, int]) -> Tensor:
+    """An fp32 (planes, N, C) tensor beside x; ``shape`` is the variant's (N, C, S) (plain ints: the cheapest
+    allocation on every call)."""
+    size = (planes, shape[0], shape[1])
+    return x.new_empty(size) if x.dtype is _f32 else x.new_empty(size, dtype=_f32)
+
+
 def partial_stats(x: Tensor, launch: list[int]) -> Tensor:
     """fp32 (2, N, C, P): mean and M2 of x over P spans of ``launch.span`` positions of S."""
     key = ("partial_stats", x.device, *launch, tensor_key(x))
@@ -93,7 +100,7 @@ def row_forward(
     if v.transforms is not None:
         x, gamma, beta, labels = a.transformed(v.transforms, x, x, gamma, beta, labels)
     y = torch.empty_like(x, dtype=v.dtype)  # x flattens: as output_like
-    stats = x.new_empty((2, x.shape[0], x.shape[1]), dtype=_f32) if x.dtype != _f32 else x.new_empty((2, *x.shape[:2]))
+    stats = _per_nc(x, 2, v.ints[0])
     _launch(_row_fwd_kernel, v, (x, y, stats, gamma, beta, labels, scale, shift, float(eps), *v.ints))
     return y, stats
 
@@ -295,7 +302,7 @@ def row_backward(
     if v.transforms is not None:
         dy, x, gamma, beta_read, labels = a.transformed(v.transforms, x, dy, x, gamma, beta_read, labels)
     dx, dgamma, dbeta = _gradient_maps(x, gamma, beta, write_dx, write_dgamma, write_dbeta)
-    sums = x.new_empty((4, x.shape[0], x.shape[1]), dtype=_f32) if x.dtype != _f32 else x.new_empty((4, *x.shape[:2]))
+    sums = _per_nc(x, 4, v.ints[0])
     _launch(_row_bwd_kernel, v, (dy, x, stats, gamma, beta_read, labels, scale, *_written(dx, dgamma, dbeta), sums,
                                  *v.ints))  # fmt: skip
     return dx, dgamma, dbeta, sums
