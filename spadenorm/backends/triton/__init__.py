@@ -13,15 +13,16 @@ import torch
 from torch import Tensor
 
 from ..._core import Modulation, NormSpec, RunningStats
+from . import ops
 from .autograd import TritonModulatedNorm, forward
-from .plan import plan_for
+from .prepared import prepare
 
 __all__ = ["modulated_norm"]
 
 
 def modulated_norm(x: Tensor, mod: Modulation, spec: NormSpec, running: RunningStats | None, training: bool) -> Tensor:
-    """The op on resolved arguments (see :func:`spadenorm._backend.modulated_norm`): its plan, then the autograd
-    function, or the forward alone when nothing needs a gradient."""
+    """The op on resolved arguments (see :func:`spadenorm._backend.modulated_norm`): its prepared call (plan and
+    launch variants), then the autograd function, or the forward alone when nothing needs a gradient."""
     gamma, beta, labels, scale, shift = mod
     factor = running.count_batch() if running is not None and training else 0.0
     grad = torch.is_grad_enabled() and (
@@ -32,7 +33,9 @@ def modulated_norm(x: Tensor, mod: Modulation, spec: NormSpec, running: RunningS
         or (shift is not None and shift.requires_grad)
     )
     need_z = grad and scale is not None and scale.requires_grad
-    plan = plan_for(x, spec, training, labels is not None, need_z)
+    call = prepare(
+        x, gamma, beta, labels, scale, shift, spec, training, need_z, ops.eager(x, gamma, beta, labels, scale, shift)
+    )
     if not grad:
-        return forward(x, gamma, beta, labels, scale, shift, spec, running, factor, plan)[0]
-    return TritonModulatedNorm.apply(x, gamma, beta, labels, scale, shift, spec, running, factor, plan)
+        return forward(x, gamma, beta, labels, scale, shift, spec, running, factor, call)[0]
+    return TritonModulatedNorm.apply(x, gamma, beta, labels, scale, shift, spec, running, factor, call)

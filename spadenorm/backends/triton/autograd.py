@@ -33,6 +33,7 @@ from ..._core import NormSpec, RunningStats
 from . import ops
 from .kernels.common import Strategy
 from .plan import CallPlan, Launch
+from .prepared import PreparedCall
 
 ROWS = (Strategy.RESIDENT, Strategy.SWEPT, Strategy.PERSISTENT)
 
@@ -103,31 +104,18 @@ def _merge_partials(moments: Tensor, span: int, spatial: int) -> tuple[Tensor, T
 
 def forward(x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None, scale: Tensor | None,
             shift: Tensor | None, spec: NormSpec, running: RunningStats | None, factor: float | Tensor,
-            plan: CallPlan) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """``(y, stats)`` of a call, launched as ``plan`` says."""
+            call: PreparedCall) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """``(y, stats)`` of a call, launched as its plan says."""
     direct = ops.eager(x, gamma, beta, labels, scale, shift)
+    plan = call.plan
     with _guard(direct, x):
         if plan.strategy in ROWS:
-            return ops.call(ops.row_forward, direct, x, gamma, beta, labels, scale, shift, spec.eps,
-                            _arg(plan.forward[0], direct))  # fmt: skip
+            if direct:
+                return call.row_forward(x, gamma, beta, labels, scale, shift, spec.eps)
+            return ops.row_forward(x, gamma, beta, labels, scale, shift, spec.eps, list(plan.forward[0]))
         stats = statistics(x, spec, running, factor, plan, direct)
         y = ops.call(ops.modulate, direct, x, gamma, beta, labels, scale, shift, stats, _arg(plan.forward[-1], direct))
         return y, stats
-
-
-def _grad_kind(shape: torch.Size | None, labels: Tensor | None) -> str:
-    """How the gradient of gamma or beta (of ``shape``) is formed: ``"table"`` (own kernel), ``"map"``
-    (elementwise), ``"vector"`` (from the per-(n, c) sums) or ``"none"``."""
-    if shape is None:
-        return "none"
-    if labels is not None:
-        return "table"
-    return _spatial_kind.__wrapped__(shape) if torch.compiler.is_compiling() else _spatial_kind(shape)
-
-
-@functools.lru_cache(maxsize=256)
-def _spatial_kind(shape: torch.Size) -> str:
-    return "map" if any(size != 1 for size in shape[2:]) else "vector"
 
 
 def _arg(launch: Launch, direct: bool) -> Any:
@@ -150,13 +138,13 @@ class TritonModulatedNorm(torch.autograd.Function):
         spec: NormSpec,
         running: RunningStats | None,
         factor: float | Tensor,
-        plan: CallPlan,
+        call: PreparedCall,
     ) -> Tensor:
         ctx.set_materialize_grads(False)  # no zeros for an unused output: backward returns no gradients then
-        y, stats = forward(x, gamma, beta, labels, scale, shift, spec, running, factor, plan)
+        y, stats = forward(x, gamma, beta, labels, scale, shift, spec, running, factor, call)
         keep_beta = beta if ctx.needs_input_grad[4] else None  # d scale sums dy * z, and z needs beta
         ctx.save_for_backward(x, gamma, keep_beta, labels, scale, stats)
-        ctx.call = (spec, plan, None if beta is None else (beta.shape, beta.dtype), None if shift is None else (
+        ctx.call = (spec, call, None if beta is None else (beta.shape, beta.dtype), None if shift is None else (
             shift.shape, shift.dtype))  # fmt: skip
         return y
 
@@ -173,18 +161,16 @@ def _backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
     """The gradients of a call, launched as its plan's backward says (see the module docstring)."""
     x, gamma, beta, labels, scale, stats = ctx.saved_tensors
     need_x, need_gamma, need_beta, _, need_scale, need_shift = ctx.needs_input_grad[:6]
-    _, plan, beta_meta, shift_meta = ctx.call
-    gamma_kind = _grad_kind(gamma.shape if gamma is not None else None, labels)
-    beta_kind = _grad_kind(beta_meta[0] if beta_meta is not None else None, labels)
+    _, call, beta_meta, shift_meta = ctx.call
+    plan, gamma_kind, beta_kind = call.plan, call.gamma_kind, call.beta_kind
     gamma_map = need_gamma and gamma_kind == "map"
     beta_map = need_beta and beta_kind == "map" and scale is not None  # without a scale, dbeta is dy
     direct = ops.eager(dy, x, gamma, beta, labels, scale)
     with _guard(direct, x):
         if plan.backward_strategy in ROWS:
-            dx, dgamma_map, dbeta_map, sums = ops.call(
-                ops.row_backward, direct, dy, x, gamma, beta, labels, scale, stats, need_x, gamma_map, beta_map,
-                need_scale, _arg(plan.backward[0], direct),
-            )  # fmt: skip
+            row_backward = call.row_backward if direct else functools.partial(_row_backward_op, plan.backward[0])
+            dx, dgamma_map, dbeta_map, sums = row_backward(dy, x, gamma, beta, labels, scale, stats, need_x,
+                                                           gamma_map, beta_map, need_scale)  # fmt: skip
             per_nc = _PerChannelSums(sums, (0, 1, 2, 3))
         else:
             dx, dgamma_map, dbeta_map, per_nc = _split_backward(
@@ -211,6 +197,11 @@ def _backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
 _once_differentiable_backward = once_differentiable(_backward)
 
 
+def _row_backward_op(launch: Launch, *args: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The registered row-backward op (for traced calls), with ``launch`` as a list, after the arguments."""
+    return ops.row_backward(*args, list(launch))
+
+
 def _split_backward(
     ctx: Any,
     direct: bool,
@@ -228,7 +219,8 @@ def _split_backward(
 ) -> tuple[Tensor, Tensor, Tensor, _PerChannelSums]:
     """Sums kernel, then the dx kernel, which pools the dx coefficients over each set from the sums' partials
     itself (or, across processes for sync-batch, from coefficients all-reduced here)."""
-    spec, plan = ctx.call[:2]
+    spec, call = ctx.call[:2]
+    plan = call.plan
     sums_launch, dx_launch = plan.backward
     need_scale, need_shift = ctx.needs_input_grad[4:6]
     projected = need_x and plan.backward_strategy == Strategy.SPLIT  # dx needs mean(g), mean(g * x_hat) per set

@@ -132,6 +132,11 @@ def overridden(**fields: Any) -> Iterator[LaunchOverrides]:
         OVERRIDES, _generation = saved, _generation + 1
 
 
+def generation() -> int:
+    """A number that changes with every change of the overrides: part of every cache key of a decided launch."""
+    return _generation
+
+
 class Signature(NamedTuple):
     """What a plan depends on: x's (N, C, S) sizes, strides and element size, the statistics, the options."""
 

@@ -1,0 +1,98 @@
+"""A call prepared once per signature: its launch plan, the gradient kinds of gamma and beta, and the variants of its
+row launches, so that an eager call in a loop pays one lookup for all of them.
+
+The signature is what the plan and the variants depend on: every tensor's shape, strides, dtype and 16-byte alignment
+(:func:`.launcher.tensor_key`), x's device, the statistics, the mode, whether the scale needs a gradient and the
+overrides in force. Calls that are traced (``torch.compile``, a dispatch mode, tensor subclasses) prepare afresh and
+launch through the registered ops, which find their variants themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from ..._core import NormSpec
+from . import launch, plan
+from .launcher import Variant, tensor_key
+from .plan import CallPlan
+
+
+class PreparedCall:
+    """A call's plan and gradient kinds, and the row variants launched so far (see the module docstring).
+
+    Attributes:
+        plan: the :class:`~.plan.CallPlan`.
+        gamma_kind, beta_kind: how the gradient of gamma and of beta is formed: ``"table"`` (own kernel), ``"map"``
+            (elementwise), ``"vector"`` (from the per-(n, c) sums) or ``"none"``.
+    """
+
+    __slots__ = ("_backward", "_forward", "beta_kind", "gamma_kind", "plan")
+
+    def __init__(self, call_plan: CallPlan, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None) -> None:
+        self.plan = call_plan
+        self.gamma_kind = _grad_kind(gamma, labels)
+        self.beta_kind = _grad_kind(beta, labels)
+        self._forward: Variant | None = None
+        self._backward: dict[tuple[Any, ...], Variant] = {}
+
+    def row_forward(self, x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None,
+                    scale: Tensor | None, shift: Tensor | None, eps: float) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """:func:`.launch.row_forward` of the plan's row launch, on tensors of this call's signature."""
+        v = self._forward
+        if v is None:
+            v = self._forward = launch.row_forward_variant(x, gamma, beta, labels, scale, shift, self.plan.forward[0])
+        return launch.run_row_forward(v, x, gamma, beta, labels, scale, shift, eps)
+
+    def row_backward(self, dy: Tensor, x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None,
+                     scale: Tensor | None, stats: Tensor, write_dx: bool, write_dgamma: bool, write_dbeta: bool,
+                     need_z: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        """:func:`.launch.row_backward` of the plan's backward row launch; the variant is kept per signature of dy
+        and per outputs written."""
+        key = (tensor_key(dy), write_dx, write_dgamma, write_dbeta, need_z)
+        v = self._backward.get(key)
+        if v is None:
+            v = self._backward[key] = launch.row_backward_variant(
+                dy, x, gamma, beta, labels, scale, write_dx, write_dgamma, write_dbeta, need_z, self.plan.backward[0]
+            )
+        return launch.run_row_backward(v, dy, x, gamma, beta, labels, scale, stats, write_dx, write_dgamma,
+                                       write_dbeta, need_z)  # fmt: skip
+
+
+_PREPARED: dict[tuple[Any, ...], PreparedCall] = {}
+
+
+def prepare(
+    x: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    labels: Tensor | None,
+    scale: Tensor | None,
+    shift: Tensor | None,
+    spec: NormSpec,
+    training: bool,
+    need_z: bool,
+    eager: bool,
+) -> PreparedCall:
+    """The prepared call for these arguments: kept per signature where ``eager`` (from :func:`.ops.eager`),
+    prepared afresh otherwise."""
+    if not eager:
+        return PreparedCall(plan.plan_for(x, spec, training, labels is not None, need_z), gamma, beta, labels)
+    key = (*map(tensor_key, (x, gamma, beta, labels, scale, shift)), x.device, spec.norm, spec.num_groups, training,
+           need_z, plan.generation())  # fmt: skip
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        if len(_PREPARED) > 4096:
+            _PREPARED.clear()
+        call_plan = plan.plan_for(x, spec, training, labels is not None, need_z)
+        prepared = _PREPARED[key] = PreparedCall(call_plan, gamma, beta, labels)
+    return prepared
+
+
+def _grad_kind(t: Tensor | None, labels: Tensor | None) -> str:
+    if t is None:
+        return "none"
+    if labels is not None:
+        return "table"
+    return "map" if any(size != 1 for size in t.shape[2:]) else "vector"
