@@ -106,8 +106,7 @@ def forward(x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor
             shift: Tensor | None, spec: NormSpec, running: RunningStats | None, factor: float | Tensor,
             call: PreparedCall) -> tuple[Tensor, Tensor]:  # fmt: skip
     """``(y, stats)`` of a call, launched as its plan says."""
-    direct = ops.eager(x, gamma, beta, labels, scale, shift)
-    plan = call.plan
+    direct, plan = call.direct, call.plan
     with _guard(direct, x):
         if plan.strategy in ROWS:
             if direct:

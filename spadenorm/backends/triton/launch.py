@@ -222,7 +222,8 @@ def _gradient_maps(
 
 
 def _written(*maps: Tensor) -> tuple[Tensor | None, ...]:
-    return tuple(t if t.numel() else None for t in maps)
+    """The maps a kernel writes: each map, or None where it is empty (not asked for)."""
+    return tuple([t if t.numel() else None for t in maps])
 
 
 def backward_dx(

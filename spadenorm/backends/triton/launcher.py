@@ -68,7 +68,7 @@ def launch(kernel: Any, v: Variant, args: Sequence[Any]) -> None:
     compiled kernel directly. ``v``'s key must determine Triton's specialization of ``args`` (see the module
     docstring). ``v.constexprs`` follow the kernel's other parameters, in order."""
     compiled = v.compiled
-    if compiled is not None:
+    if compiled is not None and DIRECT:
         active = driver.active
         stream = active.get_current_stream(active.get_current_device())
         knobs = triton.knobs.runtime

@@ -26,12 +26,16 @@ class PreparedCall:
         plan: the :class:`~.plan.CallPlan`.
         gamma_kind, beta_kind: how the gradient of gamma and of beta is formed: ``"table"`` (own kernel), ``"map"``
             (elementwise), ``"vector"`` (from the per-(n, c) sums) or ``"none"``.
+        direct: prepared for an eager call (see :func:`.ops.eager`), whose forward launches directly; a traced
+            call's is prepared afresh, with False.
     """
 
-    __slots__ = ("_backward", "_forward", "beta_kind", "gamma_kind", "plan")
+    __slots__ = ("_backward", "_forward", "beta_kind", "direct", "gamma_kind", "plan")
 
-    def __init__(self, call_plan: CallPlan, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None) -> None:
+    def __init__(self, call_plan: CallPlan, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None,
+                 direct: bool) -> None:  # fmt: skip
         self.plan = call_plan
+        self.direct = direct
         self.gamma_kind = _grad_kind(gamma, labels)
         self.beta_kind = _grad_kind(beta, labels)
         self._forward: Variant | None = None
@@ -78,7 +82,7 @@ def prepare(
     """The prepared call for these arguments: kept per signature where ``eager`` (from :func:`.ops.eager`),
     prepared afresh otherwise."""
     if not eager:
-        return PreparedCall(plan.plan_for(x, spec, training, labels is not None, need_z), gamma, beta, labels)
+        return PreparedCall(plan.plan_for(x, spec, training, labels is not None, need_z), gamma, beta, labels, False)
     key = (*map(tensor_key, (x, gamma, beta, labels, scale, shift)), x.device, spec.norm, spec.num_groups, training,
            need_z, plan.generation())  # fmt: skip
     prepared = _PREPARED.get(key)
@@ -86,7 +90,7 @@ def prepare(
         if len(_PREPARED) > 4096:
             _PREPARED.clear()
         call_plan = plan.plan_for(x, spec, training, labels is not None, need_z)
-        prepared = _PREPARED[key] = PreparedCall(call_plan, gamma, beta, labels)
+        prepared = _PREPARED[key] = PreparedCall(call_plan, gamma, beta, labels, True)
     return prepared
 
 
