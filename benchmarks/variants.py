@@ -19,7 +19,7 @@ import torch
 
 import spadenorm
 from spadenorm import _backend
-from spadenorm.backends.triton import launch, launcher, plan
+from spadenorm.backends.triton import launch, launcher, plan, prepared
 from spadenorm.backends.triton.occupancy import Device
 
 KERNELS = (
@@ -62,6 +62,7 @@ class CompileOnly:
 
 def _clear_caches() -> None:
     plan._PLANS.clear()
+    prepared.clear()
     launcher.clear()
 
 

@@ -94,6 +94,11 @@ def prepare(
     return prepared
 
 
+def clear() -> None:
+    """Forget every prepared call (with the variants it holds)."""
+    _PREPARED.clear()
+
+
 def _grad_kind(t: Tensor | None, labels: Tensor | None) -> str:
     if t is None:
         return "none"
