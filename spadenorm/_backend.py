@@ -101,7 +101,7 @@ def _environment_value() -> str | None:
     """``os.environ.get(ENV_VAR)``, read on every call, from the mapping behind ``os.environ`` where CPython has one:
     the public lookup encodes the name and decodes the value each time, which costs about 2 us per call in a loop of
     small layers; this reads the same entry, kept up to date by every change through ``os.environ``."""
-    if _ENVIRON is None:
+    if _ENVIRON is None or torch.compiler.is_compiling():  # traced: the public lookup, guarded as one entry
         return os.environ.get(ENV_VAR)
     raw = _ENVIRON.get(_ENVIRON_KEY)
     return None if raw is None else os.environ.decodevalue(raw)

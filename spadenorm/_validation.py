@@ -123,7 +123,14 @@ def norm_spec(norm: object, num_groups: object, eps: object, num_channels: int, 
     the key holds the exact types (``True`` and ``1`` and ``1.0`` are equal as keys, not as arguments).
     """
     key = (norm, num_groups, type(num_groups), eps, type(eps), num_channels)
-    cacheable = process_group is None and type(norm) is str and type(eps) is float and type(num_channels) is int
+    cacheable = (
+        process_group is None
+        and type(norm) is str
+        and (num_groups is None or type(num_groups) is int)
+        and type(eps) is float
+        and type(num_channels) is int
+        and not torch.compiler.is_compiling()  # a traced read of the cache would guard on its contents
+    )
     if cacheable and (spec := _SPECS.get(key)) is not None:
         return spec
     spec = _norm_spec(norm, num_groups, eps, num_channels, process_group)

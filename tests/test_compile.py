@@ -118,3 +118,22 @@ def test_compiled_functional_keeps_channels_last():
     x = torch.randn(2, 4, 5, 5).to(memory_format=torch.channels_last)
     g = torch.randn(2, 4, 5, 5)
     torch.testing.assert_close(fn(x, g), modulated_norm(x, g, g, norm="group", num_groups=2))
+
+
+def test_compiled_functional_is_not_recompiled_by_eager_calls_or_the_environment(monkeypatch):
+    """What an eager call remembers (resolved specs) and unrelated environment variables are not part of a compiled
+    function's guards: the same inputs run the first compilation again."""
+    compilations = []
+
+    def counting(gm, example_inputs):
+        compilations.append(gm)
+        return gm.forward
+
+    fn = torch.compile(lambda x, g: modulated_norm(x, g, g, norm="group", num_groups=2), backend=counting)
+    x, g = torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5)
+    fn(x, g)
+    fn(x, g)
+    modulated_norm(x, g, g, norm="group", num_groups=4, eps=1e-3)  # an eager call with a spec not seen before
+    monkeypatch.setenv("SPADENORM_UNRELATED_VARIABLE", "1")
+    fn(x, g)
+    assert len(compilations) == 1

@@ -61,6 +61,22 @@ def test_batch_statistics_of_every_layout_track_like_float64_batchnorm(layout, m
         torch.testing.assert_close(ours.running_var.double(), theirs.running_var, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("layout", ["one sample (group-norm rows)", "batch-norm kernel, short rows"])
+def test_running_variance_far_below_eps_keeps_its_digits(layout):
+    """A variance of 1e-8 with eps 1e-5: the running estimate is the variance itself, not a difference against eps
+    (float32 leaves 1e-4 relative error there). Merged rows and torch's channels_last kernel are left out: at a
+    mean 3e4 standard deviations from zero their float32 means bound the variance to about 1e-4 relative (an
+    absolute 1e-12 here), as torch's own channels_last kernel; the test above covers them at ordinary ratios."""
+    torch.manual_seed(0)
+    shape, memory_format = LAYOUTS[layout]
+    x = (torch.randn(shape, dtype=torch.float64) * 1e-4 + 3).float().contiguous(memory_format=memory_format)
+    ours = ParamFreeNorm(shape[1], "batch", momentum=1.0)
+    theirs = torch.nn.BatchNorm2d(shape[1], affine=False, momentum=1.0).double()
+    ours(x)
+    theirs(x.double())
+    torch.testing.assert_close(ours.running_var.double(), theirs.running_var, rtol=1e-5, atol=0)
+
+
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_conditional_batchnorm_tracks_like_batchnorm2d(momentum):
     torch.manual_seed(0)

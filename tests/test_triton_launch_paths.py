@@ -12,7 +12,7 @@ import torch
 import spadenorm
 from spadenorm._core import NormSpec
 from spadenorm.functional import class_modulated_norm, modulated_norm
-from spadenorm.reference import class_modulated_norm_reference
+from spadenorm.reference import class_modulated_norm_reference, modulated_norm_reference
 from spadenorm.testing import check_against_reference
 
 pytest.importorskip("triton")
@@ -379,6 +379,28 @@ def test_gamma_broadcast_over_some_spatial_dimensions(shape):
     for row_kernels in (True, False):
         with overridden(row_kernels=row_kernels):
             check_against_reference(x, gamma, beta, norm="instance")
+
+
+def test_saved_tensors_handed_back_in_another_layout_get_their_own_backward_launch():
+    """A saved-tensor hook may give x back in another memory format (``save_on_cpu`` restores channels_last as
+    contiguous): the backward launches with the strides of what it got, also after a call of the same forward
+    signature has run its backward without the hook."""
+    x, gamma, beta = _inputs((2, 16, 4, 4), seed=11, channels_last=True)
+    dy = torch.randn(x.shape, generator=torch.Generator().manual_seed(12)).to(DEVICE)
+    expected = torch.autograd.grad(
+        modulated_norm_reference(x.double(), gamma.double(), beta.double(), norm="instance"), x, dy.double()
+    )[0]
+
+    def contiguous_x(t):
+        return t.contiguous() if t.shape == x.shape and t.is_contiguous(memory_format=torch.channels_last) else t
+
+    with overridden(row_kernels=True):
+        plain = torch.autograd.grad(modulated_norm(x, gamma, beta), x, dy)[0]
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: t, contiguous_x):
+            y = modulated_norm(x, gamma, beta)
+        hooked = torch.autograd.grad(y, x, dy)[0]
+    torch.testing.assert_close(plain, expected.float(), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(hooked, expected.float(), atol=1e-4, rtol=1e-4)
 
 
 def test_symbolic_tracing_records_the_registered_ops():

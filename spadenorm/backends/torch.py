@@ -157,8 +157,9 @@ def _batch_statistics(
         if n == 1 and not sync:
             x_hat, mean, rstd = torch.native_group_norm(x, None, None, 1, c, local, c, spec.eps)
             mean, rstd = mean.view(c), rstd.view(c)
-            if running is not None:
-                running.update(mean, rstd.pow(-2).sub_(spec.eps).clamp_(min=0), count, factor)
+            if running is not None:  # var = mean(x_hat^2) / rstd^2: no cancellation against eps when var << eps
+                var = torch.linalg.vector_norm(x_hat.view(c, local), dim=1).square_().div_(local) / rstd.square()
+                running.update(mean, var, count, factor)
             return x_hat, mean, rstd, count
         _, row_mean, row_rstd = torch.native_group_norm(x, None, None, n, c, local // n, c, 0.0)
         mean = row_mean.mean(0)

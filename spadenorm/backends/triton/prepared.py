@@ -53,8 +53,10 @@ class PreparedCall:
                      scale: Tensor | None, stats: Tensor, write_dx: bool, write_dgamma: bool, write_dbeta: bool,
                      need_z: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
         """:func:`.launch.row_backward` of the plan's backward row launch; the variant is kept per signature of dy
-        and per outputs written."""
-        key = (tensor_key(dy), write_dx, write_dgamma, write_dbeta, need_z)
+        and of the saved tensors as they come back (saved-tensor hooks may hand them back in another layout, as
+        ``save_on_cpu`` does) and per outputs written."""
+        key = (*map(tensor_key, (dy, x, gamma, beta if need_z else None, labels, scale)), write_dx, write_dgamma,
+               write_dbeta, need_z)  # fmt: skip
         v = self._backward.get(key)
         if v is None:
             v = self._backward[key] = launch.row_backward_variant(
