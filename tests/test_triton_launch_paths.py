@@ -322,21 +322,21 @@ def test_identical_calls_launch_identical_grids_and_arguments(norm, monkeypatch)
 
 
 def test_eager_calls_skip_the_dispatcher_and_traced_calls_go_through_it(monkeypatch):
-    """Eager calls on plain tensors run the launches of their prepared call directly, without the registered ops;
-    tracing (make_fx, here) records the registered ops, so torch.compile and export see opaque ops with their
-    fakes."""
+    """Eager calls on plain tensors launch without the dispatcher: the forward from its prepared call, the backward
+    through its op's launcher; tracing (make_fx, here) records the registered ops, so torch.compile and export see
+    opaque ops with their fakes."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    direct, registered = [], []
-    for fn in (launch.run_row_forward, launch.run_row_backward):
-        monkeypatch.setattr(launch, fn.__name__, lambda *a, _fn=fn: direct.append(_fn) or _fn(*a))
+    direct = []
+    monkeypatch.setattr(launch, "run_row_forward", lambda *a, _fn=launch.run_row_forward: direct.append(_fn) or _fn(*a))
     for op, fn in list(ops._LAUNCHERS.items()):
-        monkeypatch.setitem(ops._LAUNCHERS, op, lambda *a, _fn=fn: registered.append(_fn) or _fn(*a))
+        monkeypatch.setitem(ops._LAUNCHERS, op, lambda *a, _fn=fn: direct.append(_fn) or _fn(*a))
     x, gamma, beta = _inputs((2, 3, 4, 5), seed=6)
     modulated_norm(x, gamma, beta).sum().backward()
-    assert [fn.__name__ for fn in direct] == ["run_row_forward", "run_row_backward"]
-    assert not registered  # neither the dispatcher nor the ops' launchers
+    assert [fn.__name__ for fn in direct] == ["run_row_forward", "row_backward"]  # both called directly
+    direct.clear()
     graph = make_fx(lambda x, g, b: modulated_norm(x, g, b))(x.detach(), gamma.detach(), beta)
+    assert not [fn for fn in direct if fn.__name__ != "run_row_forward"]  # no direct launcher call: traced
     assert "spadenorm.row_forward" in str(graph.code)  # traced: through the registered op
 
 

@@ -21,7 +21,6 @@ backward: x, gamma, labels, scale, the statistics, and beta only when scale need
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Any
 
 import torch
@@ -167,9 +166,10 @@ def _backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
     direct = ops.eager(dy, x, gamma, beta, labels, scale)
     with _guard(direct, x):
         if plan.backward_strategy in ROWS:
-            row_backward = call.row_backward if direct else functools.partial(_row_backward_op, plan.backward[0])
-            dx, dgamma_map, dbeta_map, sums = row_backward(dy, x, gamma, beta, labels, scale, stats, need_x,
-                                                           gamma_map, beta_map, need_scale)  # fmt: skip
+            dx, dgamma_map, dbeta_map, sums = ops.call(
+                ops.row_backward, direct, dy, x, gamma, beta, labels, scale, stats, need_x, gamma_map, beta_map,
+                need_scale, _arg(plan.backward[0], direct),
+            )  # fmt: skip
             per_nc = _PerChannelSums(sums, (0, 1, 2, 3))
         else:
             dx, dgamma_map, dbeta_map, per_nc = _split_backward(
@@ -194,11 +194,6 @@ def _backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
 
 
 _once_differentiable_backward = once_differentiable(_backward)
-
-
-def _row_backward_op(launch: Launch, *args: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The registered row-backward op (for traced calls), with ``launch`` as a list, after the arguments."""
-    return ops.row_backward(*args, list(launch))
 
 
 def _split_backward(

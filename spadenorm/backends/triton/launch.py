@@ -310,26 +310,10 @@ def row_backward(
 
     sums: fp32 (4, N, C) of dz, dz * x_hat, dy and (``need_z``, reading beta) dy * z per (n, c).
     """
-    v = row_backward_variant(dy, x, gamma, beta, labels, scale, write_dx, write_dgamma, write_dbeta, need_z, launch)
-    return run_row_backward(v, dy, x, gamma, beta, labels, scale, stats, write_dx, write_dgamma, write_dbeta, need_z)
-
-
-def row_backward_variant(dy: Tensor, x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None,
-                         scale: Tensor | None, write_dx: bool, write_dgamma: bool, write_dbeta: bool, need_z: bool,
-                         launch: Sequence[int]) -> Variant:  # fmt: skip
-    """The variant :func:`row_backward` launches for these arguments (``launch``: a list or a plan.Launch)."""
     beta_read = beta if need_z else None
     key = ("row_backward", x.device, write_dx, write_dgamma, write_dbeta, need_z, beta is None or beta.dtype, *launch,
            *map(tensor_key, (dy, x, gamma, beta_read, labels, scale)))  # fmt: skip
-    return _VARIANTS.get(key) or made(key, _row_backward_variant, dy, x, gamma, beta_read, labels, scale, need_z,
-                                      launch)  # fmt: skip
-
-
-def run_row_backward(v: Variant, dy: Tensor, x: Tensor, gamma: Tensor | None, beta: Tensor | None,
-                     labels: Tensor | None, scale: Tensor | None, stats: Tensor, write_dx: bool, write_dgamma: bool,
-                     write_dbeta: bool, need_z: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-    """:func:`row_backward` with its variant ``v`` (of arguments with these tensors' signatures and flags)."""
-    beta_read = beta if need_z else None
+    v = _VARIANTS.get(key) or made(key, _row_backward_variant, dy, x, gamma, beta_read, labels, scale, need_z, launch)
     if v.transforms is not None:
         dy, x, gamma, beta_read, labels = a.transformed(v.transforms, x, dy, x, gamma, beta_read, labels)
     dx, dgamma, dbeta = _gradient_maps(x, gamma, beta, write_dx, write_dgamma, write_dbeta)

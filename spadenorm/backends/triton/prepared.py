@@ -1,10 +1,12 @@
-"""A call prepared once per signature: its launch plan, the gradient kinds of gamma and beta, and the variants of its
-row launches, so that an eager call in a loop pays one lookup for all of them.
+"""A call prepared once per signature: its launch plan, the gradient kinds of gamma and beta, and the variant of its
+row forward's launch, so that an eager call's forward in a loop pays one lookup for all of them.
 
 The signature is what the plan and the variants depend on: every tensor's shape, strides, dtype and 16-byte alignment
 (:func:`.launcher.tensor_key`), x's device, the statistics, the mode, whether the scale needs a gradient and the
-overrides in force. Calls that are traced (``torch.compile``, a dispatch mode, tensor subclasses) prepare afresh and
-launch through the registered ops, which find their variants themselves.
+overrides in force. The backward looks its launch up as its launcher always does, by the signatures of dy and of the
+saved tensors as they come back (a saved-tensor hook such as ``save_on_cpu`` may return them in another layout).
+Calls that are traced (``torch.compile``, a dispatch mode, tensor subclasses) prepare afresh and launch through the
+registered ops, which find their variants themselves.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .plan import CallPlan
 
 
 class PreparedCall:
-    """A call's plan and gradient kinds, and the row variants launched so far (see the module docstring).
+    """A call's plan and gradient kinds, and its row forward's variant once launched (see the module docstring).
 
     Attributes:
         plan: the :class:`~.plan.CallPlan`.
@@ -30,7 +32,7 @@ class PreparedCall:
             call's is prepared afresh, with False.
     """
 
-    __slots__ = ("_backward", "_forward", "beta_kind", "direct", "gamma_kind", "plan")
+    __slots__ = ("_forward", "beta_kind", "direct", "gamma_kind", "plan")
 
     def __init__(self, call_plan: CallPlan, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None,
                  direct: bool) -> None:  # fmt: skip
@@ -39,7 +41,6 @@ class PreparedCall:
         self.gamma_kind = _grad_kind(gamma, labels)
         self.beta_kind = _grad_kind(beta, labels)
         self._forward: Variant | None = None
-        self._backward: dict[tuple[Any, ...], Variant] = {}
 
     def row_forward(self, x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None,
                     scale: Tensor | None, shift: Tensor | None, eps: float) -> tuple[Tensor, Tensor]:  # fmt: skip
@@ -48,22 +49,6 @@ class PreparedCall:
         if v is None:
             v = self._forward = launch.row_forward_variant(x, gamma, beta, labels, scale, shift, self.plan.forward[0])
         return launch.run_row_forward(v, x, gamma, beta, labels, scale, shift, eps)
-
-    def row_backward(self, dy: Tensor, x: Tensor, gamma: Tensor | None, beta: Tensor | None, labels: Tensor | None,
-                     scale: Tensor | None, stats: Tensor, write_dx: bool, write_dgamma: bool, write_dbeta: bool,
-                     need_z: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-        """:func:`.launch.row_backward` of the plan's backward row launch; the variant is kept per signature of dy
-        and of the saved tensors as they come back (saved-tensor hooks may hand them back in another layout, as
-        ``save_on_cpu`` does) and per outputs written."""
-        key = (*map(tensor_key, (dy, x, gamma, beta if need_z else None, labels, scale)), write_dx, write_dgamma,
-               write_dbeta, need_z)  # fmt: skip
-        v = self._backward.get(key)
-        if v is None:
-            v = self._backward[key] = launch.row_backward_variant(
-                dy, x, gamma, beta, labels, scale, write_dx, write_dgamma, write_dbeta, need_z, self.plan.backward[0]
-            )
-        return launch.run_row_backward(v, dy, x, gamma, beta, labels, scale, stats, write_dx, write_dgamma,
-                                       write_dbeta, need_z)  # fmt: skip
 
 
 _PREPARED: dict[tuple[Any, ...], PreparedCall] = {}
