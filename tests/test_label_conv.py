@@ -398,6 +398,25 @@ def test_spade_keeps_channels_last_and_contiguous_layouts():
         torch.testing.assert_close(y, layer(x, F.one_hot(ids, 5).movedim(-1, 1).float()))
 
 
+@pytest.mark.parametrize("height", [255, 256])
+def test_spade_hidden_map_is_channels_last_from_the_threshold_on_cpu(height):
+    """From HIDDEN_CHANNELS_LAST_MIN_POSITIONS label positions on, a CPU lookup's hidden map is channels last for a
+    contiguous x (below it, x's layout); y, dx and every weight gradient stay those of the one-hot map's convolution,
+    and y keeps x's layout."""
+    assert spade_module.HIDDEN_CHANNELS_LAST_MIN_POSITIONS == 256 * 256
+    layer = SPADE(3, label_nc=6, hidden_channels=4, label_lookup=True).double()
+    hidden = []
+    layer.mlp_gamma.register_forward_pre_hook(lambda module, args: hidden.append(args[0]))
+    ids = torch.randint(0, 6, (1, height, 256), dtype=torch.uint8)  # as a PNG label map loads
+    x = torch.randn(1, 3, height, 256, dtype=torch.float64)
+    got = _spade_grads(layer, x, ids)
+    wanted_channels_last = height * 256 >= spade_module.HIDDEN_CHANNELS_LAST_MIN_POSITIONS
+    assert hidden[0].is_contiguous(memory_format=torch.channels_last) == wanted_channels_last
+    assert hidden[0].is_contiguous() != wanted_channels_last
+    assert layer(x, ids).is_contiguous()
+    _assert_same_results(got, _spade_grads(layer, x, F.one_hot(ids.long(), 6).movedim(-1, 1).double()))
+
+
 def test_spade_fused_gamma_beta_convolution_equals_two():
     layer = SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True).double()
     fused = SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True, fuse_gamma_beta=True).double()
