@@ -56,10 +56,17 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, float]:
 def alternate(benchmark: Any, variants: dict[str, Callable[[], Any]], rounds: int) -> Times:
     """Time ``variants`` in alternation for ``rounds`` rounds under pytest-benchmark (which times each round).
 
-    With ``--benchmark-disable`` pytest-benchmark runs one round. Every call runs on the ``"torch"`` backend.
+    Each variant runs once untimed first (when benchmarking): the first forward and backward of a model touch its
+    memory for the first time, which costs the variant that keeps the most for backward the most, so a timed first
+    round would favour the others. With ``--benchmark-disable`` pytest-benchmark runs one round, and nothing runs
+    before it. Every call runs on the ``"torch"`` backend.
     """
     times: Times = {name: {"wall_s": [], "cpu_s": []} for name in variants}
     order = list(variants)
+    if not benchmark.disabled:
+        with spadenorm.use_backend("torch"):
+            for name in order:
+                variants[name]()
 
     def one_round() -> None:
         with spadenorm.use_backend("torch"):

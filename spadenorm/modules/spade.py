@@ -39,10 +39,11 @@ HIDDEN_CHANNELS_LAST_MIN_POSITIONS = 2**16
 """On CPU, the fewest label positions (N times the map's positions at x's size) from which a lookup's result, and
 so the hidden map that ``mlp_gamma`` and ``mlp_beta`` read, is kept channels last whatever x's layout: the lookup
 computes it in that order (no transposing copy forward or backward), and oneDNN's convolutions of such maps ran
-faster channels last. Measured per SPADE layer, forward and backward, x contiguous, 151 classes: 0.88x to 0.95x the
-time at 1 x 64 to 128 x 256 x 256, 2 x 128 x 256 x 256 and 4 x 128 x 128 x 128; below the threshold 1 x 128 to 512
-channels at 128 x 128 and 64 x 64 ran 1.08x to 1.12x slower (the mixed layouts cost more than the convolutions
-gain), so there the hidden map follows x (docs/benchmarks.md)."""
+faster channels last. Measured per SPADE layer on two CPU threads, forward and backward, x contiguous, 151 classes,
+channels-last hidden map against x's layout: 0.88x to 0.95x the time at 1 x 64 and 1 x 128 x 256 x 256, 2 x 128 x
+256 x 256 and 4 x 128 x 128 x 128; below the threshold, 1 x 128 and 1 x 256 x 128 x 128 and 1 x 512 x 64 x 64 ran
+1.08x to 1.12x slower (the mixed layouts cost more than the convolutions gain) and 1 x 64 x 128 x 128 0.87x, so there
+the hidden map follows x (docs/benchmarks.md)."""
 
 
 class SPADE(nn.Module):
