@@ -417,6 +417,17 @@ def test_spade_hidden_map_is_channels_last_from_the_threshold_on_cpu(height):
     _assert_same_results(got, _spade_grads(layer, x, F.one_hot(ids.long(), 6).movedim(-1, 1).double()))
 
 
+def test_spade_hidden_map_of_a_volume_follows_x_past_the_threshold():
+    """3-D maps (not measured channels last) keep x's layout past HIDDEN_CHANNELS_LAST_MIN_POSITIONS."""
+    layer = SPADE(2, label_nc=3, hidden_channels=2, spatial_dims=3, label_lookup=True)
+    hidden = []
+    layer.mlp_gamma.register_forward_pre_hook(lambda module, args: hidden.append(args[0]))
+    ids = torch.randint(0, 3, (1, 8, 64, 128))
+    assert ids.numel() >= spade_module.HIDDEN_CHANNELS_LAST_MIN_POSITIONS
+    layer(torch.randn(1, 2, 8, 64, 128), ids)
+    assert hidden[0].is_contiguous()
+
+
 def test_spade_fused_gamma_beta_convolution_equals_two():
     layer = SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True).double()
     fused = SPADE(4, label_nc=5, hidden_channels=8, label_lookup=True, fuse_gamma_beta=True).double()

@@ -36,14 +36,14 @@ was measured at least 10 % faster than building the one-hot map and convolving i
 on two CPU threads (docs/benchmarks.md, the crossover table). Below, the two are within a few percent; the lookup's
 other gain, no one-hot map kept for backward, holds at any count (``label_lookup=True``)."""
 HIDDEN_CHANNELS_LAST_MIN_POSITIONS = 2**16
-"""On CPU, the fewest label positions (N times the map's positions at x's size) from which a lookup's result, and
-so the hidden map that ``mlp_gamma`` and ``mlp_beta`` read, is kept channels last whatever x's layout: the lookup
-computes it in that order (no transposing copy forward or backward), and oneDNN's convolutions of such maps ran
-faster channels last. Measured per SPADE layer on two CPU threads, forward and backward, x contiguous, 151 classes,
-channels-last hidden map against x's layout: 0.88x to 0.95x the time at 1 x 64 and 1 x 128 x 256 x 256, 2 x 128 x
-256 x 256 and 4 x 128 x 128 x 128; below the threshold, 1 x 128 and 1 x 256 x 128 x 128 and 1 x 512 x 64 x 64 ran
-1.08x to 1.12x slower (the mixed layouts cost more than the convolutions gain) and 1 x 64 x 128 x 128 0.87x, so there
-the hidden map follows x (docs/benchmarks.md)."""
+"""On CPU, for 2-D maps, the fewest label positions (N times the map's positions at x's size) from which a lookup's
+result, and so the hidden map that ``mlp_gamma`` and ``mlp_beta`` read, is kept channels last whatever x's layout:
+the lookup computes it in that order (no transposing copy forward or backward), and oneDNN's convolutions of such
+maps ran faster channels last. Measured per SPADE layer on two CPU threads, forward and backward, x contiguous, 151
+classes, channels-last hidden map against x's layout: 0.88x to 0.95x the time at 1 x 64 and 1 x 128 x 256 x 256,
+2 x 128 x 256 x 256 and 4 x 128 x 128 x 128; below the threshold, 1 x 128 and 1 x 256 x 128 x 128 and 1 x 512 x 64 x
+64 ran 1.08x to 1.12x slower (the mixed layouts cost more than the convolutions gain) and 1 x 64 x 128 x 128 0.87x,
+so there the hidden map follows x (docs/benchmarks.md). 1-D and 3-D maps, not measured, follow x's layout."""
 
 
 class SPADE(nn.Module):
@@ -288,7 +288,9 @@ class SPADE(nn.Module):
             # produce gamma and beta in it (mixed layouts make the norm and the convolutions' backward slower),
             # except for large maps on CPU, where channels last pays (HIDDEN_CHANNELS_LAST_MIN_POSITIONS).
             channels_last = not x.is_contiguous() or (
-                labels.device.type == "cpu" and labels.numel() >= HIDDEN_CHANNELS_LAST_MIN_POSITIONS
+                self.spatial_dims == 2
+                and labels.device.type == "cpu"
+                and labels.numel() >= HIDDEN_CHANNELS_LAST_MIN_POSITIONS
             )
             hidden = label_conv(labels, conv.weight, conv.bias, extra, conv.padding_mode, channels_last)
             return _activate_in_place(self.mlp_shared[1], hidden)
