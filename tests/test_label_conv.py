@@ -417,14 +417,15 @@ def test_spade_hidden_map_is_channels_last_from_the_threshold_on_cpu(height):
     _assert_same_results(got, _spade_grads(layer, x, F.one_hot(ids.long(), 6).movedim(-1, 1).double()))
 
 
-def test_spade_hidden_map_of_a_volume_follows_x_past_the_threshold():
-    """3-D maps (not measured channels last) keep x's layout past HIDDEN_CHANNELS_LAST_MIN_POSITIONS."""
-    layer = SPADE(2, label_nc=3, hidden_channels=2, spatial_dims=3, label_lookup=True)
+@pytest.mark.parametrize("size", [(65536,), (8, 64, 128)], ids=["1d", "3d"])
+def test_spade_hidden_map_of_1d_and_3d_maps_follows_x_past_the_threshold(size):
+    """1-D and 3-D maps (not measured channels last) keep x's layout past HIDDEN_CHANNELS_LAST_MIN_POSITIONS."""
+    layer = SPADE(2, label_nc=3, hidden_channels=2, spatial_dims=len(size), label_lookup=True)
     hidden = []
     layer.mlp_gamma.register_forward_pre_hook(lambda module, args: hidden.append(args[0]))
-    ids = torch.randint(0, 3, (1, 8, 64, 128))
+    ids = torch.randint(0, 3, (1, *size))
     assert ids.numel() >= spade_module.HIDDEN_CHANNELS_LAST_MIN_POSITIONS
-    layer(torch.randn(1, 2, 8, 64, 128), ids)
+    layer(torch.randn(1, 2, *size), ids)
     assert hidden[0].is_contiguous()
 
 

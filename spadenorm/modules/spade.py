@@ -43,7 +43,9 @@ maps ran faster channels last. Measured per SPADE layer on two CPU threads, forw
 classes, channels-last hidden map against x's layout: 0.88x to 0.95x the time at 1 x 64 and 1 x 128 x 256 x 256,
 2 x 128 x 256 x 256 and 4 x 128 x 128 x 128; below the threshold, 1 x 128 and 1 x 256 x 128 x 128 and 1 x 512 x 64 x
 64 ran 1.08x to 1.12x slower (the mixed layouts cost more than the convolutions gain) and 1 x 64 x 128 x 128 0.87x,
-so there the hidden map follows x (docs/benchmarks.md). 1-D and 3-D maps, not measured, follow x's layout."""
+so there the hidden map follows x (docs/benchmarks.md). Those measurements are of float32 layers with sync-batch
+statistics and up to 128 channels past the threshold; other statistics, dtypes and wider layers past it follow the
+same rule unmeasured. 1-D and 3-D maps, not measured, follow x's layout."""
 
 
 class SPADE(nn.Module):
