@@ -56,16 +56,16 @@ def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, float]:
 def alternate(benchmark: Any, variants: dict[str, Callable[[], Any]], rounds: int) -> Times:
     """Time ``variants`` in alternation for ``rounds`` rounds under pytest-benchmark (which times each round).
 
-    One untimed round runs first (when benchmarking; callers run their own warm-up call before): on the ADE20K
-    generator, the first timed round after one warm-up call per variant took the original formulation 9.8 to 11.8 s
-    against about 8 s in the later rounds of the same runs, which favoured the other variants (the cause was not
-    established); after this round it did not (7.7 to 8.9 s). With ``--benchmark-disable`` pytest-benchmark runs one
-    round and nothing runs before it. Every call runs on the ``"torch"`` backend.
+    Untimed warm-up rounds run first: two when benchmarking, one with ``--benchmark-disable`` (where pytest-benchmark
+    runs one round). With one warm-up round, the first timed round of the ADE20K generator took the original
+    formulation 9.8 to 11.8 s against about 8 s in the later rounds of the same runs, which favoured the other
+    variants (the cause was not established); after a second it did not (7.7 to 8.9 s). Every call runs on the
+    ``"torch"`` backend.
     """
     times: Times = {name: {"wall_s": [], "cpu_s": []} for name in variants}
     order = list(variants)
-    if not benchmark.disabled:
-        with spadenorm.use_backend("torch"):
+    with spadenorm.use_backend("torch"):
+        for _ in range(1 if benchmark.disabled else 2):
             for name in order:
                 variants[name]()
 

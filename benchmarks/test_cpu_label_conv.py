@@ -86,13 +86,6 @@ def _record(fixture: Any, times: dict, saved: dict[str, int], **info: Any) -> No
     )
 
 
-def _time(benchmark: Any, calls: dict[str, Callable[[], Any]], rounds: int) -> dict:
-    with spadenorm.use_backend("torch"):
-        for call in calls.values():  # warm-up
-            call()
-    return alternate(benchmark, calls, rounds)
-
-
 @pytest.mark.parametrize(("layer", "channels", "height", "width"), ADE20K_256, ids=[s[0] for s in ADE20K_256])
 def test_spade_layer(benchmark, layer, channels, height, width):
     """One SPADE layer as the ADE20K generator runs it, forward and backward (gradients of x and every weight)."""
@@ -132,7 +125,7 @@ def test_spade_layer(benchmark, layer, channels, height, width):
         return call
 
     benchmark.group = f"SPADE layer {layer} {channels}x{height}x{width}, {LABEL_NC} classes"
-    times = _time(benchmark, {name: step(*v) for name, v in variants.items()}, LAYER_ROUNDS)
+    times = alternate(benchmark, {name: step(*v) for name, v in variants.items()}, LAYER_ROUNDS)
     _record(
         benchmark,
         times,
@@ -191,7 +184,7 @@ def test_generator(benchmark, config, precision):
     benchmark.group = (
         f"generator {config}: {classes} classes, ngf {cfg['ngf']}, {crop}x{crop}, batch {batch}, {precision}"
     )
-    times = _time(benchmark, {name: step(name) for name in VARIANTS}, GENERATOR_ROUNDS)
+    times = alternate(benchmark, {name: step(name) for name in VARIANTS}, GENERATOR_ROUNDS)
     _record(
         benchmark,
         times,
@@ -242,7 +235,7 @@ def test_lookup_crossover(benchmark, classes, threads):
 
     shape = f"{channels}x{size}x{size}, batch {batch}"
     benchmark.group = f"lookup crossover: SPADE {shape}, {classes} classes, {threads} threads"
-    times = _time(benchmark, {name: step(layer) for name, layer in layers.items()}, LAYER_ROUNDS)
+    times = alternate(benchmark, {name: step(layer) for name, layer in layers.items()}, LAYER_ROUNDS)
     benchmark.extra_info.update(
         benchmark="label_conv_crossover",
         impl="alternation",
@@ -280,7 +273,7 @@ def test_gamma_beta_fusion(benchmark, layer, channels, height, width, threads):
         return call
 
     benchmark.group = f"gamma/beta fusion: SPADE layer {layer} {channels}x{height}x{width}, {threads} threads"
-    times = _time(benchmark, {name: step(module) for name, module in layers.items()}, LAYER_ROUNDS)
+    times = alternate(benchmark, {name: step(module) for name, module in layers.items()}, LAYER_ROUNDS)
     benchmark.extra_info.update(
         benchmark="label_conv_fusion",
         impl="alternation",

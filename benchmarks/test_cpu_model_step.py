@@ -133,8 +133,6 @@ def test_training_step(benchmark, norm):
             }
             for name, (g, g_in, d) in variants.items()
         }
-        for g, g_in, d in variants.values():  # warm-up
-            training_step(g, g_in, d, seg, real)
 
     steps = {name: (lambda v=v: training_step(v[0], v[1], v[2], seg, real)) for name, v in variants.items()}
     benchmark.group = f"model step {norm}: G ngf {NGF} + D ndf {NDF}, {LABEL_NC} classes, {crop}x{crop}, batch {BATCH}"
